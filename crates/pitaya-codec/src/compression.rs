@@ -1,0 +1,121 @@
+//! zlib (RFC 1950) deflate and capped inflate (spec §2.4).
+//!
+//! Pitaya calls its data-compression bit "gzip", but the format is zlib. Only handshake
+//! responses read by clients may also be gzip, which [`inflate_auto`] accepts.
+
+use std::io::{Read, Write};
+
+use flate2::Compression;
+use flate2::read::{GzDecoder, ZlibDecoder};
+use flate2::write::ZlibEncoder;
+
+/// Compresses `data` as a zlib stream at the default level, like Go's `compress/zlib`.
+///
+/// The output bytes differ from Go's (spec §14): compare round trips, not bytes.
+pub fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut encoder =
+        ZlibEncoder::new(Vec::with_capacity(data.len() / 2 + 16), Compression::default());
+    #[expect(clippy::expect_used, reason = "writing into a Vec never fails")]
+    encoder.write_all(data).and_then(|()| encoder.finish()).expect("zlib into a Vec")
+}
+
+/// Inflates a zlib stream into at most `limit` bytes.
+///
+/// # Errors
+/// [`CompressionError::Corrupt`] for a malformed stream or bad checksum, and
+/// [`CompressionError::TooLarge`] as soon as the output would exceed `limit`: the buffer
+/// never grows past `limit + 1` bytes, so a zip bomb costs nothing.
+pub fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressionError> {
+    read_capped(ZlibDecoder::new(data), limit)
+}
+
+/// Inflates a zlib or gzip stream, chosen by its magic bytes, into at most `limit` bytes.
+///
+/// # Errors
+/// As [`inflate`]; data that is neither zlib nor gzip is [`CompressionError::Corrupt`].
+pub fn inflate_auto(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressionError> {
+    match data {
+        [0x1F, 0x8B, ..] => read_capped(GzDecoder::new(data), limit),
+        _ => inflate(data, limit),
+    }
+}
+
+/// Whether `data` starts like a zlib (`78 01`, `78 5E`, `78 9C`, `78 DA`) or gzip
+/// (`1F 8B`) stream and is long enough to be one (spec §1.4). Clients use this to detect a
+/// compressed handshake response, which carries no flag.
+pub fn looks_compressed(data: &[u8]) -> bool {
+    data.len() > 2 && matches!(data, [0x78, 0x01 | 0x5E | 0x9C | 0xDA, ..] | [0x1F, 0x8B, ..])
+}
+
+fn read_capped(reader: impl Read, limit: usize) -> Result<Vec<u8>, CompressionError> {
+    let mut out = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    reader.take(cap).read_to_end(&mut out).map_err(|e| CompressionError::Corrupt(e.to_string()))?;
+    if out.len() > limit {
+        return Err(CompressionError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Why compressed data could not be inflated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompressionError {
+    /// Not a valid stream: bad header, bad data or bad checksum.
+    #[error("corrupt compressed data: {0}")]
+    Corrupt(String),
+    /// The inflated data would be larger than allowed.
+    #[error("inflated data exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit in force.
+        limit: usize,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let text = b"blablablablablablablablablablablablabla";
+        let packed = deflate(text);
+        assert!(packed.len() < text.len());
+        assert!(looks_compressed(&packed));
+        assert_eq!(inflate(&packed, 1024).unwrap(), text);
+        assert_eq!(inflate_auto(&packed, 1024).unwrap(), text);
+    }
+
+    #[test]
+    fn gzip_is_accepted_by_auto_only() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
+        gz.write_all(b"{\"code\":200}").unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(looks_compressed(&gz));
+        assert_eq!(inflate_auto(&gz, 100).unwrap(), b"{\"code\":200}");
+        assert!(matches!(inflate(&gz, 100), Err(CompressionError::Corrupt(_))));
+    }
+
+    #[test]
+    fn output_is_capped() {
+        let bomb = deflate(&vec![0u8; 1 << 20]);
+        assert_eq!(inflate(&bomb, 1000), Err(CompressionError::TooLarge { limit: 1000 }));
+        assert_eq!(inflate(&bomb, 1 << 20).unwrap().len(), 1 << 20);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(matches!(inflate(b"\x78\x9cnot zlib", 100), Err(CompressionError::Corrupt(_))));
+        assert!(matches!(inflate(b"", 100), Err(CompressionError::Corrupt(_))));
+        // A valid stream cut short.
+        let packed = deflate(b"hello hello hello");
+        assert!(inflate(&packed[..packed.len() - 3], 100).is_err());
+    }
+
+    #[test]
+    fn magic_detection() {
+        assert!(!looks_compressed(b"{\"code\":200}"));
+        assert!(!looks_compressed(&[0x78, 0x9C]));
+        assert!(looks_compressed(&[0x78, 0xDA, 0]));
+    }
+}
