@@ -58,3 +58,53 @@ pub fn handshake(data: &[u8]) {
     }
     let _ = HandshakeResponse::decode(data, 1 << 16);
 }
+
+#[cfg(test)]
+mod tests {
+    //! The stable fuzz harness: arbtest drives the same entry points as `cargo fuzz`
+    //! with random inputs for a bounded time budget on every `cargo test`.
+
+    use super::*;
+
+    const BUDGET_MS: u64 = 400;
+
+    fn run(target: fn(&[u8])) {
+        arbtest::arbtest(|u| {
+            let len = u.arbitrary_len::<u8>()?;
+            target(u.bytes(len)?);
+            Ok(())
+        })
+        .budget_ms(BUDGET_MS);
+    }
+
+    #[test]
+    fn fuzz_packet_stream() {
+        run(packet_stream);
+    }
+
+    #[test]
+    fn fuzz_message() {
+        run(message);
+    }
+
+    #[test]
+    fn fuzz_handshake() {
+        run(handshake);
+    }
+
+    #[test]
+    fn known_tricky_inputs() {
+        for input in [
+            &[][..],
+            &[0x00, 0x05],
+            &[0x01, 0x01],
+            &[0x14, 0x01, 0x78, 0x9C],
+            &[0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
+            &[4, 0xFF, 0xFF, 0xFF],
+        ] {
+            packet_stream(input);
+            message(input);
+            handshake(input);
+        }
+    }
+}
