@@ -1,0 +1,126 @@
+//! JSON written the way Go's `encoding/json` writes it, so that bytes we send match what a
+//! Go Pitaya server would send for the same value.
+//!
+//! Two differences from serde_json's defaults matter on the wire:
+//! - Go escapes `<`, `>`, `&`, U+2028 and U+2029 in strings (`\u003c`, ...), for HTML safety;
+//! - Go prints floats in their shortest form without a trailing `.0` (`1`, not `1.0`), and
+//!   with an exponent (`1e+21`, `1e-7`) below 1e-6 or from 1e21 on.
+//!
+//! Map keys come out sorted as in Go as long as maps are `BTreeMap`s or serde_json's
+//! default (sorted) `Map`.
+
+use std::io;
+
+use serde::Serialize;
+use serde_json::ser::Formatter;
+
+/// Encodes `value` as compact JSON with Go's escaping and float format.
+///
+/// # Errors
+/// Whatever serde_json reports for values JSON cannot hold (non-string map keys, ...).
+pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(128);
+    value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, GoFormatter))?;
+    Ok(out)
+}
+
+/// A serde_json formatter that reproduces Go's `encoding/json` output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GoFormatter;
+
+impl Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let escape = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            writer.write_all(fragment.get(start..i).unwrap_or_default().as_bytes())?;
+            writer.write_all(escape.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+        writer.write_all(fragment.get(start..).unwrap_or_default().as_bytes())
+    }
+
+    fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        write_go_float(writer, value, value.abs() < 1e-6 || value.abs() >= 1e21)
+    }
+
+    fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
+        let abs = value.abs();
+        // Go formats float32 with 32-bit shortest digits and the same thresholds.
+        if abs != 0.0 && (abs < 1e-6 || abs >= 1e21) {
+            write_exponent(writer, &format!("{value:e}"))
+        } else {
+            write!(writer, "{value}")
+        }
+    }
+}
+
+fn write_go_float<W: ?Sized + io::Write>(writer: &mut W, value: f64, exp: bool) -> io::Result<()> {
+    if exp && value != 0.0 {
+        write_exponent(writer, &format!("{value:e}"))
+    } else {
+        // Rust's Display is the shortest round-trip form and never uses an exponent.
+        write!(writer, "{value}")
+    }
+}
+
+/// Rust writes `1e21` / `1e-7`; Go writes `1e+21` / `1e-7`.
+fn write_exponent<W: ?Sized + io::Write>(writer: &mut W, formatted: &str) -> io::Result<()> {
+    match formatted.split_once('e') {
+        Some((mantissa, exp)) if !exp.starts_with('-') => write!(writer, "{mantissa}e+{exp}"),
+        _ => writer.write_all(formatted.as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn go(v: &serde_json::Value) -> String {
+        String::from_utf8(to_vec(v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn html_characters_are_escaped_like_go() {
+        let v = serde_json::json!({"msg": "a<b>&c\u{2028}\u{2029}\"\n"});
+        assert_eq!(go(&v), r#"{"msg":"a\u003cb\u003e\u0026c\u2028\u2029\"\n"}"#);
+    }
+
+    #[test]
+    fn floats_like_go() {
+        let cases = [
+            (1.0, "1"),
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (-2.0, "-2"),
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (1.5e-7, "1.5e-7"),
+            (0.000001, "0.000001"),
+            (0.0, "0"),
+            (1795611866118637000.0, "1795611866118637000"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(go(&serde_json::json!(value)), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn integers_and_sorted_keys() {
+        let m: BTreeMap<&str, i64> = [("b", 2), ("a", -1)].into();
+        assert_eq!(String::from_utf8(to_vec(&m).unwrap()).unwrap(), r#"{"a":-1,"b":2}"#);
+    }
+}
