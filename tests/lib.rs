@@ -1,0 +1,21 @@
+//! Support code for the workspace's cross-crate tests.
+
+use bytes::BytesMut;
+use pitaya_codec::{Packet, PacketDecoder};
+
+/// Splits a byte stream into packets, failing the test on any framing error or leftover
+/// bytes.
+pub fn packets(wire: &[u8]) -> Vec<Packet> {
+    let mut buf = BytesMut::from(wire);
+    let mut out = Vec::new();
+    let decoder = PacketDecoder::default();
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(p)) => out.push(p),
+            Ok(None) => break,
+            Err(e) => panic!("framing error in test stream: {e}"),
+        }
+    }
+    assert!(buf.is_empty(), "{} bytes left over after the last packet", buf.len());
+    out
+}

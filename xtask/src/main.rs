@@ -1,0 +1,131 @@
+//! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
+//!
+//! - `cargo xtask test`: formatting, lints, the dependency-layering check, every test,
+//!   docs, and `cargo deny` when it is installed. This is what CI runs (`.ci/run`).
+//! - `cargo xtask bench`: Criterion benches plus callgrind instruction counts, each case
+//!   printed against a baseline measured in the same run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+mod bench;
+
+#[derive(Parser)]
+#[command(about = "Project automation for the Pitaya Rust workspace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check formatting and lints, then run every test (what CI runs).
+    Test {
+        /// Skip `cargo fmt --check` and clippy (for a quick local test run).
+        #[arg(long)]
+        no_lint: bool,
+    },
+    /// Run the benchmarks and print figures against their baselines.
+    Bench {
+        /// Only run the callgrind instruction counts (fast, deterministic).
+        #[arg(long)]
+        callgrind_only: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root)?;
+    match cli.command {
+        Cmd::Test { no_lint } => test(no_lint),
+        Cmd::Bench { callgrind_only } => bench::run(&root, callgrind_only),
+    }
+}
+
+fn test(no_lint: bool) -> Result<()> {
+    let started = Instant::now();
+    if !no_lint {
+        cargo(&["fmt", "--all", "--", "--check"])?;
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
+    check_layering()?;
+    cargo(&["test", "--workspace", "--all-features"])?;
+    // The cargo-fuzz targets live in their own workspace; make sure they still compile.
+    cargo(&["check", "--manifest-path", "crates/pitaya-codec/fuzz/Cargo.toml", "--bins"])?;
+    run(Command::new("cargo")
+        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    cargo_deny()?;
+    eprintln!("xtask test: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Crates that must stay runtime-free (sans-IO): no tokio in their normal dependencies.
+const SANS_IO: [&str; 2] = ["pitaya-codec", "pitaya-serialize"];
+
+fn check_layering() -> Result<()> {
+    for krate in SANS_IO {
+        let out = Command::new("cargo")
+            .args(["tree", "-p", krate, "-e", "normal", "--prefix", "none", "--quiet"])
+            .output()
+            .context("running cargo tree")?;
+        if !out.status.success() {
+            bail!("cargo tree -p {krate} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = tree.lines().find(|l| l.starts_with("tokio") || l.starts_with("mio ")) {
+            bail!("{krate} must not depend on an async runtime, but its tree has `{line}`");
+        }
+    }
+    eprintln!("xtask: layering ok ({} have no async runtime)", SANS_IO.join(", "));
+    Ok(())
+}
+
+fn cargo_deny() -> Result<()> {
+    let present = Command::new("cargo")
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        eprintln!(
+            "xtask: SKIPPING `cargo deny check licenses bans sources`: cargo-deny is not \
+             installed (install it with `cargo install cargo-deny` to run this check)"
+        );
+        return Ok(());
+    }
+    cargo(&["deny", "--offline", "check", "licenses", "bans", "sources"])
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    run(Command::new("cargo").args(args))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask lives one level below the workspace root")
+}
