@@ -20,16 +20,11 @@ pub fn packet_stream(data: &[u8]) {
     let mut buf = BytesMut::new();
     for chunk in [a, b] {
         buf.extend_from_slice(chunk);
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(packet)) => {
-                    let mut out = BytesMut::new();
-                    assert!(packet.encode(&mut out).is_ok(), "decoded packets re-encode");
-                    let again = decoder.decode(&mut out);
-                    assert_eq!(again, Ok(Some(packet)), "packet round trip");
-                }
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(packet)) = decoder.decode(&mut buf) {
+            let mut out = BytesMut::new();
+            assert!(packet.encode(&mut out).is_ok(), "decoded packets re-encode");
+            let again = decoder.decode(&mut out);
+            assert_eq!(again, Ok(Some(packet)), "packet round trip");
         }
     }
 }

@@ -52,31 +52,26 @@ impl Formatter for GoFormatter {
     }
 
     fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
-        write_go_float(writer, value, value.abs() < 1e-6 || value.abs() >= 1e21)
+        write_go_float(writer, value, value != 0.0 && !(1e-6..1e21).contains(&value.abs()))
     }
 
     fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
-        let abs = value.abs();
         // Go formats float32 with 32-bit shortest digits and the same thresholds.
-        if abs != 0.0 && (abs < 1e-6 || abs >= 1e21) {
-            write_exponent(writer, &format!("{value:e}"))
-        } else {
-            write!(writer, "{value}")
-        }
+        write_go_float(writer, value, value != 0.0 && !(1e-6..1e21).contains(&value.abs()))
     }
 }
 
-fn write_go_float<W: ?Sized + io::Write>(writer: &mut W, value: f64, exp: bool) -> io::Result<()> {
-    if exp && value != 0.0 {
-        write_exponent(writer, &format!("{value:e}"))
-    } else {
-        // Rust's Display is the shortest round-trip form and never uses an exponent.
-        write!(writer, "{value}")
+/// Rust's `Display` is the shortest round-trip form and never uses an exponent; its
+/// `LowerExp` writes `1e21` / `1e-7` where Go writes `1e+21` / `1e-7`.
+fn write_go_float<W, F>(writer: &mut W, value: F, exponent: bool) -> io::Result<()>
+where
+    W: ?Sized + io::Write,
+    F: std::fmt::Display + std::fmt::LowerExp,
+{
+    if !exponent {
+        return write!(writer, "{value}");
     }
-}
-
-/// Rust writes `1e21` / `1e-7`; Go writes `1e+21` / `1e-7`.
-fn write_exponent<W: ?Sized + io::Write>(writer: &mut W, formatted: &str) -> io::Result<()> {
+    let formatted = format!("{value:e}");
     match formatted.split_once('e') {
         Some((mantissa, exp)) if !exp.starts_with('-') => write!(writer, "{mantissa}e+{exp}"),
         _ => writer.write_all(formatted.as_bytes()),
