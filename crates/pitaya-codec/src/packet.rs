@@ -116,6 +116,9 @@ pub fn header_bytes(kind: PacketType, len: usize) -> Result<[u8; HEADER_LEN], Pa
     Ok([kind as u8, a, b, c])
 }
 
+/// Most room reserved at once for a packet body still to arrive.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// Incremental packet decoder for a byte stream (TCP, TLS).
 ///
 /// Call [`decode`](Self::decode) whenever bytes arrive. The decoder keeps no state between
@@ -146,7 +149,8 @@ impl PacketDecoder {
     /// Takes one packet off the front of `src`.
     ///
     /// Returns `Ok(None)` when `src` does not yet hold a whole packet; the bytes stay in
-    /// `src` and room is reserved for the rest of the packet (never more than the limit).
+    /// `src` and room is reserved for more of it (at most 64 KiB at a time, so that a
+    /// declared length alone cannot make the caller allocate the whole body).
     ///
     /// # Errors
     /// [`PacketError::UnknownType`] or [`PacketError::BodyTooLarge`], detected from the
@@ -162,7 +166,9 @@ impl PacketDecoder {
         }
         let total = HEADER_LEN + header.len;
         if src.len() < total {
-            src.reserve(total - src.len());
+            // Grow in steps: a 4-byte header must not make the server commit 16 MiB for
+            // a body that may never come.
+            src.reserve((total - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         src.advance(HEADER_LEN);
@@ -276,10 +282,10 @@ mod tests {
         let decoder = PacketDecoder::with_max_body_len(10);
         let mut buf = BytesMut::from(&[4u8, 0, 0, 11][..]);
         assert_eq!(decoder.decode(&mut buf), Err(PacketError::BodyTooLarge { len: 11, max: 10 }));
-        // The largest declared length only reserves up to the limit, never beyond it.
+        // The largest declared length reserves one step, not the whole body.
         let mut buf = BytesMut::from(&[4u8, 0xFF, 0xFF, 0xFF][..]);
         assert_eq!(PacketDecoder::default().decode(&mut buf), Ok(None));
-        assert!(buf.capacity() <= HEADER_LEN + MAX_BODY_LEN + 64);
+        assert!(buf.capacity() <= HEADER_LEN + RESERVE_STEP + 64, "{}", buf.capacity());
     }
 
     #[test]
