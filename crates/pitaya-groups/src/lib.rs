@@ -1,0 +1,57 @@
+//! Groups (rooms) of uids (spec §9).
+//!
+//! - [`Groups`]: the operations every implementation offers; the etcd implementation of
+//!   the cluster layer shares it, and so do the behaviour tests.
+//! - [`MemoryGroups`]: process-local groups with optional TTL, checked every
+//!   `pitaya.groups.memory.tickduration`.
+//!
+//! Broadcasting to a group (members, then a push to each uid) lives with the application,
+//! which knows the sessions.
+
+mod error;
+mod memory;
+
+use std::time::Duration;
+
+pub use error::GroupError;
+pub use memory::MemoryGroups;
+use pitaya_core::BoxFuture;
+
+/// Result of a group operation.
+pub type GroupResult<T> = Result<T, GroupError>;
+
+/// Group operations (spec §9). Names are unique; members are uids.
+pub trait Groups: Send + Sync + 'static {
+    /// Creates an empty group. Errors with [`GroupError::AlreadyExists`].
+    fn create(&self, name: &str) -> BoxFuture<'_, GroupResult<()>>;
+
+    /// Creates an empty group that disappears when nobody renews it within `ttl`.
+    fn create_with_ttl(&self, name: &str, ttl: Duration) -> BoxFuture<'_, GroupResult<()>>;
+
+    /// Adds `uid`. Errors: [`GroupError::EmptyUid`], [`GroupError::NotFound`],
+    /// [`GroupError::MemberAlreadyExists`].
+    fn add_member(&self, name: &str, uid: &str) -> BoxFuture<'_, GroupResult<()>>;
+
+    /// Removes `uid`. Errors: [`GroupError::NotFound`], [`GroupError::MemberNotFound`].
+    fn remove_member(&self, name: &str, uid: &str) -> BoxFuture<'_, GroupResult<()>>;
+
+    /// Removes every member. Errors: [`GroupError::NotFound`].
+    fn remove_all(&self, name: &str) -> BoxFuture<'_, GroupResult<()>>;
+
+    /// Deletes the group. Errors: [`GroupError::NotFound`].
+    fn delete(&self, name: &str) -> BoxFuture<'_, GroupResult<()>>;
+
+    /// The members. Errors: [`GroupError::NotFound`].
+    fn members(&self, name: &str) -> BoxFuture<'_, GroupResult<Vec<String>>>;
+
+    /// Whether `uid` is a member. Errors: [`GroupError::EmptyUid`], [`GroupError::NotFound`].
+    fn contains(&self, name: &str, uid: &str) -> BoxFuture<'_, GroupResult<bool>>;
+
+    /// Number of members. Errors: [`GroupError::NotFound`] (the etcd implementation
+    /// returns 0 instead, as Go's does).
+    fn count(&self, name: &str) -> BoxFuture<'_, GroupResult<usize>>;
+
+    /// Restarts the TTL countdown. Errors: [`GroupError::NotFound`],
+    /// [`GroupError::TtlNotFound`] for a group without TTL.
+    fn renew_ttl(&self, name: &str) -> BoxFuture<'_, GroupResult<()>>;
+}

@@ -1,0 +1,30 @@
+//! [`NetworkEntity`]: what a session sends through.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use pitaya_core::{BoxFuture, Error};
+
+/// The connection behind a session: the agent of a client connection on a frontend, or a
+/// proxy that relays to the frontend over RPC on a backend.
+///
+/// Futures resolve once the message is queued for writing, not when the client read it.
+/// Implementations bound their queues: a send waits for room at most until the
+/// connection's write timeout, then the slow connection is closed (one slow client never
+/// stalls its senders forever).
+pub trait NetworkEntity: Send + Sync + 'static {
+    /// Queues a push message on `route`.
+    fn push(&self, route: &str, data: Bytes) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Queues the response to request `id`; `error` sets the error flag.
+    fn respond(&self, id: u64, data: Bytes, error: bool) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Sends a kick packet (ahead of anything queued) and closes the connection.
+    fn kick(&self) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Closes the connection without a kick packet. Idempotent.
+    fn close(&self);
+
+    /// The client's address, when known.
+    fn remote_addr(&self) -> Option<SocketAddr>;
+}

@@ -1,0 +1,232 @@
+//! [`Session`]: one client's state on a frontend.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+use pitaya_codec::HandshakeRequest;
+use pitaya_core::Error;
+use pitaya_serialize::session_data::{self, SessionData};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::pool::PoolInner;
+use crate::{NetworkEntity, lock, messages};
+
+type CloseCallback = Box<dyn FnOnce(&Session) + Send>;
+
+/// A client session. Cheap to clone: clones share the same state.
+///
+/// Created by [`SessionPool::create`](crate::SessionPool::create); ids count from 1 per
+/// process (spec §8.1).
+#[derive(Clone)]
+pub struct Session(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) id: i64,
+    pub(crate) uid: Mutex<Option<Arc<str>>>,
+    data: Mutex<SessionData>,
+    handshake: Mutex<Option<Arc<HandshakeRequest>>>,
+    entity: Arc<dyn NetworkEntity>,
+    on_close: Mutex<Vec<CloseCallback>>,
+    pub(crate) closed: AtomicBool,
+    pub(crate) pool: Weak<PoolInner>,
+}
+
+impl Session {
+    pub(crate) fn new(id: i64, entity: Arc<dyn NetworkEntity>, pool: Weak<PoolInner>) -> Self {
+        Self(Arc::new(Inner {
+            id,
+            uid: Mutex::new(None),
+            data: Mutex::new(SessionData::new()),
+            handshake: Mutex::new(None),
+            entity,
+            on_close: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            pool,
+        }))
+    }
+
+    /// The session id, unique in this process.
+    pub fn id(&self) -> i64 {
+        self.0.id
+    }
+
+    /// The bound uid, if any.
+    pub fn uid(&self) -> Option<Arc<str>> {
+        lock(&self.0.uid).clone()
+    }
+
+    /// Binds `uid` to this session (spec §8.1): rejects an empty uid and a second bind,
+    /// runs the pool's on-bind callbacks (undoing the bind if one fails), closes any other
+    /// session of this process bound to the same uid, indexes this one, then runs the
+    /// after-bind callbacks.
+    ///
+    /// # Errors
+    /// `PIT-000` `illegal uid` or `session is already bound to an uid`; a callback's
+    /// error; `PIT-000` `session not found` when the session closed meanwhile.
+    pub async fn bind(&self, uid: &str) -> Result<(), Error> {
+        match self.0.pool.upgrade() {
+            Some(pool) => pool.bind(self, uid).await,
+            None => self.claim_uid(uid).map(|_| ()),
+        }
+    }
+
+    /// Sets the uid if none is set yet.
+    pub(crate) fn claim_uid(&self, uid: &str) -> Result<Arc<str>, Error> {
+        if uid.is_empty() {
+            return Err(Error::unknown(messages::ILLEGAL_UID));
+        }
+        let mut slot = lock(&self.0.uid);
+        if slot.is_some() {
+            return Err(Error::unknown(messages::ALREADY_BOUND));
+        }
+        let uid: Arc<str> = Arc::from(uid);
+        *slot = Some(uid.clone());
+        Ok(uid)
+    }
+
+    pub(crate) fn release_uid(&self) {
+        *lock(&self.0.uid) = None;
+    }
+
+    /// Stores `value` under `key`, JSON-encoded as Go would store it.
+    ///
+    /// # Errors
+    /// `PIT-000` when the value cannot be represented as JSON.
+    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
+        let value = serde_json::to_value(value)?;
+        lock(&self.0.data).insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// Reads `key` as a `T`. `None` when absent or when it does not decode as `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let value = lock(&self.0.data).get(key).cloned()?;
+        serde_json::from_value(value).ok()
+    }
+
+    /// The raw JSON value under `key`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        lock(&self.0.data).get(key).cloned()
+    }
+
+    /// Whether `key` is set.
+    pub fn has(&self, key: &str) -> bool {
+        lock(&self.0.data).contains_key(key)
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&self, key: &str) -> Option<Value> {
+        lock(&self.0.data).remove(key)
+    }
+
+    /// A copy of all the data.
+    pub fn data(&self) -> SessionData {
+        lock(&self.0.data).clone()
+    }
+
+    /// Replaces all the data.
+    pub fn set_data(&self, data: SessionData) {
+        *lock(&self.0.data) = data;
+    }
+
+    /// The data as it travels between servers (spec §8.2).
+    pub fn encoded_data(&self) -> Vec<u8> {
+        session_data::encode(&lock(&self.0.data))
+    }
+
+    /// Replaces the data with a decoded copy of `bytes`; `null` means empty.
+    ///
+    /// # Errors
+    /// `PIT-000` when the bytes are not a JSON object.
+    pub fn set_encoded_data(&self, bytes: &[u8]) -> Result<(), Error> {
+        let data = session_data::decode(bytes)?;
+        self.set_data(data);
+        Ok(())
+    }
+
+    /// The client's handshake, once received. Never forwarded to backends (spec §1.3).
+    pub fn handshake(&self) -> Option<Arc<HandshakeRequest>> {
+        lock(&self.0.handshake).clone()
+    }
+
+    /// Records the client's handshake (a second handshake replaces the first).
+    pub fn set_handshake(&self, handshake: HandshakeRequest) {
+        *lock(&self.0.handshake) = Some(Arc::new(handshake));
+    }
+
+    /// The client's address, when known.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.0.entity.remote_addr()
+    }
+
+    /// Pushes `data` on `route` to this client.
+    ///
+    /// # Errors
+    /// `PIT-499` when the connection is closed or was closed for being too slow.
+    pub async fn push(&self, route: &str, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.0.entity.push(route, data.into()).await
+    }
+
+    /// Answers request `id` directly (handlers normally just return their reply).
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    pub async fn respond(&self, id: u64, data: impl Into<Bytes>, error: bool) -> Result<(), Error> {
+        self.0.entity.respond(id, data.into(), error).await
+    }
+
+    /// Sends the client a kick packet and closes the connection.
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    pub async fn kick(&self) -> Result<(), Error> {
+        self.0.entity.kick().await
+    }
+
+    /// Closes the connection without a kick packet. The close callbacks run once the
+    /// connection is gone.
+    pub fn close(&self) {
+        self.0.entity.close();
+    }
+
+    /// Whether the session is closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::Acquire)
+    }
+
+    /// Registers `f` to run once when the session closes (before the pool's callbacks).
+    /// On an already closed session it runs at once.
+    pub fn on_close(&self, f: impl FnOnce(&Session) + Send + 'static) {
+        let mut callbacks = lock(&self.0.on_close);
+        if self.is_closed() {
+            drop(callbacks);
+            f(self);
+        } else {
+            callbacks.push(Box::new(f));
+        }
+    }
+
+    pub(crate) fn take_close_callbacks(&self) -> Vec<CloseCallback> {
+        std::mem::take(&mut *lock(&self.0.on_close))
+    }
+
+    /// Whether two handles are the same session.
+    pub fn ptr_eq(&self, other: &Session) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.0.id)
+            .field("uid", &self.uid())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
