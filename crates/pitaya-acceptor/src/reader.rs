@@ -1,0 +1,205 @@
+//! [`PacketReader`]: the read half of a connection, yielding whole packets.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::SplitStream;
+use futures_util::{FutureExt, StreamExt};
+use pitaya_codec::{Packet, PacketDecoder};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tracing::debug;
+
+use crate::ConnError;
+use crate::rate_limit::PacketRateLimiter;
+use crate::ws::WsStream;
+
+/// The read half of a TCP stream, a TLS stream, or a PROXY-prefixed stream.
+pub(crate) type BoxedRead = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Room added when the read buffer is full, as Go's 4 KiB read buffer: enough for many
+/// small packets per syscall without pinning much memory on idle connections.
+const READ_CHUNK: usize = 4096;
+
+/// Reads packets from one client connection.
+///
+/// Usable from a different task than the [`PacketWriter`](crate::PacketWriter) of the
+/// same connection, concurrently.
+pub struct PacketReader {
+    source: Source,
+    limiter: Option<PacketRateLimiter>,
+    dropped: u64,
+    remote_addr: SocketAddr,
+}
+
+enum Source {
+    Stream(StreamSource),
+    Ws(WsSource),
+}
+
+impl PacketReader {
+    /// A reader over a byte stream; `buffered` holds bytes already read off it (after a
+    /// PROXY header), decoded before anything else.
+    pub(crate) fn stream(
+        io: BoxedRead,
+        buffered: BytesMut,
+        max_body_len: usize,
+        limiter: Option<PacketRateLimiter>,
+        remote_addr: SocketAddr,
+    ) -> Self {
+        let decoder = PacketDecoder::with_max_body_len(max_body_len);
+        let source = Source::Stream(StreamSource { io, buf: buffered, decoder });
+        Self { source, limiter, dropped: 0, remote_addr }
+    }
+
+    /// A reader over the receiving half of a WebSocket.
+    pub(crate) fn websocket(
+        stream: SplitStream<WsStream>,
+        max_body_len: usize,
+        limiter: Option<PacketRateLimiter>,
+        remote_addr: SocketAddr,
+    ) -> Self {
+        let source = Source::Ws(WsSource { stream, max_body_len });
+        Self { source, limiter, dropped: 0, remote_addr }
+    }
+
+    /// Returns the next packet, or `Ok(None)` once the peer closed cleanly: EOF between
+    /// two packets on TCP/TLS; a close frame, or the socket closing, on WebSocket (the
+    /// WebSocket library does not tell a socket closed between frames from one closed
+    /// inside a frame; either way no partial packet is returned).
+    ///
+    /// When a rate limit is configured, packets over it (heartbeats included, spec §4.4)
+    /// are dropped here, counted in [`dropped_by_rate_limit`](Self::dropped_by_rate_limit)
+    /// and [`exceeded_rate_limiting_total`](crate::exceeded_rate_limiting_total), and
+    /// never returned.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: if the future is dropped before it completes (for instance in a
+    /// `tokio::select!` branch that lost), no byte is lost and the next call resumes where
+    /// this one stopped.
+    ///
+    /// # Errors
+    /// Every error means the connection must be closed; do not call `read` again after
+    /// one.
+    /// - [`ConnError::Packet`]: bad type byte, body over the limit (detected from the
+    ///   header, before the body is read), or a WebSocket message that is shorter than a
+    ///   header or not exactly `4 + length` bytes.
+    /// - [`ConnError::UnexpectedEof`]: the stream ended inside a packet.
+    /// - [`ConnError::Io`], [`ConnError::WebSocket`]: transport failures, including a
+    ///   WebSocket protocol violation or a text message that is not UTF-8.
+    pub async fn read(&mut self) -> Result<Option<Packet>, ConnError> {
+        loop {
+            // The only awaits are inside the sources, and both are cancel safe; once a
+            // packet is taken off the buffer nothing awaits before it is returned.
+            let packet = match &mut self.source {
+                Source::Stream(source) => source.read().await?,
+                Source::Ws(source) => source.read(self.remote_addr).await?,
+            };
+            let Some(packet) = packet else {
+                return Ok(None);
+            };
+            match &self.limiter {
+                Some(limiter) if !limiter.admit() => {
+                    self.dropped += 1;
+                    debug!(
+                        remote = %self.remote_addr,
+                        kind = ?packet.kind,
+                        dropped = self.dropped,
+                        "packet dropped by rate limiting"
+                    );
+                }
+                _ => return Ok(Some(packet)),
+            }
+        }
+    }
+
+    /// Packets this connection dropped because of the rate limit.
+    pub fn dropped_by_rate_limit(&self) -> u64 {
+        self.dropped
+    }
+}
+
+impl fmt::Debug for PacketReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &self.source {
+            Source::Stream(s) => format!("stream ({} bytes buffered)", s.buf.len()),
+            Source::Ws(_) => "websocket".to_owned(),
+        };
+        f.debug_struct("PacketReader")
+            .field("source", &source)
+            .field("limiter", &self.limiter)
+            .field("dropped", &self.dropped)
+            .field("remote_addr", &self.remote_addr)
+            .finish()
+    }
+}
+
+struct StreamSource {
+    io: BoxedRead,
+    buf: BytesMut,
+    decoder: PacketDecoder,
+}
+
+impl StreamSource {
+    /// Decoding before reading keeps this cancel safe: `read_buf` either completes and
+    /// appends to `buf`, or is dropped having read nothing.
+    async fn read(&mut self) -> Result<Option<Packet>, ConnError> {
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.buf)? {
+                return Ok(Some(packet));
+            }
+            // Only grow a full buffer: `decode` already reserved the rest of a partial
+            // packet, and topping that up would copy the packet into a new allocation.
+            if self.buf.len() == self.buf.capacity() {
+                self.buf.reserve(READ_CHUNK);
+            }
+            if self.io.read_buf(&mut self.buf).await? == 0 {
+                return match self.buf.len() {
+                    0 => Ok(None),
+                    buffered => Err(ConnError::UnexpectedEof { buffered }),
+                };
+            }
+        }
+    }
+}
+
+struct WsSource {
+    stream: SplitStream<WsStream>,
+    max_body_len: usize,
+}
+
+impl WsSource {
+    /// `SplitStream::next` is cancel safe: tungstenite keeps partial frames buffered.
+    async fn read(&mut self, remote_addr: SocketAddr) -> Result<Option<Packet>, ConnError> {
+        loop {
+            let Some(message) = self.stream.next().await else {
+                return Ok(None);
+            };
+            let frame = match message {
+                Ok(Message::Binary(frame)) => frame,
+                // spec §4.2: Go reads text messages like binary ones.
+                Ok(Message::Text(text)) => Bytes::from(text),
+                Ok(Message::Close(frame)) => {
+                    debug!(remote = %remote_addr, ?frame, "websocket closed by peer");
+                    // tungstenite queued the close reply; one more poll writes it and
+                    // ends the stream, without waiting if the socket is busy.
+                    let _ = self.stream.next().now_or_never();
+                    return Ok(None);
+                }
+                // Pings are answered by tungstenite on the next poll, which is the next
+                // iteration.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Err(tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+                    // Frames are whole, so nothing was cut: an abrupt close between
+                    // messages, as a killed mobile app does, is not worth an error.
+                    debug!(remote = %remote_addr, "websocket closed without a close frame");
+                    return Ok(None);
+                }
+                Err(error) => return Err(error.into()),
+            };
+            return Ok(Some(Packet::from_frame(frame, self.max_body_len)?));
+        }
+    }
+}

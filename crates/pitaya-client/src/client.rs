@@ -1,0 +1,254 @@
+//! [`Client`]: a connected Pitaya session issuing requests and notifies.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pitaya_codec::{HandshakeResponse, Message};
+use pitaya_serialize::SerializerKind;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::shared::Shared;
+use crate::transport::{self, PacketSink, PacketSource};
+use crate::{ClientError, ClientOptions, CloseReason, Endpoint, Pushes, handshake, reader, writer};
+
+/// Packets that may wait for the writer task before senders are slowed down.
+const OUTGOING_QUEUE: usize = 1024;
+
+/// A connection to a Pitaya frontend, after a successful handshake.
+///
+/// Cheap to clone: clones share the connection, so requests can be issued concurrently
+/// from many tasks; each waits for its own response. Two tasks spawned on the current
+/// Tokio runtime do the I/O: a reader (responses, pushes, heartbeats, kick) and a writer
+/// (requests, notifies, heartbeats every `sys.heartbeat`). The connection closes when
+/// [`close`](Self::close) is called, when the server ends it, or when the last clone is
+/// dropped.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.shutdown(CloseReason::Local);
+    }
+}
+
+impl Client {
+    /// Connects to `addr` (see [`Endpoint`] for the forms it takes), performs the
+    /// handshake and starts the reader and writer tasks.
+    ///
+    /// The handshake response may be zlib- or gzip-compressed without a flag; it must
+    /// carry code 200. Heartbeats that arrive before it are counted and skipped.
+    ///
+    /// Must be called from within a Tokio runtime (the tasks are spawned on it).
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidAddress`], then whatever [`connect_to`](Self::connect_to)
+    /// returns.
+    pub async fn connect(addr: &str, opts: ClientOptions) -> Result<(Client, Pushes), ClientError> {
+        let endpoint = addr.parse::<Endpoint>()?;
+        Self::connect_to(&endpoint, opts).await
+    }
+
+    /// Connects to a parsed [`Endpoint`], as [`connect`](Self::connect).
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] when TCP connect, TLS, WebSocket upgrade and handshake
+    /// response together take longer than [`ClientOptions::connect_timeout`];
+    /// [`ClientError::Connect`], [`ClientError::TlsConfig`], [`ClientError::Tls`],
+    /// [`ClientError::WebSocket`] for the transport; [`ClientError::HandshakeRejected`]
+    /// when the code is not 200; [`ClientError::Handshake`] for any other handshake failure.
+    ///
+    /// Cancel safety: dropping the future closes the half-open connection; nothing leaks.
+    pub async fn connect_to(
+        endpoint: &Endpoint,
+        opts: ClientOptions,
+    ) -> Result<(Client, Pushes), ClientError> {
+        let setup = async {
+            let (mut source, mut sink) = transport::dial(endpoint, &opts).await?;
+            let session = handshake::perform(&mut source, &mut sink, &opts).await?;
+            Ok::<_, ClientError>((source, sink, session))
+        };
+        let (source, sink, session) = tokio::time::timeout(opts.connect_timeout, setup)
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        tracing::debug!(%endpoint, response = ?session.response, "pitaya handshake done");
+        Ok(Self::start(source, sink, session, &opts))
+    }
+
+    fn start(
+        source: PacketSource,
+        sink: PacketSink,
+        session: handshake::Session,
+        opts: &ClientOptions,
+    ) -> (Client, Pushes) {
+        let heartbeat = session.heartbeat;
+        let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE);
+        // tokio panics on a zero capacity; a channel of one still delivers pushes.
+        let (push_tx, push_rx) = mpsc::channel(opts.push_buffer.max(1));
+        let shared = Arc::new(Shared::new(
+            outgoing,
+            session.codec,
+            session.serializer,
+            session.response,
+            opts.request_timeout,
+            session.heartbeats,
+        ));
+        let tasks = vec![
+            tokio::spawn(reader::run(source, shared.clone(), push_tx, heartbeat)),
+            tokio::spawn(writer::run(sink, queue, shared.clone(), heartbeat)),
+        ];
+        let client = Client { inner: Arc::new(Inner { shared, tasks: Mutex::new(tasks) }) };
+        (client, Pushes::new(push_rx))
+    }
+
+    /// The server's handshake response: heartbeat interval, serializer, route dictionary.
+    pub fn handshake_response(&self) -> &HandshakeResponse {
+        &self.inner.shared.handshake
+    }
+
+    /// The serializer the server announced, when Pitaya knows its name.
+    pub fn serializer(&self) -> Option<SerializerKind> {
+        self.handshake_response().sys.serializer.parse().ok()
+    }
+
+    /// Sends a Request on `route` and waits up to [`ClientOptions::request_timeout`] for
+    /// its Response. Ids start at 1 and never repeat on a connection (0 would mean
+    /// "no response" to Pitaya).
+    ///
+    /// The route is sent as given (no validation, so tests can probe the server's) and as
+    /// a dictionary code when the dictionary holds it and `use_dict` is on.
+    ///
+    /// # Errors
+    /// - [`ClientError::Server`] for an error response (flag 0x20), its payload decoded
+    ///   with the serializer from the handshake;
+    /// - [`ClientError::Timeout`] when no response came in time. The server may still
+    ///   process the request; a late response is discarded;
+    /// - [`ClientError::Closed`] when the connection is or becomes closed;
+    /// - [`ClientError::Encode`] for a route over 255 bytes or an oversized body;
+    /// - [`ClientError::Protocol`] when an error payload does not decode.
+    ///
+    /// Cancel safety: dropping the future forgets the request (a response arriving later
+    /// is discarded); it may or may not have been sent.
+    pub async fn request(&self, route: &str, data: impl Into<Bytes>) -> Result<Bytes, ClientError> {
+        self.request_with_timeout(route, data, self.inner.shared.request_timeout).await
+    }
+
+    /// [`request`](Self::request) with its own timeout instead of the configured one.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    pub async fn request_with_timeout(
+        &self,
+        route: &str,
+        data: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Bytes, ClientError> {
+        let shared = &*self.inner.shared;
+        let id = shared.next_id();
+        let packet = shared.encode(&Message::request(id, route, data))?;
+        let (waiter, reply) = oneshot::channel();
+        let mut pending = shared.register(id, waiter)?;
+        let exchange = async {
+            shared.outgoing.send(packet).await.map_err(|_| ClientError::Closed)?;
+            // The sender is dropped, never completed, when the connection ends.
+            reply.await.map_err(|_| ClientError::Closed)
+        };
+        // On timeout, dropping `pending` removes the waiter.
+        let reply =
+            tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout)??;
+        pending.disarm();
+        shared.reply_result(reply)
+    }
+
+    /// Sends a Notify on `route`. Pitaya never answers notifies, not even with errors.
+    ///
+    /// `Ok` means the packet is queued for the writer, not that the server got it.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] when the connection is closed, [`ClientError::Timeout`] when
+    /// the send queue stays full for the request timeout (the server stopped reading),
+    /// [`ClientError::Encode`] for a route over 255 bytes or an oversized body.
+    ///
+    /// Cancel safety: dropping the future may or may not send the notify.
+    pub async fn notify(&self, route: &str, data: impl Into<Bytes>) -> Result<(), ClientError> {
+        let shared = &*self.inner.shared;
+        if shared.is_closed() {
+            return Err(ClientError::Closed);
+        }
+        let packet = shared.encode(&Message::notify(route, data))?;
+        tokio::time::timeout(shared.request_timeout, shared.outgoing.send(packet))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Closes the connection: pending and later requests fail with
+    /// [`ClientError::Closed`] at once, then the socket is shut down (TCP FIN, TLS
+    /// close_notify, WebSocket close frame; nothing Pitaya-specific is sent).
+    ///
+    /// Waits (half a second at most) for the I/O tasks to finish; when several clones
+    /// call it concurrently, only the first one waits.
+    pub async fn close(&self) {
+        self.inner.shared.shutdown(CloseReason::Local);
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in tasks {
+            // A task that panicked has nothing left to clean up.
+            let _ = task.await;
+        }
+    }
+
+    /// Whether the connection has ended, for whatever reason.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.is_closed()
+    }
+
+    /// Resolves once the connection has ended (local close, server close, kick, error);
+    /// at once if it already has. Cancel safe.
+    pub async fn closed(&self) {
+        self.inner.shared.wait_closed().await;
+    }
+
+    /// Why the connection ended; `None` while it is open.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.inner.shared.close_reason()
+    }
+
+    /// Whether the server sent a Kick packet (`05 00 00 00`). The connection is closed
+    /// by then.
+    pub fn kicked(&self) -> bool {
+        self.inner.shared.kicked()
+    }
+
+    /// Heartbeat packets received from the server, including those before the handshake
+    /// response.
+    pub fn server_heartbeats(&self) -> u64 {
+        self.inner.shared.heartbeats()
+    }
+
+    /// Pushes dropped because the push channel was full (see [`Pushes`]).
+    pub fn dropped_pushes(&self) -> u64 {
+        self.inner.shared.dropped_pushes()
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.inner.shared;
+        f.debug_struct("Client")
+            .field("closed", &shared.is_closed())
+            .field("close_reason", &shared.close_reason())
+            .field("serializer", &shared.handshake.sys.serializer)
+            .field("heartbeat", &shared.handshake.sys.heartbeat)
+            .finish_non_exhaustive()
+    }
+}
