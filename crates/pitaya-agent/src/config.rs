@@ -1,0 +1,38 @@
+//! [`AgentConfig`]: the per-connection settings, from Pitaya's config keys.
+
+use std::time::Duration;
+
+/// Settings of every agent of a server.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `pitaya.heartbeat.interval` (30 s): the server sends a heartbeat this often and
+    /// closes a connection silent for two intervals (spec §1.6). Zero disables both.
+    pub heartbeat: Duration,
+    /// Time a client has to complete the handshake (handshake and ack) after connecting.
+    /// Go has no such limit; without one, a client that connects and never finishes a
+    /// packet holds its connection until the heartbeat timeout.
+    pub handshake_timeout: Duration,
+    /// `pitaya.buffer.agent.messages` (100): outgoing messages queued per connection.
+    pub outgoing_capacity: usize,
+    /// `pitaya.buffer.agent.conntimeout` (10 s): how long a write, or a sender waiting for
+    /// room in the outgoing queue, may take before the connection is closed as too slow.
+    pub write_timeout: Duration,
+    /// `pitaya.buffer.handler.localprocess` (20): client messages queued per session
+    /// while its handlers run.
+    pub dispatch_capacity: usize,
+    /// Largest number of bytes batched into one write.
+    pub max_write_batch: usize,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            outgoing_capacity: 100,
+            write_timeout: Duration::from_secs(10),
+            dispatch_capacity: 20,
+            max_write_batch: 64 * 1024,
+        }
+    }
+}

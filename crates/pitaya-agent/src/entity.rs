@@ -1,0 +1,86 @@
+//! The agent as its session's [`NetworkEntity`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pitaya_codec::Message;
+use pitaya_core::{BoxFuture, Error, codes};
+use pitaya_session::NetworkEntity;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::control::{Control, Signal};
+
+/// An item of the outgoing queue.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A response or push, encoded by the writer.
+    Message(Message),
+    /// An already encoded packet (handshake response, heartbeat).
+    Packet(Bytes),
+}
+
+/// Queues messages for the writer; shared by the session and the agent's tasks.
+pub(crate) struct AgentEntity {
+    pub(crate) tx: mpsc::Sender<Outgoing>,
+    pub(crate) control: Control,
+    pub(crate) remote: SocketAddr,
+    pub(crate) write_timeout: Duration,
+}
+
+fn closed() -> Error {
+    Error::new(codes::CLIENT_CLOSED_REQUEST, "connection closed")
+}
+
+impl AgentEntity {
+    /// Queues `item`, waiting at most the write timeout for room. A connection whose
+    /// queue stays full that long is not reading: it is closed, so that whoever pushes to
+    /// it (a broadcast, say) is never held up longer than that.
+    pub(crate) async fn enqueue(&self, item: Outgoing) -> Result<(), Error> {
+        if self.control.current() != Signal::Open {
+            return Err(closed());
+        }
+        let item = match self.tx.try_send(item) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(closed()),
+            Err(TrySendError::Full(item)) => item,
+        };
+        match tokio::time::timeout(self.write_timeout, self.tx.send(item)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(closed()),
+            Err(_) => {
+                tracing::warn!(remote = %self.remote, "outgoing queue full for the whole write timeout; closing the slow connection");
+                self.control.signal(Signal::Close);
+                Err(Error::new(codes::CLIENT_CLOSED_REQUEST, "client too slow, connection closed"))
+            }
+        }
+    }
+}
+
+impl NetworkEntity for AgentEntity {
+    fn push(&self, route: &str, data: Bytes) -> BoxFuture<'_, Result<(), Error>> {
+        let msg = Message::push(route, data);
+        Box::pin(self.enqueue(Outgoing::Message(msg)))
+    }
+
+    fn respond(&self, id: u64, data: Bytes, error: bool) -> BoxFuture<'_, Result<(), Error>> {
+        let msg =
+            if error { Message::error_response(id, data) } else { Message::response(id, data) };
+        Box::pin(self.enqueue(Outgoing::Message(msg)))
+    }
+
+    fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {
+        let was_open = self.control.current() == Signal::Open;
+        self.control.signal(Signal::Kick);
+        Box::pin(std::future::ready(if was_open { Ok(()) } else { Err(closed()) }))
+    }
+
+    fn close(&self) {
+        self.control.signal(Signal::Close);
+    }
+
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        Some(self.remote)
+    }
+}

@@ -1,0 +1,26 @@
+//! The agent: one per client connection on a frontend (spec §1).
+//!
+//! An agent owns a [`Connection`](pitaya_acceptor::Connection) and three tasks:
+//! - the **reader** runs the handshake state machine (handshake → ack → working), tracks
+//!   liveness for the heartbeat, decodes messages and queues them for dispatch;
+//! - the **dispatcher** runs the session's messages **in order**, one at a time, through
+//!   the application's [`Dispatch`], and queues each request's single response;
+//! - the **writer** drains the bounded outgoing queue, encoding many messages into one
+//!   buffer so they leave in one write, and sends kick packets ahead of the queue.
+//!
+//! Sessions run in parallel with each other; one session's messages never overtake each
+//! other (Go Pitaya's dispatch pool reorders them, its issue #179). Queues are bounded:
+//! a client that sends faster than its handlers run is slowed down by TCP back-pressure,
+//! and a client that does not read its messages is closed after the write timeout instead
+//! of stalling the code that pushes to it (Go's issues #312 and #321).
+
+mod agent;
+mod config;
+mod control;
+mod dispatch;
+mod entity;
+mod writer;
+
+pub use agent::{Agent, AgentShared, serve};
+pub use config::AgentConfig;
+pub use dispatch::{ClientMessage, Dispatch};

@@ -1,0 +1,107 @@
+//! The writer task: drains the outgoing queue into batched writes.
+
+use bytes::{Bytes, BytesMut};
+use pitaya_acceptor::PacketWriter;
+use pitaya_codec::{Message, MessageCodec, MessageType};
+use pitaya_core::Error;
+use pitaya_serialize::Serializer;
+use tokio::sync::mpsc;
+
+use crate::control::{Control, Signal, closing};
+use crate::entity::Outgoing;
+
+/// The kick packet, written ahead of the queue (spec §1.7).
+const KICK: &[u8] = &[0x05, 0x00, 0x00, 0x00];
+
+pub(crate) struct WriterTask {
+    pub(crate) writer: PacketWriter,
+    pub(crate) rx: mpsc::Receiver<Outgoing>,
+    pub(crate) control: Control,
+    pub(crate) codec: MessageCodec,
+    pub(crate) serializer: std::sync::Arc<dyn Serializer>,
+    pub(crate) write_timeout: std::time::Duration,
+    pub(crate) max_batch: usize,
+}
+
+impl WriterTask {
+    pub(crate) async fn run(mut self) {
+        let mut signals = self.control.subscribe();
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            let item = tokio::select! {
+                biased;
+                signal = closing(&mut signals) => {
+                    self.finish(signal, &mut buf).await;
+                    break;
+                }
+                item = self.rx.recv() => item,
+            };
+            let Some(item) = item else { break };
+            self.encode(item, &mut buf);
+            // Batch whatever else is already queued into the same write.
+            while buf.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(item) => self.encode(item, &mut buf),
+                    Err(_) => break,
+                }
+            }
+            if !self.write(buf.split().freeze()).await {
+                break;
+            }
+        }
+        self.control.signal(Signal::Close);
+        self.rx.close();
+        self.writer.close().await;
+    }
+
+    /// On close, flushes what was queued before the close; on kick, sends only the kick.
+    async fn finish(&mut self, signal: Signal, buf: &mut BytesMut) {
+        if signal == Signal::Kick {
+            let _ = self.write(Bytes::from_static(KICK)).await;
+            return;
+        }
+        while let Ok(item) = self.rx.try_recv() {
+            self.encode(item, buf);
+        }
+        if !buf.is_empty() {
+            let _ = self.write(buf.split().freeze()).await;
+        }
+    }
+
+    fn encode(&self, item: Outgoing, buf: &mut BytesMut) {
+        match item {
+            Outgoing::Packet(bytes) => buf.extend_from_slice(&bytes),
+            Outgoing::Message(msg) => {
+                if let Err(e) = self.codec.encode_packet(&msg, buf) {
+                    tracing::error!(error = %e, route = %msg.route, id = msg.id, "cannot encode an outgoing message");
+                    // A request still gets its one answer: an error in place of the reply.
+                    if msg.kind == MessageType::Response {
+                        let err = Error::internal(format!("response cannot be sent: {e}"));
+                        let body = self.serializer.encode_error(&err.to_payload());
+                        let _ =
+                            self.codec.encode_packet(&Message::error_response(msg.id, body), buf);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes with the write timeout; false when the connection is unusable.
+    ///
+    /// Go keeps a connection whose write timed out (spec §1.9); a timed-out write here may
+    /// have sent part of a packet, after which the stream cannot be trusted, so the
+    /// connection is closed instead.
+    async fn write(&mut self, bytes: Bytes) -> bool {
+        match tokio::time::timeout(self.write_timeout, self.writer.write(bytes)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "write failed; closing the connection");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("write timed out; closing the connection");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Extractors: typed views of a [`Request`] that handlers take as arguments.
+//!
+//! Context extractors ([`FromRequestParts`]) borrow the request and can come in any
+//! order; one payload extractor ([`FromRequest`]) consumes it and comes last. A failed
+//! payload extractor answers `PIT-400` with the decoder's text, as Go Pitaya does for an
+//! argument it cannot unmarshal.
+
+use bytes::Bytes;
+use pitaya_codec::Route;
+use pitaya_core::Error;
+use pitaya_serialize::{Marshal, Protobuf, Serializer, SerializerKind, Unmarshal};
+use pitaya_session::Session;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Request;
+
+/// An extractor that only looks at the request's context.
+pub trait FromRequestParts: Sized {
+    /// Extracts the value.
+    ///
+    /// # Errors
+    /// The error answered to the client instead of running the handler.
+    fn from_request_parts(req: &Request) -> Result<Self, Error>;
+}
+
+mod private {
+    #[derive(Debug, Clone, Copy)]
+    pub enum ViaParts {}
+    #[derive(Debug, Clone, Copy)]
+    pub enum ViaRequest {}
+}
+
+/// An extractor that consumes the request, typically to decode its payload. Every
+/// [`FromRequestParts`] type is one too (the marker `M` keeps the two impls apart, as in
+/// axum).
+pub trait FromRequest<M = private::ViaRequest>: Sized {
+    /// Extracts the value.
+    ///
+    /// # Errors
+    /// The error answered to the client instead of running the handler.
+    fn from_request(req: Request) -> Result<Self, Error>;
+}
+
+impl<T: FromRequestParts> FromRequest<private::ViaParts> for T {
+    fn from_request(req: Request) -> Result<Self, Error> {
+        T::from_request_parts(&req)
+    }
+}
+
+impl FromRequestParts for Session {
+    fn from_request_parts(req: &Request) -> Result<Self, Error> {
+        Ok(req.session.clone())
+    }
+}
+
+/// The route and message id of the request being handled.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    /// The route, server type included.
+    pub route: Route,
+    /// The message id; 0 for a notify.
+    pub id: u64,
+}
+
+impl FromRequestParts for RouteInfo {
+    fn from_request_parts(req: &Request) -> Result<Self, Error> {
+        Ok(Self { route: req.route.clone(), id: req.id })
+    }
+}
+
+/// A value of type `T` from the application state.
+///
+/// Extraction fails with `PIT-500` when no value of that type was registered: a
+/// programming error, reported rather than panicking.
+#[derive(Debug, Clone)]
+pub struct State<T>(pub T);
+
+impl<T: Clone + Send + Sync + 'static> FromRequestParts for State<T> {
+    fn from_request_parts(req: &Request) -> Result<Self, Error> {
+        req.state.get::<T>().map(State).ok_or_else(|| {
+            Error::internal(format!("no state of type {} registered", std::any::type_name::<T>()))
+        })
+    }
+}
+
+/// The raw payload.
+impl FromRequest for Bytes {
+    fn from_request(req: Request) -> Result<Self, Error> {
+        Ok(req.data)
+    }
+}
+
+/// A JSON payload or reply, whatever the server's serializer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for Json<T> {
+    fn from_request(req: Request) -> Result<Self, Error> {
+        pitaya_serialize::Json.unmarshal(&req.data).map(Json).map_err(bad_request)
+    }
+}
+
+/// A protobuf payload or reply, whatever the server's serializer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Proto<T>(pub T);
+
+impl<T: prost::Message + Default> FromRequest for Proto<T> {
+    fn from_request(req: Request) -> Result<Self, Error> {
+        Protobuf.unmarshal(&req.data).map(Proto).map_err(bad_request)
+    }
+}
+
+/// A payload or reply in the server's serializer (`pitaya.serializertype`): JSON or
+/// protobuf. `T` must support both, e.g. a prost message that also derives serde.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Msg<T>(pub T);
+
+impl<T: DeserializeOwned + prost::Message + Default> FromRequest for Msg<T> {
+    fn from_request(req: Request) -> Result<Self, Error> {
+        decode_with(req.serializer.as_ref(), &req.data).map(Msg)
+    }
+}
+
+pub(crate) fn decode_with<T: DeserializeOwned + prost::Message + Default>(
+    s: &dyn Serializer,
+    data: &[u8],
+) -> Result<T, Error> {
+    match s.kind() {
+        SerializerKind::Json => pitaya_serialize::Json.unmarshal(data),
+        SerializerKind::Protobuf => Protobuf.unmarshal(data),
+    }
+    .map_err(bad_request)
+}
+
+pub(crate) fn encode_with<T: Serialize + prost::Message>(
+    s: &dyn Serializer,
+    value: &T,
+) -> Result<Vec<u8>, Error> {
+    match s.kind() {
+        SerializerKind::Json => pitaya_serialize::Json.marshal(value),
+        SerializerKind::Protobuf => Protobuf.marshal(value),
+    }
+    .map_err(|e| Error::unknown(e.to_string()))
+}
+
+fn bad_request(e: pitaya_serialize::SerializeError) -> Error {
+    Error::bad_request(e.to_string())
+}

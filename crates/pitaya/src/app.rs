@@ -1,0 +1,276 @@
+//! [`App`] (built, not started) and [`RunningApp`] (accepting connections).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pitaya_acceptor::{Acceptor, AcceptorOptions, RateLimit, Transport};
+use pitaya_agent::{AgentConfig, AgentShared};
+use pitaya_codec::RouteDict;
+use pitaya_config::PitayaConfig;
+use pitaya_core::Error;
+use pitaya_groups::Groups;
+use pitaya_handler::{AppState, HandlerService, Lifecycle, Router};
+use pitaya_serialize::Serializer;
+use pitaya_session::SessionPool;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::builder::{AcceptorSpec, Builder};
+use crate::dispatch::LocalDispatch;
+use crate::handle::{AppHandle, HandleInner};
+
+/// A configured server, not yet listening. Built by [`Builder::build`].
+pub struct App {
+    pub(crate) server_type: String,
+    pub(crate) config: PitayaConfig,
+    pub(crate) acceptors: Vec<AcceptorSpec>,
+    pub(crate) router: Router,
+    pub(crate) layers: Vec<Box<dyn FnOnce(HandlerService) -> HandlerService + Send>>,
+    pub(crate) state: AppState,
+    pub(crate) dict: Arc<RouteDict>,
+    pub(crate) groups: Arc<dyn Groups>,
+    pub(crate) serializer: Arc<dyn Serializer>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) rate_limiting: bool,
+    pub(crate) pool: SessionPool,
+}
+
+/// A server that is accepting connections.
+pub struct RunningApp {
+    handle: AppHandle,
+    addrs: Vec<(Transport, SocketAddr)>,
+    stop_accepting: watch::Sender<bool>,
+    tracker: TaskTracker,
+    agents: Arc<AgentShared>,
+    lifecycles: Vec<Arc<dyn Lifecycle>>,
+    config: PitayaConfig,
+}
+
+impl App {
+    /// Starts a server from `builder`; shorthand for `builder.build()?.start()`.
+    ///
+    /// # Errors
+    /// As [`Builder::build`] and [`App::start`].
+    pub async fn start_from(builder: Builder) -> Result<RunningApp, Error> {
+        builder.build()?.start().await
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &PitayaConfig {
+        &self.config
+    }
+
+    /// Binds every acceptor, runs the components' `init` then `after_init` hooks, and
+    /// starts accepting.
+    ///
+    /// # Errors
+    /// `PIT-000` when an address cannot be bound.
+    pub async fn start(self) -> Result<RunningApp, Error> {
+        let App {
+            server_type,
+            config,
+            acceptors: specs,
+            router,
+            layers,
+            mut state,
+            dict,
+            groups,
+            serializer,
+            handshake_timeout,
+            rate_limiting,
+            pool,
+        } = self;
+
+        let handle = AppHandle(Arc::new(HandleInner {
+            server_type: server_type.clone(),
+            pool: pool.clone(),
+            groups,
+            serializer: serializer.clone(),
+        }));
+        state.insert(handle.clone());
+
+        let lifecycles: Vec<Arc<dyn Lifecycle>> = router.lifecycles().cloned().collect();
+        let mut service = HandlerService::new(router.into_service());
+        for layer in layers {
+            service = layer(service);
+        }
+        let dispatch =
+            Arc::new(LocalDispatch { service, server_type, serializer: serializer.clone(), state });
+
+        let agent_config = AgentConfig {
+            heartbeat: config.heartbeat.interval,
+            handshake_timeout,
+            outgoing_capacity: config.buffer.agent.messages,
+            write_timeout: config.buffer.agent.conn_timeout,
+            dispatch_capacity: config.buffer.handler.local_process,
+            ..AgentConfig::default()
+        };
+        let agents = Arc::new(AgentShared::new(
+            agent_config,
+            serializer,
+            dict,
+            config.handler.messages.compression,
+            pool,
+            dispatch,
+            config.concurrency.handler.dispatch,
+        ));
+
+        let limits = &config.conn.rate_limiting;
+        let rate_limit = (rate_limiting && !limits.force_disable)
+            .then_some(RateLimit { limit: limits.limit, interval: limits.interval });
+        let mut acceptors = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let opts = AcceptorOptions {
+                tls: spec.tls.clone(),
+                proxy_protocol: config.acceptor.proxy_protocol,
+                rate_limit,
+                handshake_timeout,
+                ..AcceptorOptions::default()
+            };
+            let addr = tokio::net::lookup_host(&spec.addr)
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| {
+                    Error::unknown(format!("cannot resolve acceptor address {}", spec.addr))
+                })?;
+            let acceptor = if spec.websocket {
+                Acceptor::bind_ws(addr, opts).await
+            } else {
+                Acceptor::bind_tcp(addr, opts).await
+            }
+            .map_err(|e| Error::unknown(format!("cannot listen on {}: {e}", spec.addr)))?;
+            acceptors.push(acceptor);
+        }
+
+        for hooks in &lifecycles {
+            hooks.init().await;
+        }
+        for hooks in &lifecycles {
+            hooks.after_init().await;
+        }
+
+        let (stop_accepting, stop) = watch::channel(false);
+        let tracker = TaskTracker::new();
+        let addrs = acceptors.iter().map(|a| (a.transport(), a.local_addr())).collect();
+        for acceptor in acceptors {
+            tracker.spawn(accept_loop(acceptor, agents.clone(), tracker.clone(), stop.clone()));
+        }
+        tracing::info!(?addrs, "pitaya server started");
+        Ok(RunningApp { handle, addrs, stop_accepting, tracker, agents, lifecycles, config })
+    }
+
+    /// Starts the server and runs it until SIGINT or SIGTERM, then shuts it down
+    /// gracefully ([`RunningApp::shutdown`]).
+    ///
+    /// # Errors
+    /// As [`App::start`].
+    pub async fn run(self) -> Result<(), Error> {
+        let running = self.start().await?;
+        running.wait_for_signal().await;
+        running.shutdown().await;
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    acceptor: Acceptor,
+    agents: Arc<AgentShared>,
+    tracker: TaskTracker,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            () = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            incoming = acceptor.accept() => incoming,
+        };
+        match incoming {
+            Ok(incoming) => {
+                let agents = agents.clone();
+                tracker.spawn(async move {
+                    match incoming.establish().await {
+                        Ok(conn) => pitaya_agent::serve(conn, agents).await,
+                        Err(e) => tracing::debug!(error = %e, "connection handshake failed"),
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+impl RunningApp {
+    /// The bound addresses, in acceptor order (useful with port 0).
+    pub fn local_addrs(&self) -> &[(Transport, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// A handle on sessions and groups.
+    pub fn handle(&self) -> &AppHandle {
+        &self.handle
+    }
+
+    /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+    pub async fn wait_for_signal(&self) {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT received"),
+            _ = term => tracing::info!("SIGTERM received"),
+        }
+    }
+
+    /// Shuts down gracefully: stops accepting, runs `before_shutdown` hooks (in reverse
+    /// registration order), waits for clients to leave when `pitaya.session.drain` is
+    /// enabled, lets every connection answer the requests it already read, closes the
+    /// connections (no kick packet, as Go), then runs `shutdown` hooks.
+    pub async fn shutdown(self) {
+        let _ = self.stop_accepting.send(true);
+        for hooks in self.lifecycles.iter().rev() {
+            hooks.before_shutdown().await;
+        }
+        let drain = &self.config.session.drain;
+        if drain.enabled {
+            let deadline = tokio::time::Instant::now() + drain.timeout;
+            while self.handle.sessions().count() > 0 && tokio::time::Instant::now() < deadline {
+                tracing::info!(sessions = self.handle.sessions().count(), "draining sessions");
+                tokio::time::sleep(drain.period).await;
+            }
+        }
+        self.agents.begin_shutdown();
+        self.tracker.close();
+        let grace = self.config.buffer.agent.conn_timeout * 2 + Duration::from_secs(1);
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!("connections still open after the shutdown grace period");
+        }
+        for hooks in self.lifecycles.iter().rev() {
+            hooks.shutdown().await;
+        }
+        tracing::info!("pitaya server stopped");
+    }
+}
+
+impl std::fmt::Debug for RunningApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningApp").field("addrs", &self.addrs).finish()
+    }
+}

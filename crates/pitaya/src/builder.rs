@@ -1,0 +1,220 @@
+//! [`Builder`]: assembles a server from configuration, acceptors and components.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pitaya_codec::RouteDict;
+use pitaya_config::PitayaConfig;
+use pitaya_core::Error;
+use pitaya_groups::{Groups, MemoryGroups};
+use pitaya_handler::{AppState, Component, HandlerService, Router};
+use pitaya_serialize::SerializerKind;
+use pitaya_session::SessionPool;
+
+use crate::app::App;
+
+type LayerFn = Box<dyn FnOnce(HandlerService) -> HandlerService + Send>;
+
+/// Where and how to accept connections.
+#[derive(Clone, Debug)]
+pub struct AcceptorSpec {
+    pub(crate) websocket: bool,
+    pub(crate) addr: String,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl AcceptorSpec {
+    /// A TCP acceptor on `addr` (`host:port`; port 0 picks a free port).
+    pub fn tcp(addr: impl Into<String>) -> Self {
+        Self { websocket: false, addr: addr.into(), tls: None }
+    }
+
+    /// A WebSocket acceptor on `addr`, upgrading any path.
+    pub fn ws(addr: impl Into<String>) -> Self {
+        Self { websocket: true, addr: addr.into(), tls: None }
+    }
+
+    /// Serves TLS on this acceptor (see `pitaya::acceptor::load_tls_config`).
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+}
+
+/// Builds an [`App`]. Start from [`Pitaya::builder`](crate::Pitaya::builder).
+pub struct Builder {
+    pub(crate) server_type: String,
+    pub(crate) config: Option<PitayaConfig>,
+    pub(crate) acceptors: Vec<AcceptorSpec>,
+    pub(crate) components: Vec<Component>,
+    pub(crate) layers: Vec<LayerFn>,
+    pub(crate) state: AppState,
+    pub(crate) dict: Vec<(String, u16)>,
+    pub(crate) groups: Option<Arc<dyn Groups>>,
+    pub(crate) serializer: Option<SerializerKind>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) rate_limiting: bool,
+    pub(crate) pool: SessionPool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// A builder for a server of type `"connector"`, configured from Pitaya's defaults
+    /// and `PITAYA_*` environment variables unless [`config`](Self::config) is called.
+    pub fn new() -> Self {
+        Self {
+            server_type: "connector".to_owned(),
+            config: None,
+            acceptors: Vec::new(),
+            components: Vec::new(),
+            layers: Vec::new(),
+            state: AppState::new(),
+            dict: Vec::new(),
+            groups: None,
+            serializer: None,
+            handshake_timeout: Duration::from_secs(10),
+            rate_limiting: false,
+            pool: SessionPool::new(),
+        }
+    }
+
+    /// The server type, used to route `serverType.service.method` routes.
+    pub fn server_type(mut self, server_type: impl Into<String>) -> Self {
+        self.server_type = server_type.into();
+        self
+    }
+
+    /// Uses `config` instead of loading defaults and the environment.
+    pub fn config(mut self, config: PitayaConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Adds an acceptor.
+    pub fn acceptor(mut self, spec: AcceptorSpec) -> Self {
+        self.acceptors.push(spec);
+        self
+    }
+
+    /// Adds a TCP acceptor on `addr`.
+    pub fn tcp(self, addr: impl Into<String>) -> Self {
+        self.acceptor(AcceptorSpec::tcp(addr))
+    }
+
+    /// Adds a WebSocket acceptor on `addr`.
+    pub fn ws(self, addr: impl Into<String>) -> Self {
+        self.acceptor(AcceptorSpec::ws(addr))
+    }
+
+    /// Registers a component's handlers.
+    pub fn component(mut self, component: Component) -> Self {
+        self.components.push(component);
+        self
+    }
+
+    /// Wraps the handlers in a tower layer, e.g. [`before_fn`](crate::before_fn).
+    /// Layers added later wrap the earlier ones (they run first).
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<HandlerService> + Send + 'static,
+        L::Service: tower::Service<pitaya_handler::Request, Response = pitaya_handler::Reply, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<pitaya_handler::Request>>::Future: Send + 'static,
+    {
+        self.layers.push(Box::new(move |inner| HandlerService::new(layer.layer(inner))));
+        self
+    }
+
+    /// Shares `value` with handlers through the [`State`](crate::State) extractor.
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Sets the route dictionary sent in the handshake and used to compress routes.
+    pub fn dictionary<'a>(mut self, entries: impl IntoIterator<Item = (&'a str, u16)>) -> Self {
+        self.dict.extend(entries.into_iter().map(|(r, c)| (r.to_owned(), c)));
+        self
+    }
+
+    /// Uses `groups` instead of process-local memory groups.
+    pub fn groups(mut self, groups: impl Groups) -> Self {
+        self.groups = Some(Arc::new(groups));
+        self
+    }
+
+    /// Overrides `pitaya.serializertype`.
+    pub fn serializer(mut self, kind: SerializerKind) -> Self {
+        self.serializer = Some(kind);
+        self
+    }
+
+    /// Time a client has to finish the handshake (default 10 s; Go has no limit).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Enables per-connection rate limiting with `pitaya.conn.ratelimiting.*` (off by
+    /// default, as in Go where the application must wrap its acceptors).
+    pub fn rate_limiting(mut self, enabled: bool) -> Self {
+        self.rate_limiting = enabled;
+        self
+    }
+
+    /// The session pool, to register session callbacks and handshake validators before
+    /// the server starts.
+    pub fn sessions(&self) -> &SessionPool {
+        &self.pool
+    }
+
+    /// Validates the setup.
+    ///
+    /// # Errors
+    /// Bad configuration (environment or file), duplicate components or dictionary
+    /// entries, no acceptor.
+    pub fn build(self) -> Result<App, Error> {
+        let config = match self.config {
+            Some(c) => c,
+            None => PitayaConfig::load(None).map_err(|e| Error::unknown(e.to_string()))?,
+        };
+        if self.acceptors.is_empty() {
+            return Err(Error::unknown("no acceptor configured: add one with .tcp() or .ws()"));
+        }
+        let mut router = Router::new();
+        for component in self.components {
+            router.add(component)?;
+        }
+        let dict = RouteDict::from_entries(self.dict.iter().map(|(r, c)| (r.as_str(), *c)))?;
+        let serializer = self.serializer.unwrap_or(match config.serializer_type {
+            pitaya_config::SerializerType::Protobuf => SerializerKind::Protobuf,
+            _ => SerializerKind::Json,
+        });
+        let groups = match self.groups {
+            Some(g) => g,
+            None => Arc::new(MemoryGroups::new(config.groups.memory.tick_duration)),
+        };
+        Ok(App {
+            server_type: self.server_type,
+            config,
+            acceptors: self.acceptors,
+            router,
+            layers: self.layers,
+            state: self.state,
+            dict: Arc::new(dict),
+            groups,
+            serializer: serializer.serializer(),
+            handshake_timeout: self.handshake_timeout,
+            rate_limiting: self.rate_limiting,
+            pool: self.pool,
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! Pitaya for Rust: a game-server framework wire-compatible with Go Pitaya.
+//!
+//! This facade re-exports the layers and adds the [`Builder`] that assembles a server:
+//!
+//! ```no_run
+//! use pitaya::{Component, Error, Json, Pitaya, Session};
+//!
+//! async fn hello(s: Session, Json(name): Json<String>) -> Result<Json<String>, Error> {
+//!     s.bind(&name).await?;
+//!     Ok(Json(format!("hello {name}")))
+//! }
+//!
+//! # async fn run() -> Result<(), Error> {
+//! Pitaya::builder()
+//!     .server_type("connector")
+//!     .tcp("127.0.0.1:3250")
+//!     .component(Component::new("room").handler("hello", hello))
+//!     .build()?
+//!     .run()
+//!     .await
+//! # }
+//! ```
+//!
+//! # Crates
+//! | module | crate | what |
+//! |---|---|---|
+//! | [`codec`] | `pitaya-codec` | wire codec (packets, messages, handshake) |
+//! | [`serialize`] | `pitaya-serialize` | JSON and protobuf serializers |
+//! | [`session`] | `pitaya-session` | sessions and the session pool |
+//! | [`handler`] | `pitaya-handler` | components, extractors, pipelines |
+//! | [`groups`] | `pitaya-groups` | groups (rooms) |
+//! | [`acceptor`] | `pitaya-acceptor` | TCP, WebSocket, TLS acceptors |
+//! | [`agent`] | `pitaya-agent` | per-connection protocol driver |
+//! | [`config`] | `pitaya-config` | configuration with Pitaya's keys |
+//! | `client` | `pitaya-client` | async client (feature `client`, on by default) |
+//!
+//! # Features
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `client` | yes | `pitaya::client`, the async Rust client |
+
+mod app;
+mod builder;
+mod dispatch;
+mod handle;
+
+pub use app::{App, RunningApp};
+pub use builder::{AcceptorSpec, Builder};
+pub use handle::AppHandle;
+
+pub use pitaya_acceptor as acceptor;
+pub use pitaya_agent as agent;
+#[cfg(feature = "client")]
+pub use pitaya_client as client;
+pub use pitaya_codec as codec;
+pub use pitaya_config as config;
+pub use pitaya_core::{BoxFuture, Error, codes};
+pub use pitaya_groups as groups;
+pub use pitaya_handler as handler;
+pub use pitaya_handler::{
+    Component, Json, Lifecycle, Msg, Proto, RouteInfo, State, after_fn, before_fn,
+};
+pub use pitaya_serialize as serialize;
+pub use pitaya_serialize::SerializerKind;
+pub use pitaya_session as session;
+pub use pitaya_session::{Session, SessionPool};
+
+/// Entry point: `Pitaya::builder()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Pitaya;
+
+impl Pitaya {
+    /// A builder with Go Pitaya's default configuration.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+}
