@@ -1,10 +1,12 @@
 //! [`serve`]: runs one connection from handshake to close.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use pitaya_acceptor::{Connection, PacketReader};
 use pitaya_codec::{
     HandshakeRequest, HandshakeResponse, Message, MessageCodec, MessageType, Packet, PacketType,
@@ -353,7 +355,14 @@ async fn dispatch_loop(
         let result = {
             // The semaphore is never closed, so acquire only fails if it were.
             let _permit = shared.dispatch_limit.acquire().await;
-            shared.dispatch.dispatch(session.clone(), msg).await
+            // Handlers catch their own panics; this also covers pipeline layers and
+            // extractors, so that a panic fails one request, never the session's queue.
+            let call =
+                AssertUnwindSafe(async { shared.dispatch.dispatch(session.clone(), msg).await });
+            match call.catch_unwind().await {
+                Ok(result) => result,
+                Err(_) => Err(Error::unknown("internal error: request processing panicked")),
+            }
         };
         if !is_request || id == 0 {
             if let Err(e) = result {

@@ -147,3 +147,69 @@ pub(crate) fn encode_with<T: Serialize + prost::Message>(
 fn bad_request(e: pitaya_serialize::SerializeError) -> Error {
     Error::bad_request(e.to_string())
 }
+
+/// Whether [`Valid`] checks values: Pitaya's
+/// `pitaya.defaultpipelines.structvalidation.enabled`, stored in the application state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StructValidation(pub bool);
+
+/// A payload extractor whose value is checked with the
+/// [`validator`](https://docs.rs/validator) crate before the handler runs, when struct
+/// validation is enabled (`pitaya.defaultpipelines.structvalidation.enabled`, off by
+/// default, as Go's default pipeline). A failure answers `PIT-000` with the validator's
+/// text, as Go does; with validation off, values pass through unchecked.
+///
+/// ```
+/// use pitaya_handler::{Json, Valid};
+/// use pitaya_core::Error;
+///
+/// #[derive(serde::Deserialize, validator::Validate)]
+/// struct Join {
+///     #[validate(length(min = 1, max = 32))]
+///     name: String,
+/// }
+///
+/// async fn join(Valid(Json(req)): Valid<Json<Join>>) -> Result<Json<String>, Error> {
+///     Ok(Json(req.name))
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Valid<E>(pub E);
+
+/// Payload extractors whose value can be validated.
+pub trait ValidatePayload {
+    /// Runs the value's validation rules.
+    ///
+    /// # Errors
+    /// The validator's report.
+    fn validate_payload(&self) -> Result<(), validator::ValidationErrors>;
+}
+
+impl<T: validator::Validate> ValidatePayload for Json<T> {
+    fn validate_payload(&self) -> Result<(), validator::ValidationErrors> {
+        self.0.validate()
+    }
+}
+
+impl<T: validator::Validate> ValidatePayload for Proto<T> {
+    fn validate_payload(&self) -> Result<(), validator::ValidationErrors> {
+        self.0.validate()
+    }
+}
+
+impl<T: validator::Validate> ValidatePayload for Msg<T> {
+    fn validate_payload(&self) -> Result<(), validator::ValidationErrors> {
+        self.0.validate()
+    }
+}
+
+impl<E: FromRequest + ValidatePayload> FromRequest for Valid<E> {
+    fn from_request(req: Request) -> Result<Self, Error> {
+        let enabled = req.state.get::<StructValidation>().is_some_and(|v| v.0);
+        let value = E::from_request(req)?;
+        if enabled {
+            value.validate_payload().map_err(|e| Error::unknown(e.to_string()))?;
+        }
+        Ok(Valid(value))
+    }
+}

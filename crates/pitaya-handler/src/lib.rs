@@ -27,7 +27,7 @@
 //! # Layout
 //! - [`extract`]: [`FromRequestParts`] / [`FromRequest`] and the built-in extractors
 //!   ([`Session`](pitaya_session::Session), [`State`], [`RouteInfo`], [`Json`], [`Proto`],
-//!   [`Msg`], [`Bytes`](bytes::Bytes)).
+//!   [`Msg`], [`Bytes`](bytes::Bytes)) and [`Valid`] for struct validation.
 //! - [`reply`]: what handlers return ([`IntoReply`], [`IntoBody`]).
 //! - [`handler`]: the [`Handler`] trait, implemented for async fns.
 //! - [`component`]: [`Component`] (a named set of handlers) and [`Lifecycle`] hooks.
@@ -45,7 +45,10 @@ pub mod router;
 pub mod state;
 
 pub use component::{Component, Lifecycle};
-pub use extract::{FromRequest, FromRequestParts, Json, Msg, Proto, RouteInfo, State};
+pub use extract::{
+    FromRequest, FromRequestParts, Json, Msg, Proto, RouteInfo, State, StructValidation, Valid,
+    ValidatePayload,
+};
 pub use handler::{Handler, HandlerKind};
 pub use pipeline::{after_fn, before_fn};
 pub use reply::{IntoBody, IntoReply};

@@ -214,3 +214,31 @@ async fn msg_uses_the_server_serializer() {
     req.data = Bytes::from_static(&[0x08, 0x01]);
     assert_eq!(call(svc, req).await.unwrap().unwrap(), &[0x08, 0x02][..]);
 }
+
+#[derive(serde::Deserialize, validator::Validate)]
+struct Named {
+    #[validate(length(min = 2))]
+    name: String,
+}
+
+async fn named(
+    pitaya_handler::Valid(Json(n)): pitaya_handler::Valid<Json<Named>>,
+) -> Result<Bytes, Error> {
+    Ok(Bytes::from(n.name))
+}
+
+#[tokio::test]
+async fn struct_validation_follows_the_config_flag() {
+    let mut r = Router::new();
+    r.add(Component::new("v").handler("named", named)).unwrap();
+    let svc = HandlerService::new(r.into_service());
+    let mut req = request("v.named", HandlerKind::Request, br#"{"name":"x"}"#);
+    // Off (Go's default): the value passes unchecked.
+    assert_eq!(call(svc.clone(), req.clone()).await.unwrap().unwrap(), &b"x"[..]);
+    req.state.insert(pitaya_handler::StructValidation(true));
+    let e = call(svc.clone(), req.clone()).await.unwrap_err();
+    assert_eq!(e.code(), "PIT-000");
+    assert!(e.message().contains("name"), "{}", e.message());
+    req.data = Bytes::from_static(br#"{"name":"xy"}"#);
+    assert_eq!(call(svc, req).await.unwrap().unwrap(), &b"xy"[..]);
+}

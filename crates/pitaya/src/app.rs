@@ -89,6 +89,9 @@ impl App {
             serializer: serializer.clone(),
         }));
         state.insert(handle.clone());
+        state.insert(pitaya_handler::StructValidation(
+            config.default_pipelines.struct_validation.enabled,
+        ));
 
         let lifecycles: Vec<Arc<dyn Lifecycle>> = router.lifecycles().cloned().collect();
         let mut service = HandlerService::new(router.into_service());

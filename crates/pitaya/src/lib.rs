@@ -58,7 +58,7 @@ pub use pitaya_core::{BoxFuture, Error, codes};
 pub use pitaya_groups as groups;
 pub use pitaya_handler as handler;
 pub use pitaya_handler::{
-    Component, Json, Lifecycle, Msg, Proto, RouteInfo, State, after_fn, before_fn,
+    Component, Json, Lifecycle, Msg, Proto, RouteInfo, State, Valid, after_fn, before_fn,
 };
 pub use pitaya_serialize as serialize;
 pub use pitaya_serialize::SerializerKind;
