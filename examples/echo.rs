@@ -5,11 +5,14 @@
 //! ```
 //!
 //! Flags: `--compression`, `--dict`, `--serializer json|protobuf`,
-//! `--tls-cert FILE --tls-key FILE`. `PITAYA_*` environment variables configure the rest
+//! `--tls-cert FILE --tls-key FILE`, `--print-config`. `PITAYA_*` environment variables configure the rest
 //! (a flag wins over the environment). Once every acceptor is bound it prints
 //! `listening tcp=127.0.0.1:PORT ws=127.0.0.1:PORT`.
 
-#![expect(clippy::print_stdout, reason = "the listening line on stdout is part of the example's interface")]
+#![expect(
+    clippy::print_stdout,
+    reason = "the listening line on stdout is part of the example's interface"
+)]
 
 use anyhow::Result;
 use clap::Parser;
@@ -19,6 +22,10 @@ use pitaya_examples::echo::{EchoArgs, start};
 async fn main() -> Result<()> {
     pitaya_examples::init_tracing();
     let args = EchoArgs::parse();
+    if args.print_config {
+        print!("{}", pitaya_examples::echo::config(&args)?);
+        return Ok(());
+    }
     let running = start(&args).await?;
     println!("{}", pitaya_examples::listening_line(running.local_addrs()));
     running.wait_for_signal().await;

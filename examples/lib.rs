@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 
 use pitaya::acceptor::Transport;
 
+#[path = "src/chat.rs"]
+pub mod chat;
 #[path = "src/echo.rs"]
 pub mod echo;
 

@@ -41,6 +41,9 @@ pub struct EchoArgs {
     /// PEM private key for `--tls-cert`.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Print the resolved configuration (`pitaya.*` keys) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// The reply of `room.join`: `{"code":200}` in JSON, field 1 in protobuf.
@@ -115,6 +118,14 @@ pub fn component() -> Component {
 /// # Errors
 /// Bad configuration, unreadable TLS files, or addresses that cannot be bound.
 pub async fn start(args: &EchoArgs) -> Result<RunningApp> {
+    start_with_config(args, config(args)?).await
+}
+
+/// The configuration in force: Go's defaults, then `PITAYA_*` variables, then flags.
+///
+/// # Errors
+/// A `PITAYA_*` variable with a bad value.
+pub fn config(args: &EchoArgs) -> Result<PitayaConfig> {
     let mut config = PitayaConfig::load(None).context("reading PITAYA_* configuration")?;
     if args.compression {
         config.handler.messages.compression = true;
@@ -122,7 +133,7 @@ pub async fn start(args: &EchoArgs) -> Result<RunningApp> {
         // The black-box contract: compression is off unless asked for.
         config.handler.messages.compression = false;
     }
-    start_with_config(args, config).await
+    Ok(config)
 }
 
 /// Starts the echo server with an explicit configuration (tests use this).
