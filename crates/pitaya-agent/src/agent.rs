@@ -179,7 +179,7 @@ struct ReaderState<'a> {
     shared: &'a AgentShared,
     session: &'a Session,
     entity: &'a AgentEntity,
-    dispatch_tx: mpsc::Sender<ClientMessage>,
+    dispatch_tx: mpsc::Sender<Queued>,
     phase: Phase,
     remote: SocketAddr,
 }
@@ -310,31 +310,34 @@ impl ReaderState<'_> {
                 return Next::Continue;
             }
         };
-        let route = match Route::parse(&msg.route) {
-            Ok(route) => route,
-            Err(e) => {
-                // Spec §1.8: a request gets PIT-400 with Go's text, a notify nothing.
-                if is_request && msg.id != 0 {
-                    self.answer_error(msg.id, &Error::bad_request(e.to_string())).await;
-                }
-                return Next::Continue;
+        let queued = match Route::parse(&msg.route) {
+            Ok(route) => {
+                Queued::Message(ClientMessage { route, id: msg.id, is_request, data: msg.data })
             }
+            // Spec §1.8: a request gets PIT-400 with Go's text, a notify nothing. The
+            // answer waits its turn behind the requests before it.
+            Err(e) if is_request && msg.id != 0 => {
+                Queued::Reject { id: msg.id, error: Error::bad_request(e.to_string()) }
+            }
+            Err(_) => return Next::Continue,
         };
-        let msg = ClientMessage { route, id: msg.id, is_request, data: msg.data };
         tokio::select! {
             biased;
             _ = closing(signals) => Next::Close("closed by the server"),
-            sent = self.dispatch_tx.send(msg) => match sent {
+            sent = self.dispatch_tx.send(queued) => match sent {
                 Ok(()) => Next::Continue,
                 Err(_) => Next::Close("dispatcher stopped"),
             },
         }
     }
+}
 
-    async fn answer_error(&self, id: u64, error: &Error) {
-        let body = self.shared.serializer.encode_error(&error.to_payload());
-        let _ = self.entity.enqueue(Outgoing::Message(Message::error_response(id, body))).await;
-    }
+/// An item of a session's dispatch queue.
+enum Queued {
+    /// A message for the application.
+    Message(ClientMessage),
+    /// A request answered with an error without reaching the application.
+    Reject { id: u64, error: Error },
 }
 
 /// Resolves once the flag is true. Cancel-safe; returns no guard, so it can sit in a
@@ -345,12 +348,20 @@ async fn flag_set(rx: &mut watch::Receiver<bool>) {
 
 /// Runs the session's messages one at a time, in arrival order.
 async fn dispatch_loop(
-    mut rx: mpsc::Receiver<ClientMessage>,
+    mut rx: mpsc::Receiver<Queued>,
     session: Session,
     entity: Arc<AgentEntity>,
     shared: Arc<AgentShared>,
 ) {
-    while let Some(msg) = rx.recv().await {
+    while let Some(queued) = rx.recv().await {
+        let msg = match queued {
+            Queued::Message(msg) => msg,
+            Queued::Reject { id, error } => {
+                let body = shared.serializer.encode_error(&error.to_payload());
+                let _ = entity.enqueue(Outgoing::Message(Message::error_response(id, body))).await;
+                continue;
+            }
+        };
         let (id, is_request) = (msg.id, msg.is_request);
         let result = {
             // The semaphore is never closed, so acquire only fails if it were.

@@ -21,7 +21,7 @@ mod session;
 
 pub use entity::NetworkEntity;
 pub use pitaya_serialize::session_data::SessionData;
-pub use pool::{HandshakeValidator, SessionPool};
+pub use pool::{HandshakeValidator, SessionPool, WeakSessionPool};
 pub use session::Session;
 
 /// Error messages Go Pitaya sends for session operations (spec §2.5).

@@ -21,6 +21,17 @@ pub type HandshakeValidator =
 #[derive(Clone, Default)]
 pub struct SessionPool(Arc<PoolInner>);
 
+/// A [`SessionPool`] reference that does not keep it alive.
+#[derive(Clone, Debug)]
+pub struct WeakSessionPool(std::sync::Weak<PoolInner>);
+
+impl WeakSessionPool {
+    /// The pool, if it still exists.
+    pub fn upgrade(&self) -> Option<SessionPool> {
+        self.0.upgrade().map(SessionPool)
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct PoolInner {
     next_id: AtomicI64,
@@ -46,6 +57,11 @@ impl SessionPool {
     /// An empty pool.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A handle that does not keep the pool alive, for callbacks the pool itself stores.
+    pub fn downgrade(&self) -> WeakSessionPool {
+        WeakSessionPool(Arc::downgrade(&self.0))
     }
 
     /// Creates and indexes a session talking through `entity`.

@@ -82,6 +82,9 @@ impl App {
             pool,
         } = self;
 
+        if config.session.unique {
+            register_unique_session(&pool);
+        }
         let handle = AppHandle(Arc::new(HandleInner {
             server_type: server_type.clone(),
             pool: pool.clone(),
@@ -175,6 +178,24 @@ impl App {
         running.shutdown().await;
         Ok(())
     }
+}
+
+/// Pitaya's unique-session module, local part (spec §8.5): binding a uid kicks the older
+/// session of this process bound to it, so its client gets a kick packet before the bind
+/// closes it (Go: `pitaya.session.unique`, on by default).
+fn register_unique_session(pool: &SessionPool) {
+    let weak = pool.downgrade();
+    pool.on_session_bind(move |session| {
+        let pool = weak.upgrade();
+        async move {
+            let (Some(pool), Some(uid)) = (pool, session.uid()) else { return Ok(()) };
+            if let Some(old) = pool.by_uid(&uid).filter(|old| !old.ptr_eq(&session)) {
+                tracing::debug!(%uid, old = old.id(), new = session.id(), "unique session: kicking the older session");
+                let _ = old.kick().await;
+            }
+            Ok(())
+        }
+    });
 }
 
 async fn accept_loop(
