@@ -159,6 +159,11 @@ pub async fn start_with_config(args: &EchoArgs, config: PitayaConfig) -> Result<
     if let Some(kind) = args.serializer {
         builder = builder.serializer(kind);
     }
+    // Rate limiting is off unless configured: any PITAYA_CONN_RATELIMITING_* variable
+    // turns it on (and `...FORCEDISABLE=true` still wins, as in Go).
+    if std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PITAYA_CONN_RATELIMITING_")) {
+        builder = builder.rate_limiting(true);
+    }
     if args.dict {
         let routes = ROUTES.iter().copied().chain(["onNotify", "onMessage"]);
         builder = builder.dictionary(routes.zip(1u16..));
