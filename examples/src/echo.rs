@@ -161,7 +161,9 @@ pub async fn start_with_config(args: &EchoArgs, config: PitayaConfig) -> Result<
     }
     // Rate limiting is off unless configured: any PITAYA_CONN_RATELIMITING_* variable
     // turns it on (and `...FORCEDISABLE=true` still wins, as in Go).
-    if std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PITAYA_CONN_RATELIMITING_")) {
+    if std::env::vars_os()
+        .any(|(k, _)| k.to_string_lossy().starts_with("PITAYA_CONN_RATELIMITING_"))
+    {
         builder = builder.rate_limiting(true);
     }
     if args.dict {

@@ -1,25 +1,48 @@
-//! `cargo xtask bench`: the Criterion benches, then callgrind instruction counts.
+//! `cargo xtask bench`: the Criterion benches, callgrind instruction counts, then load.
 //!
 //! Wall-clock figures move with the machine and its load; instruction counts do not, so
 //! they are what to compare between commits. Each case of the `instructions` bench target
 //! of pitaya-codec runs under callgrind twice, N times and 0 times; the difference divided
 //! by N is the cost of one operation without process start-up or fixture setup. Ratios
 //! against reference cases of the same run make the table readable at a glance.
+//!
+//! The load section (alone with `--load-only`) starts the echo example and the
+//! hand-written `baseline_echo` server as child processes and drives them with the
+//! `loadgen` example: pipelined requests, resident memory per idle connection, and group
+//! broadcast. Its figures are printed, never asserted: they are wall-clock figures.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// Runs the Criterion benches (unless `callgrind_only`), then the callgrind section.
-pub(crate) fn run(root: &Path, callgrind_only: bool) -> Result<()> {
-    if !callgrind_only {
-        super::cargo(&["bench", "-p", "pitaya-codec"])?;
+/// Which sections of `cargo xtask bench` run; all of them by default.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct Sections {
+    /// Only run the callgrind instruction counts (fast, deterministic).
+    #[arg(long, conflicts_with = "load_only")]
+    callgrind_only: bool,
+    /// Only run the load section: loadgen against the echo example and the baseline.
+    #[arg(long)]
+    load_only: bool,
+}
+
+/// Runs the Criterion benches, the callgrind section and the load section, as `sections`
+/// asks.
+pub(crate) fn run(root: &Path, sections: Sections) -> Result<()> {
+    if !sections.load_only {
+        if !sections.callgrind_only {
+            super::cargo(&["bench", "-p", "pitaya-codec"])?;
+        }
+        callgrind(root)?;
     }
-    callgrind(root)
+    if !sections.callgrind_only {
+        load(root)?;
+    }
+    Ok(())
 }
 
 /// One line of `instructions --list`.
@@ -44,10 +67,26 @@ fn callgrind(root: &Path) -> Result<()> {
         return Ok(());
     };
     let started = Instant::now();
-    let bin = build_driver(root)?;
-    let cases = list_cases(&bin)?;
     let out_dir = target_dir(root).join("callgrind");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    for package in DRIVERS {
+        callgrind_package(root, &valgrind, package, &out_dir)?;
+    }
+    eprintln!(
+        "xtask: callgrind done in {:.0?}; profiles are in {} (read them with callgrind_annotate)",
+        started.elapsed(),
+        out_dir.display()
+    );
+    Ok(())
+}
+
+/// Packages with an `instructions` bench target speaking the `--list` / `<case> <N>`
+/// protocol: the hot paths, codec and dispatch.
+const DRIVERS: [&str; 2] = ["pitaya-codec", "pitaya-handler"];
+
+fn callgrind_package(root: &Path, valgrind: &Path, package: &str, out_dir: &Path) -> Result<()> {
+    let bin = build_driver(root, package)?;
+    let cases = list_cases(&bin)?;
 
     let mut per_op = Vec::with_capacity(cases.len());
     for case in &cases {
@@ -55,8 +94,8 @@ fn callgrind(root: &Path) -> Result<()> {
         let (zero, full) = (file(0), file(case.iterations));
         // The two runs are independent processes: running them side by side halves the
         // wait on a two-core machine and cannot change what callgrind counts.
-        let baseline = spawn_callgrind(&valgrind, root, &bin, &case.name, 0, &zero)?;
-        let measured = spawn_callgrind(&valgrind, root, &bin, &case.name, case.iterations, &full)?;
+        let baseline = spawn_callgrind(valgrind, root, &bin, &case.name, 0, &zero)?;
+        let measured = spawn_callgrind(valgrind, root, &bin, &case.name, case.iterations, &full)?;
         // Wait for both before reporting a failure, so that no valgrind outlives xtask.
         let (baseline, measured) = (finish(baseline, &case.name), finish(measured, &case.name));
         baseline.and(measured)?;
@@ -73,23 +112,19 @@ fn callgrind(root: &Path) -> Result<()> {
 
     let table = render(&cases, &per_op)?;
     let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "\n{package}: instructions per operation")?;
     stdout.write_all(table.as_bytes())?;
     stdout.flush()?;
-    eprintln!(
-        "xtask: callgrind done in {:.0?}; profiles are in {} (read them with callgrind_annotate)",
-        started.elapsed(),
-        out_dir.display()
-    );
     Ok(())
 }
 
 /// Builds the `instructions` bench target in the bench profile (what `cargo bench` runs)
 /// and returns its path, taken from Cargo's own report of the artifact rather than guessed
 /// from the target directory layout.
-fn build_driver(root: &Path) -> Result<PathBuf> {
+fn build_driver(root: &Path, package: &str) -> Result<PathBuf> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root)
-        .args(["build", "--profile", "bench", "-p", "pitaya-codec", "--bench", "instructions"])
+        .args(["build", "--profile", "bench", "-p", package, "--bench", "instructions"])
         .arg("--message-format=json-render-diagnostics")
         .stderr(Stdio::inherit());
     eprintln!("xtask: running {cmd:?}");
@@ -279,4 +314,682 @@ fn render(cases: &[Case], per_op: &[f64]) -> Result<String> {
         )?;
     }
     Ok(table)
+}
+
+// ---------------------------------------------------------------------------------------
+// Load: the echo example against the baseline server, driven by the loadgen example.
+// ---------------------------------------------------------------------------------------
+
+/// Measured seconds per request case, after the warm-up.
+const LOAD_SECONDS: &str = "5";
+/// Rounds over all the cases; each case keeps its best.
+const ROUNDS: u32 = 2;
+const WARMUP_SECONDS: &str = "1";
+/// Idle connections for the memory figure, and how long loadgen holds them.
+const IDLE_CONNS: u64 = 10_000;
+const IDLE_HOLD_SECONDS: &str = "4";
+/// Time for the server's memory to settle once every idle connection is announced.
+const IDLE_SETTLE: Duration = Duration::from_millis(1500);
+const BROADCAST_MEMBERS: &str = "1000";
+const BROADCAST_MESSAGES: &str = "100";
+/// Long enough that no idle connection is closed (spec §1.6: after 2 to 3 intervals),
+/// and that no heartbeat adds a packet to the request cases.
+const SERVER_ENV: [(&str, &str); 2] = [("PITAYA_HEARTBEAT_INTERVAL", "60s"), ("RUST_LOG", "warn")];
+/// How long a server may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slack on top of what a loadgen run should take before it is killed.
+const LOADGEN_SLACK: Duration = Duration::from_secs(60);
+
+/// A server of the load section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerKind {
+    Baseline,
+    Echo,
+    EchoCompressed,
+}
+
+impl ServerKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Echo => "echo",
+            Self::EchoCompressed => "echo --compression",
+        }
+    }
+}
+
+/// One request case: `loadgen` with 4 connections × 10 requests in flight.
+struct LoadCase {
+    label: &'static str,
+    server: ServerKind,
+    ws: bool,
+    payload: usize,
+    /// The case whose req/s this one is divided by.
+    against: Option<&'static str>,
+}
+
+const CASES: [LoadCase; 9] = [
+    LoadCase {
+        label: "tcp 64B",
+        server: ServerKind::Baseline,
+        ws: false,
+        payload: 64,
+        against: None,
+    },
+    LoadCase {
+        label: "tcp 64B",
+        server: ServerKind::Echo,
+        ws: false,
+        payload: 64,
+        against: Some("baseline tcp 64B"),
+    },
+    LoadCase {
+        label: "tcp 1KiB",
+        server: ServerKind::Baseline,
+        ws: false,
+        payload: 1024,
+        against: None,
+    },
+    LoadCase {
+        label: "tcp 1KiB",
+        server: ServerKind::Echo,
+        ws: false,
+        payload: 1024,
+        against: Some("baseline tcp 1KiB"),
+    },
+    LoadCase {
+        label: "tcp 4KiB",
+        server: ServerKind::Baseline,
+        ws: false,
+        payload: 4096,
+        against: None,
+    },
+    LoadCase {
+        label: "tcp 4KiB",
+        server: ServerKind::Echo,
+        ws: false,
+        payload: 4096,
+        against: Some("baseline tcp 4KiB"),
+    },
+    LoadCase {
+        label: "tcp 64B",
+        server: ServerKind::EchoCompressed,
+        ws: false,
+        payload: 64,
+        against: Some("echo tcp 64B"),
+    },
+    LoadCase {
+        label: "tcp 4KiB",
+        server: ServerKind::EchoCompressed,
+        ws: false,
+        payload: 4096,
+        against: Some("echo tcp 4KiB"),
+    },
+    LoadCase {
+        label: "ws 64B",
+        server: ServerKind::Echo,
+        ws: true,
+        payload: 64,
+        against: Some("echo tcp 64B"),
+    },
+];
+
+/// What one request case measured.
+struct LoadRow {
+    name: String,
+    against: Option<&'static str>,
+    req_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+    errors: f64,
+    /// Server CPU over the loadgen run, in % of one core.
+    server_cpu: f64,
+    /// Server CPU per request, warm-up included, in µs.
+    server_us_per_req: f64,
+    /// Loadgen CPU over its run, in % of one core.
+    loadgen_cpu: Option<f64>,
+    /// How far below this (best) round's req/s the worst round fell, as a fraction.
+    spread: f64,
+}
+
+fn load(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    super::cargo(&["build", "--release", "--examples", "-p", "pitaya-examples"])?;
+    let dir = target_dir(root).join("release").join("examples");
+    let bins = Bins {
+        loadgen: dir.join("loadgen"),
+        echo: dir.join("echo"),
+        baseline: dir.join("baseline_echo"),
+    };
+    for bin in [&bins.loadgen, &bins.echo, &bins.baseline] {
+        if !bin.is_file() {
+            bail!("{} was not built (is its [[example]] still declared?)", bin.display());
+        }
+    }
+    // Children inherit the limit: the servers and loadgen each hold IDLE_CONNS sockets.
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
+    let pin = Pinning::detect();
+    eprintln!(
+        "xtask: load section: {}; RLIMIT_NOFILE {nofile}; load average {}",
+        pin.describe(),
+        load_average()
+    );
+
+    let rows = request_cases(&bins, &pin)?;
+    let idle = [ServerKind::Echo, ServerKind::Baseline]
+        .into_iter()
+        .map(|kind| idle_memory(&bins, &pin, kind, IDLE_CONNS.min(nofile.saturating_sub(100))))
+        .collect::<Result<Vec<_>>>()?;
+    let broadcast = {
+        let echo = Server::start(&bins, &pin, ServerKind::Echo)?;
+        loadgen(
+            &bins,
+            &pin,
+            &[
+                "--addr",
+                &echo.tcp,
+                "--broadcast",
+                BROADCAST_MEMBERS,
+                "--messages",
+                BROADCAST_MESSAGES,
+                "--timeout",
+                "30",
+            ],
+            Duration::from_secs(60),
+        )?
+    };
+
+    let mut out = String::new();
+    render_requests(&mut out, &rows, &pin)?;
+    render_idle(&mut out, &idle)?;
+    render_broadcast(&mut out, &broadcast)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    eprintln!(
+        "xtask: load section done in {:.0?}; load average now {}",
+        started.elapsed(),
+        load_average()
+    );
+    Ok(())
+}
+
+struct Bins {
+    loadgen: PathBuf,
+    echo: PathBuf,
+    baseline: PathBuf,
+}
+
+/// Where the servers and loadgen run. On a small machine they fight for the same cores
+/// and the scheduler decides the winner; one core each (servers on the first, loadgen
+/// on the second) makes the figures a per-core comparison that repeats.
+struct Pinning {
+    taskset: Option<PathBuf>,
+}
+
+impl Pinning {
+    fn detect() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let taskset = find_in_path("taskset").filter(|_| cores >= 2);
+        Self { taskset }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self.taskset {
+            Some(_) => "servers pinned to CPU 0, loadgen to CPU 1 (taskset)",
+            None => "nothing pinned (needs taskset and two CPUs)",
+        }
+    }
+
+    /// A command running `bin` on `cpu`; taskset execs it, so the child's PID is the
+    /// program's own (which /proc readings rely on).
+    fn command(&self, bin: &Path, cpu: u32) -> Command {
+        match &self.taskset {
+            Some(taskset) => {
+                let mut cmd = Command::new(taskset);
+                cmd.args(["-c", &cpu.to_string()]).arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        }
+    }
+}
+
+/// A child process and the lines it prints, killed by PID when dropped, error or not.
+struct Running {
+    name: String,
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command, name: &str) -> Result<Self> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+        let stdout = child.stdout.take();
+        let (tx, lines) = std::sync::mpsc::channel();
+        // The guard exists before anything can fail, so the child never outlives xtask.
+        let running = Self { name: name.to_owned(), child, lines };
+        let stdout = stdout.context("child stdout was not piped")?;
+        // A thread per child, so that a line can be awaited with a timeout.
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(running)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line printed, within `timeout`.
+    fn line(&mut self, timeout: Duration) -> Result<String> {
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => bail!("{} printed nothing in {timeout:?}", self.name),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait()?;
+                bail!("{} exited ({status}) before printing what was expected", self.name)
+            }
+        }
+    }
+
+    /// Waits for the child to exit successfully within `timeout`, then returns the last
+    /// line it printed.
+    fn finish(mut self, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                bail!("{} still running after {timeout:?}; killed", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !status.success() {
+            bail!("{} failed with {status}", self.name);
+        }
+        // The reader thread sends every line before the pipe reports EOF.
+        let mut last = None;
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            last = Some(line);
+        }
+        last.with_context(|| format!("{} printed nothing", self.name))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SIGKILL to this PID only; harmless when the child already exited.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server started for the load section, with the addresses it printed.
+struct Server {
+    kind: ServerKind,
+    process: Running,
+    tcp: String,
+    ws: Option<String>,
+}
+
+impl Server {
+    fn start(bins: &Bins, pin: &Pinning, kind: ServerKind) -> Result<Self> {
+        let mut cmd = match kind {
+            ServerKind::Baseline => pin.command(&bins.baseline, 0),
+            ServerKind::Echo | ServerKind::EchoCompressed => pin.command(&bins.echo, 0),
+        };
+        cmd.args(["--tcp", "127.0.0.1:0"]).envs(SERVER_ENV);
+        match kind {
+            ServerKind::Baseline => {}
+            ServerKind::Echo => {
+                cmd.args(["--ws", "127.0.0.1:0"]);
+            }
+            ServerKind::EchoCompressed => {
+                cmd.arg("--compression");
+            }
+        }
+        let mut process = Running::spawn(cmd, kind.name())?;
+        let line = process.line(START_TIMEOUT)?;
+        let field = |name: &str| {
+            line.split_whitespace().find_map(|f| f.strip_prefix(name)).map(str::to_owned)
+        };
+        let tcp = field("tcp=")
+            .with_context(|| format!("{} printed {line:?}, not its listening line", kind.name()))?;
+        Ok(Self { kind, process, tcp, ws: field("ws=") })
+    }
+}
+
+/// Runs loadgen with `args` to completion, within `timeout`; returns its result line.
+fn loadgen(bins: &Bins, pin: &Pinning, args: &[&str], timeout: Duration) -> Result<String> {
+    let mut cmd = pin.command(&bins.loadgen, 1);
+    cmd.args(args).env("RUST_LOG", "warn");
+    Running::spawn(cmd, "loadgen")?.finish(timeout)
+}
+
+/// Runs every case [`ROUNDS`] times, round by round, and keeps each case's best round:
+/// other work on the machine can only slow a round down, so the best is the one least
+/// disturbed, and the spread between rounds tells how much to trust it.
+fn request_cases(bins: &Bins, pin: &Pinning) -> Result<Vec<LoadRow>> {
+    let servers = [ServerKind::Baseline, ServerKind::Echo, ServerKind::EchoCompressed]
+        .into_iter()
+        .map(|kind| Server::start(bins, pin, kind))
+        .collect::<Result<Vec<_>>>()?;
+    let mut best: Vec<Option<LoadRow>> = CASES.iter().map(|_| None).collect();
+    let mut worst = vec![f64::INFINITY; CASES.len()];
+    for round in 1..=ROUNDS {
+        for ((case, best), worst) in CASES.iter().zip(&mut best).zip(&mut worst) {
+            let server = servers
+                .iter()
+                .find(|s| s.kind == case.server)
+                .context("every server kind of CASES is started above")?;
+            let row = run_case(bins, pin, server, case, round)?;
+            *worst = worst.min(row.req_per_s);
+            if best.as_ref().is_none_or(|b| row.req_per_s > b.req_per_s) {
+                *best = Some(row);
+            }
+        }
+    }
+    let mut rows = Vec::with_capacity(CASES.len());
+    for (row, worst) in best.into_iter().zip(worst) {
+        let mut row = row.context("ROUNDS is at least 1")?;
+        row.spread = 1.0 - worst / row.req_per_s;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// One loadgen run of `case` against `server`, with the server's CPU time around it.
+fn run_case(
+    bins: &Bins,
+    pin: &Pinning,
+    server: &Server,
+    case: &LoadCase,
+    round: u32,
+) -> Result<LoadRow> {
+    let name = format!("{} {}", case.server.name(), case.label);
+    let addr = match (case.ws, &server.ws) {
+        (false, _) => server.tcp.as_str(),
+        (true, Some(ws)) => ws.as_str(),
+        (true, None) => bail!("{name}: the server has no WebSocket acceptor"),
+    };
+    eprintln!("xtask: load case {name} (round {round} of {ROUNDS})");
+    let payload = case.payload.to_string();
+    let mut args = vec![
+        "--addr",
+        addr,
+        "--conns",
+        "4",
+        "--inflight",
+        "10",
+        "--payload",
+        &payload,
+        "--duration",
+        LOAD_SECONDS,
+        "--warmup",
+        WARMUP_SECONDS,
+    ];
+    if case.ws {
+        args.push("--ws");
+    }
+    let per_case = secs(LOAD_SECONDS)? + secs(WARMUP_SECONDS)? + LOADGEN_SLACK;
+    let cpu_before = cpu_seconds(server.process.pid())?;
+    let wall = Instant::now();
+    let line = loadgen(bins, pin, &args, per_case)?;
+    let wall = wall.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(server.process.pid())? - cpu_before;
+    let total = json_number(&line, "total_requests")?.unwrap_or(0.0);
+    let need = |field| {
+        json_number(&line, field)?.with_context(|| format!("no {field} in loadgen's {line}"))
+    };
+    let loadgen_cpu = match (json_number(&line, "cpu_s")?, json_number(&line, "elapsed_s")?) {
+        (Some(cpu), Some(elapsed)) if elapsed > 0.0 => Some(100.0 * cpu / elapsed),
+        _ => None,
+    };
+    Ok(LoadRow {
+        name,
+        against: case.against,
+        req_per_s: need("req_per_s")?,
+        p50_us: need("p50_us")?,
+        p99_us: need("p99_us")?,
+        max_us: need("max_us")?,
+        errors: need("errors")?,
+        server_cpu: 100.0 * server_cpu / wall,
+        server_us_per_req: if total > 0.0 { server_cpu * 1e6 / total } else { f64::NAN },
+        loadgen_cpu,
+        spread: 0.0,
+    })
+}
+
+/// What one idle-memory run measured.
+struct IdleRow {
+    server: ServerKind,
+    asked: u64,
+    established: u64,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+    fds_before: usize,
+    fds_after: usize,
+}
+
+/// Starts a fresh `kind` server, so that no earlier case's allocations hide the cost,
+/// and reads its VmRSS before and while loadgen holds `conns` idle connections.
+fn idle_memory(bins: &Bins, pin: &Pinning, kind: ServerKind, conns: u64) -> Result<IdleRow> {
+    eprintln!("xtask: idle memory of {} with {conns} connections", kind.name());
+    let server = Server::start(bins, pin, kind)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = server.process.pid();
+    let (rss_before_kib, fds_before) = (vm_rss_kib(pid)?, open_fds(pid)?);
+    let mut cmd = pin.command(&bins.loadgen, 1);
+    let conns_arg = conns.to_string();
+    cmd.args(["--addr", &server.tcp, "--idle", &conns_arg, "--hold", IDLE_HOLD_SECONDS])
+        .args(["--timeout", "60"])
+        .env("RUST_LOG", "warn");
+    let mut idle = Running::spawn(cmd, "loadgen --idle")?;
+    let ready = idle.line(Duration::from_secs(90))?;
+    std::thread::sleep(IDLE_SETTLE);
+    let (rss_after_kib, fds_after) = (vm_rss_kib(pid)?, open_fds(pid)?);
+    let last = idle.finish(Duration::from_secs(30))?;
+    let established = json_number(&ready, "established")?
+        .with_context(|| format!("loadgen announced {ready:?}, not its idle connections"))?;
+    if let Some(errors) = json_number(&last, "errors")?.filter(|e| *e > 0.0) {
+        eprintln!("xtask: {errors} idle connections to {} failed", kind.name());
+    }
+    Ok(IdleRow {
+        server: kind,
+        asked: conns,
+        established: established as u64,
+        rss_before_kib,
+        rss_after_kib,
+        fds_before,
+        fds_after,
+    })
+}
+
+fn render_requests(out: &mut String, rows: &[LoadRow], pin: &Pinning) -> Result<()> {
+    writeln!(
+        out,
+        "\nload: 4 connections x 10 requests in flight on room.echo, {LOAD_SECONDS} s after a \
+         {WARMUP_SECONDS} s warm-up, best of {ROUNDS} rounds; {}\n\
+         spread: how far the worst round fell below the best; srv/lg CPU: % of one core used \
+         by the server / loadgen;\nsrv us/req: server CPU per request; ratio: req/s against \
+         the case named; cpu ratio: its srv us/req over ours (below 1: we spend more)\n",
+        pin.describe()
+    )?;
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
+    writeln!(
+        out,
+        "{:<width$}  {:>9}  {:>6}  {:>6}  {:>6}  {:>6}  {:>6}  {:>7}  {:>10}  {:>6}  {:>6}  {:>9}  \
+         against",
+        "case",
+        "req/s",
+        "spread",
+        "p50 us",
+        "p99 us",
+        "max us",
+        "errors",
+        "srv CPU",
+        "srv us/req",
+        "lg CPU",
+        "ratio",
+        "cpu ratio"
+    )?;
+    for row in rows {
+        let reference = row.against.and_then(|a| rows.iter().find(|r| r.name == a));
+        let ratio = |of: fn(&LoadRow, &LoadRow) -> f64| {
+            reference.map_or("-".to_owned(), |r| format!("{:.2}x", of(row, r)))
+        };
+        writeln!(
+            out,
+            "{:<width$}  {:>9.0}  {:>5.0}%  {:>6.0}  {:>6.0}  {:>6.0}  {:>6.0}  {:>6.0}%  \
+             {:>10.2}  {:>6}  {:>6}  {:>9}  {}",
+            row.name,
+            row.req_per_s,
+            100.0 * row.spread,
+            row.p50_us,
+            row.p99_us,
+            row.max_us,
+            row.errors,
+            row.server_cpu,
+            row.server_us_per_req,
+            row.loadgen_cpu.map_or("-".to_owned(), |c| format!("{c:.0}%")),
+            ratio(|ours, base| ours.req_per_s / base.req_per_s),
+            ratio(|ours, base| base.server_us_per_req / ours.server_us_per_req),
+            row.against.unwrap_or("-"),
+        )?;
+    }
+    Ok(())
+}
+
+fn render_idle(out: &mut String, rows: &[IdleRow]) -> Result<()> {
+    writeln!(
+        out,
+        "\nidle memory: fresh server, VmRSS before and {:.1} s after loadgen announced its \
+         handshaken, acknowledged, idle TCP connections\n",
+        IDLE_SETTLE.as_secs_f64()
+    )?;
+    writeln!(
+        out,
+        "{:<8}  {:>6}  {:>11}  {:>10}  {:>10}  {:>13}  {:>13}",
+        "server", "conns", "established", "RSS before", "RSS after", "open fds", "KiB per conn"
+    )?;
+    for row in rows {
+        let per_conn = match row.established {
+            0 => f64::NAN,
+            n => row.rss_after_kib.saturating_sub(row.rss_before_kib) as f64 / n as f64,
+        };
+        writeln!(
+            out,
+            "{:<8}  {:>6}  {:>11}  {:>7} KiB  {:>7} KiB  {:>13}  {:>13.2}",
+            row.server.name(),
+            row.asked,
+            row.established,
+            row.rss_before_kib,
+            row.rss_after_kib,
+            format!("{} -> {}", row.fds_before, row.fds_after),
+            per_conn,
+        )?;
+    }
+    Ok(())
+}
+
+fn render_broadcast(out: &mut String, line: &str) -> Result<()> {
+    let get = |field| json_number(line, field).map(|v| v.unwrap_or(f64::NAN));
+    writeln!(
+        out,
+        "\nbroadcast: echo server, {BROADCAST_MEMBERS} members of group `room`, one sends \
+         {BROADCAST_MESSAGES} room.message notifies of 64 B; pushes/s = pushes received / \
+         time from the first notify to the last push\n"
+    )?;
+    writeln!(
+        out,
+        "{:>7}  {:>8}  {:>8}  {:>8}  {:>11}  {:>10}  {:>10}  {:>6}",
+        "members",
+        "messages",
+        "expected",
+        "received",
+        "first done",
+        "last push",
+        "pushes/s",
+        "errors"
+    )?;
+    writeln!(
+        out,
+        "{:>7.0}  {:>8.0}  {:>8.0}  {:>8.0}  {:>8.0} ms  {:>7.0} ms  {:>10.0}  {:>6.0}",
+        get("joined")?,
+        get("messages")?,
+        get("expected")?,
+        get("received")?,
+        get("first_done_ms")?,
+        get("elapsed_ms")?,
+        get("pushes_per_s")?,
+        get("errors")?,
+    )?;
+    Ok(())
+}
+
+/// The number `"field": N` in a flat JSON line (loadgen's); `None` when absent or `null`.
+/// As with [`json_string_field`], a JSON parser would be a dependency for a few fields.
+fn json_number(line: &str, field: &str) -> Result<Option<f64>> {
+    let Some(at) = line.find(&format!(r#""{field}":"#)) else { return Ok(None) };
+    let value = line.get(at + field.len() + 3..).unwrap_or_default();
+    let value = value.split([',', '}']).next().unwrap_or_default().trim();
+    if value == "null" {
+        return Ok(None);
+    }
+    let number = value.parse().with_context(|| format!("`{field}` is {value:?} in {line}"))?;
+    Ok(Some(number))
+}
+
+fn secs(text: &str) -> Result<Duration> {
+    Ok(Duration::from_secs(text.parse().with_context(|| format!("{text:?} seconds"))?))
+}
+
+/// User plus system CPU seconds of `pid`, all threads, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after `(comm)`, which may hold spaces: utime and stime (14 and 15 in proc(5))
+    // are the 12th and 13th.
+    let rest =
+        stat.rsplit_once(')').map(|(_, r)| r).with_context(|| format!("malformed {path}"))?;
+    let mut ticks = rest.split_whitespace().skip(11).take(2).map(str::parse::<u64>);
+    let (Some(Ok(user)), Some(Ok(system))) = (ticks.next(), ticks.next()) else {
+        bail!("no utime and stime in {path}");
+    };
+    // proc(5) counts in USER_HZ, which is 100 on every Linux ABI.
+    Ok((user + system) as f64 / 100.0)
+}
+
+/// The resident set of `pid` in KiB, from the `VmRSS:` line of `/proc/<pid>/status`.
+fn vm_rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .with_context(|| format!("no VmRSS in {path}"))?;
+    let kib = value.trim().trim_end_matches("kB").trim();
+    kib.parse().with_context(|| format!("VmRSS {value:?} in {path}"))
+}
+
+/// Open descriptors of `pid`: shows that the server still holds the idle connections.
+fn open_fds(pid: u32) -> Result<usize> {
+    let path = format!("/proc/{pid}/fd");
+    Ok(std::fs::read_dir(&path).with_context(|| format!("listing {path}"))?.count())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
 }

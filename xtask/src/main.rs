@@ -2,8 +2,9 @@
 //!
 //! - `cargo xtask test`: formatting, lints, the dependency-layering check, every test,
 //!   docs, and `cargo deny` when it is installed. This is what CI runs (`.ci/run`).
-//! - `cargo xtask bench`: Criterion benches plus callgrind instruction counts, each case
-//!   printed against a baseline measured in the same run.
+//! - `cargo xtask bench`: Criterion benches, callgrind instruction counts, then load on
+//!   the echo example against a hand-written baseline server; each case is printed
+//!   against a baseline measured in the same run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,11 +31,7 @@ enum Cmd {
         no_lint: bool,
     },
     /// Run the benchmarks and print figures against their baselines.
-    Bench {
-        /// Only run the callgrind instruction counts (fast, deterministic).
-        #[arg(long)]
-        callgrind_only: bool,
-    },
+    Bench(bench::Sections),
 }
 
 fn main() -> Result<()> {
@@ -43,7 +40,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match cli.command {
         Cmd::Test { no_lint } => test(no_lint),
-        Cmd::Bench { callgrind_only } => bench::run(&root, callgrind_only),
+        Cmd::Bench(sections) => bench::run(&root, sections),
     }
 }
 

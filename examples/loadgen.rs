@@ -1,0 +1,257 @@
+//! Load generator for Pitaya frontends: pipelined requests, idle connections, broadcasts.
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- --addr 127.0.0.1:3250 --conns 4 --inflight 10
+//! ```
+//!
+//! Modes, each ending with one JSON line on stdout (`cargo xtask bench` reads it):
+//! - default: `--conns` connections (TCP, or WebSocket with `--ws`) each keep `--inflight`
+//!   `room.echo` requests of `--payload` bytes in flight; after `--warmup` seconds, reports
+//!   req/s and p50/p99/max latency over `--duration` seconds;
+//! - `--idle N`: opens N handshaken TCP connections, prints the line once all are open,
+//!   then holds them for `--hold` seconds;
+//! - `--broadcast M`: M members call `room.join`, one sends `--messages` `room.message`
+//!   notifies, and all count their `onMessage` pushes (pushes/s across members).
+//!
+//! It speaks the protocol through `pitaya-codec` directly (see `src/loadgen/wire.rs` for
+//! why), and only to loopback addresses.
+
+#![expect(clippy::print_stdout, reason = "the JSON result line on stdout is the interface")]
+
+#[path = "src/loadgen/broadcast.rs"]
+mod broadcast;
+#[path = "src/loadgen/echo_load.rs"]
+mod echo_load;
+#[path = "src/loadgen/idle.rs"]
+mod idle;
+#[path = "src/loadgen/many.rs"]
+mod many;
+#[path = "src/loadgen/wire.rs"]
+mod wire;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use bytes::Bytes;
+use clap::Parser;
+use serde_json::json;
+
+/// Load generator for Pitaya frontends (loopback only).
+#[derive(Debug, Parser)]
+struct Args {
+    /// Server address (TCP or WebSocket port).
+    #[arg(long, default_value = "127.0.0.1:3250")]
+    addr: SocketAddr,
+    /// Speak WebSocket (path `/`) instead of plain TCP.
+    #[arg(long)]
+    ws: bool,
+    /// Connections for the request mode.
+    #[arg(long, default_value_t = 4)]
+    conns: usize,
+    /// Requests kept in flight on each connection.
+    #[arg(long, default_value_t = 10)]
+    inflight: usize,
+    /// Request (or broadcast message) body size in bytes: JSON-like text, which zlib
+    /// shrinks about as much as real game messages.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Seconds measured, after the warm-up.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of load before the measurement starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Route of the request mode; the server must echo the body back.
+    #[arg(long, default_value = "room.echo")]
+    route: String,
+    /// Idle mode: open this many handshaken TCP connections and hold them.
+    #[arg(long, conflicts_with = "broadcast")]
+    idle: Option<usize>,
+    /// Seconds the idle mode holds its connections once all are open.
+    #[arg(long, default_value_t = 3.0)]
+    hold: f64,
+    /// Broadcast mode: this many members join group `room`.
+    #[arg(long)]
+    broadcast: Option<usize>,
+    /// Notifies the broadcast mode sends (each one reaches every member).
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Seconds allowed for opening connections, and for the broadcast pushes to arrive.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Runtime worker threads; 1 runs everything on the main thread.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Upper bounds that keep a typo from turning into an hour-long or machine-wide run.
+const MAX_CONNS: usize = 60_000;
+const MAX_INFLIGHT: usize = 10_000;
+const MAX_MESSAGES: usize = 1_000_000;
+const MAX_SECONDS: f64 = 600.0;
+
+fn main() -> Result<()> {
+    pitaya_examples::init_tracing();
+    let args = Args::parse();
+    check(&args)?;
+    // Thousands of sockets need more than the usual soft limit of 1,024 descriptors.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
+    let started = Instant::now();
+    let mut line = runtime.block_on(run(&args))?;
+    if let Some(fields) = line.as_object_mut() {
+        fields.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
+        fields.insert("cpu_s".into(), json!(own_cpu_seconds().ok()));
+    }
+    println!("{line}");
+    Ok(())
+}
+
+fn check(args: &Args) -> Result<()> {
+    ensure!(args.addr.ip().is_loopback(), "loopback addresses only, not {}", args.addr);
+    for (name, value, max) in [
+        ("--conns", args.conns, MAX_CONNS),
+        ("--inflight", args.inflight, MAX_INFLIGHT),
+        ("--idle", args.idle.unwrap_or(1), MAX_CONNS),
+        ("--broadcast", args.broadcast.unwrap_or(1), MAX_CONNS),
+        ("--messages", args.messages, MAX_MESSAGES),
+        ("--payload", args.payload, pitaya_codec::MAX_BODY_LEN / 2),
+    ] {
+        ensure!((1..=max).contains(&value), "{name} must be between 1 and {max}");
+    }
+    ensure!(
+        !(args.ws && (args.idle.is_some() || args.broadcast.is_some())),
+        "--ws is for the request mode"
+    );
+    Ok(())
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration> {
+    ensure!((0.0..=MAX_SECONDS).contains(&value), "{name} must be between 0 and {MAX_SECONDS} s");
+    Duration::try_from_secs_f64(value).with_context(|| format!("{name} {value}"))
+}
+
+async fn run(args: &Args) -> Result<serde_json::Value> {
+    let timeout = seconds("--timeout", args.timeout)?;
+    if let Some(conns) = args.idle {
+        let plan =
+            idle::IdlePlan { addr: args.addr, conns, hold: seconds("--hold", args.hold)?, timeout };
+        let announce = |r: &idle::IdleReport| {
+            // Printed while the connections are held: whoever watches the server's memory
+            // reads it now.
+            println!("{}", json!({"event": "idle_ready", "established": r.established}));
+        };
+        let report = idle::run(&plan, announce).await?;
+        return Ok(json!({
+            "mode": "idle",
+            "conns": conns,
+            "established": report.established,
+            "errors": report.errors,
+            "setup_s": report.setup.as_secs_f64(),
+        }));
+    }
+    let payload = text_payload(args.payload);
+    if let Some(members) = args.broadcast {
+        let plan = broadcast::BroadcastPlan {
+            addr: args.addr,
+            members,
+            messages: args.messages,
+            payload,
+            timeout,
+        };
+        let report = broadcast::run(&plan).await?;
+        let secs = report.elapsed.as_secs_f64();
+        return Ok(json!({
+            "mode": "broadcast",
+            "members": members,
+            "joined": report.joined,
+            "messages": args.messages,
+            "payload": args.payload,
+            "expected": report.expected,
+            "received": report.received,
+            "elapsed_ms": secs * 1e3,
+            "first_done_ms": report.first_done.map(|d| d.as_secs_f64() * 1e3),
+            "pushes_per_s": if secs > 0.0 { report.received as f64 / secs } else { 0.0 },
+            "errors": report.errors,
+        }));
+    }
+    let plan = echo_load::LoadPlan {
+        addr: args.addr,
+        ws: args.ws,
+        conns: args.conns,
+        inflight: args.inflight,
+        route: args.route.clone(),
+        payload,
+        warmup: seconds("--warmup", args.warmup)?,
+        duration: seconds("--duration", args.duration)?,
+    };
+    ensure!(!plan.duration.is_zero(), "--duration must be positive");
+    let report = tokio::time::timeout(plan.warmup + plan.duration + timeout, echo_load::run(&plan))
+        .await
+        .context("the request mode overran its time bound")??;
+    let secs = report.window.as_secs_f64();
+    let hist = &report.latency_us;
+    Ok(json!({
+        "mode": "echo",
+        "transport": if args.ws { "ws" } else { "tcp" },
+        "conns": args.conns,
+        "inflight": args.inflight,
+        "payload": args.payload,
+        "duration_s": secs,
+        "requests": report.measured,
+        "req_per_s": if secs > 0.0 { report.measured as f64 / secs } else { 0.0 },
+        "p50_us": hist.value_at_quantile(0.50),
+        "p99_us": hist.value_at_quantile(0.99),
+        "max_us": hist.max(),
+        "errors": report.errors,
+        "total_requests": report.total,
+    }))
+}
+
+/// `len` bytes of JSON-like chat text: `{"text":"lorem ipsum …"}`, truncated or padded to
+/// the exact length. Deterministic, so every run sends the same bytes.
+fn text_payload(len: usize) -> Bytes {
+    const WORDS: [&str; 16] = [
+        "player", "joined", "the", "room", "score", "level", "gold", "attack", "guild", "quest",
+        "sword", "shield", "potion", "victory", "team", "match",
+    ];
+    let mut text = String::from(r#"{"text":""#);
+    // A fixed linear congruential sequence: varied enough that zlib finds the ratio of
+    // real text (about 2-3x), not the 100x of a repeated byte.
+    let mut state = 0x2545_f491_u32;
+    while text.len() + 2 < len {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let word = WORDS.get((state >> 28) as usize).copied().unwrap_or("x");
+        text.push_str(word);
+        text.push(' ');
+    }
+    text.truncate(len.saturating_sub(2));
+    text.push_str(r#""}"#);
+    let mut bytes = text.into_bytes();
+    bytes.truncate(len);
+    bytes.resize(len, b' ');
+    Bytes::from(bytes)
+}
+
+/// CPU time (user + system) this process used, from `/proc/self/stat`.
+fn own_cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the `(comm)`, which may itself hold spaces: state is the first, utime
+    // and stime (fields 14 and 15 of proc(5)) the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc/self/stat")?;
+    let ticks: Vec<f64> =
+        rest.split_whitespace().skip(11).take(2).map_while(|f| f.parse().ok()).collect();
+    ensure!(ticks.len() == 2, "no utime and stime in /proc/self/stat");
+    // proc(5) counts in USER_HZ, which is 100 on every Linux ABI.
+    Ok(ticks.iter().sum::<f64>() / 100.0)
+}
