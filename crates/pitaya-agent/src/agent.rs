@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -12,11 +13,13 @@ use pitaya_codec::{
     HandshakeRequest, HandshakeResponse, Message, MessageCodec, MessageType, Packet, PacketType,
     Route, RouteDict,
 };
-use pitaya_core::Error;
+use pitaya_core::{BoxFuture, Error};
 use pitaya_serialize::Serializer;
 use pitaya_session::{Session, SessionPool};
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tracing::Instrument;
 
 use crate::AgentConfig;
 use crate::control::{Control, Signal, closing};
@@ -24,7 +27,6 @@ use crate::dispatch::{ClientMessage, Dispatch};
 use crate::entity::{AgentEntity, Outgoing};
 use crate::writer::WriterTask;
 
-const HEARTBEAT: &[u8] = &[0x03, 0x00, 0x00, 0x00];
 const SHUTTING_DOWN: &str = "server shutting down";
 
 /// What every agent of a server shares.
@@ -64,9 +66,8 @@ impl AgentShared {
             )
             .encode();
             let mut out = BytesMut::new();
-            // A handshake response is a few hundred bytes per dictionary entry: a
-            // dictionary large enough to overflow a packet is a configuration error
-            // caught at start-up by the facade.
+            // A handshake response is a few dozen bytes per dictionary entry: one too
+            // large for a packet would need a million routes.
             let _ = pitaya_codec::encode_packet(PacketType::Handshake, &body, &mut out);
             out.freeze()
         };
@@ -83,15 +84,15 @@ impl AgentShared {
         }
     }
 
+    /// The session pool.
+    pub fn pool(&self) -> &SessionPool {
+        &self.pool
+    }
+
     /// Starts a graceful shutdown of every agent: they stop reading, let the messages
     /// already received run and answer, flush, then close.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
-    }
-
-    /// The session pool.
-    pub fn pool(&self) -> &SessionPool {
-        &self.pool
     }
 }
 
@@ -106,19 +107,22 @@ pub struct Agent {
 /// Runs `conn` until it closes: handshake, heartbeats, dispatch, writes. Returns once the
 /// connection is closed and the session removed from the pool (its close callbacks run).
 pub async fn serve(conn: Connection, shared: Arc<AgentShared>) {
+    let span = tracing::debug_span!("agent", remote = %conn.remote_addr);
+    serve_connection(conn, shared).instrument(span).await;
+}
+
+async fn serve_connection(conn: Connection, shared: Arc<AgentShared>) {
     let Connection { reader, writer, remote_addr, .. } = conn;
     let (tx, rx) = mpsc::channel(shared.config.outgoing_capacity.max(1));
     let control = Control::new();
     let entity = Arc::new(AgentEntity {
-        tx: tx.clone(),
+        tx,
         control: control.clone(),
         remote: remote_addr,
         write_timeout: shared.config.write_timeout,
     });
     let session = shared.pool.create(entity.clone());
-    let span = tracing::debug_span!("agent", session = session.id(), remote = %remote_addr);
-    let _enter = span.enter();
-    tracing::debug!("connection accepted");
+    tracing::debug!(session = session.id(), "connection accepted");
 
     let writer = tokio::spawn(
         WriterTask {
@@ -127,35 +131,40 @@ pub async fn serve(conn: Connection, shared: Arc<AgentShared>) {
             control: control.clone(),
             codec: shared.codec.clone(),
             serializer: shared.serializer.clone(),
+            handshake_ok: shared.handshake_ok.clone(),
+            handshake_rejected: shared.handshake_rejected.clone(),
             write_timeout: shared.config.write_timeout,
             max_batch: shared.config.max_write_batch,
         }
-        .run(),
+        .run()
+        .in_current_span(),
     );
-    let (dispatch_tx, dispatch_rx) = mpsc::channel(shared.config.dispatch_capacity.max(1));
-    let dispatcher =
-        tokio::spawn(dispatch_loop(dispatch_rx, session.clone(), entity.clone(), shared.clone()));
 
     let mut state = ReaderState {
         shared: &shared,
         session: &session,
         entity: &entity,
-        dispatch_tx,
+        control: &control,
+        dispatcher: None,
+        pending: Arc::new(AtomicUsize::new(0)),
         phase: Phase::Start,
         remote: remote_addr,
+        heard: false,
     };
-    let reason = state.run(reader, &control).await;
+    let reason = state.run(reader).await;
     tracing::debug!(%reason, "connection closing");
-    drop(state);
-    drop(tx);
-    if reason == SHUTTING_DOWN {
-        // Nothing lost silently: requests already read get their answers before the
-        // connection closes, within the write timeout.
-        let _ = tokio::time::timeout(shared.config.write_timeout, dispatcher).await;
-    } else {
-        // The client is gone or misbehaved: running handlers cannot answer any more and
-        // finish in the background.
-        drop(dispatcher);
+    let dispatcher = state.dispatcher.take().map(|(tx, task)| {
+        drop(tx);
+        task
+    });
+    if let Some(task) = dispatcher {
+        if reason == SHUTTING_DOWN {
+            // Nothing lost silently: requests already read get their answers before the
+            // connection closes, within the write timeout.
+            let _ = tokio::time::timeout(shared.config.write_timeout, task).await;
+        }
+        // Otherwise the client is gone or misbehaved: running handlers cannot answer any
+        // more and finish in the background.
     }
     control.signal(Signal::Close);
     let _ = writer.await;
@@ -175,32 +184,58 @@ enum Next {
     Close(&'static str),
 }
 
+/// The answer being computed for one client message, already guarded against panics.
+type Running = BoxFuture<'static, Result<Option<Bytes>, Error>>;
+
+/// An item of a session's dispatch queue.
+enum Queued {
+    /// A message whose handler has not started.
+    Message(ClientMessage),
+    /// A handler the reader started, which did not finish at once; it holds its slot of
+    /// the concurrency limit.
+    Running { id: u64, is_request: bool, answer: Running, _permit: OwnedSemaphorePermit },
+    /// A request answered with an error without reaching the application.
+    Reject { id: u64, error: Error },
+}
+
 struct ReaderState<'a> {
-    shared: &'a AgentShared,
+    shared: &'a Arc<AgentShared>,
     session: &'a Session,
-    entity: &'a AgentEntity,
-    dispatch_tx: mpsc::Sender<Queued>,
+    entity: &'a Arc<AgentEntity>,
+    control: &'a Control,
+    /// The session's dispatch task, started on the first message that has to wait: an
+    /// idle connection costs no task and no queue.
+    dispatcher: Option<(mpsc::Sender<Queued>, JoinHandle<()>)>,
+    /// Items queued to the dispatcher and not yet answered.
+    pending: Arc<AtomicUsize>,
     phase: Phase,
     remote: SocketAddr,
+    /// Whether a packet arrived since the last heartbeat tick.
+    heard: bool,
 }
 
 impl ReaderState<'_> {
     /// Reads until the connection must close; returns why.
-    async fn run(&mut self, mut reader: PacketReader, control: &Control) -> &'static str {
-        let mut signals = control.subscribe();
+    async fn run(&mut self, mut reader: PacketReader) -> &'static str {
+        let mut signals = self.control.subscribe();
         let mut shutdown = self.shared.shutdown.subscribe();
+        let closed = closing(&mut signals);
+        let shutting_down = flag_set(&mut shutdown);
+        let handshake_deadline = tokio::time::sleep(self.shared.config.handshake_timeout);
+        tokio::pin!(closed, shutting_down, handshake_deadline);
         let heartbeat = self.shared.config.heartbeat;
         // Go's ticker starts at accept, before any handshake (spec §1.6).
         let period = if heartbeat.is_zero() { Duration::from_secs(3600) } else { heartbeat };
-        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let handshake_deadline = Instant::now() + self.shared.config.handshake_timeout;
-        let mut last_packet = Instant::now();
+        // Ticks in a row without a packet; Go closes once the last packet is more than two
+        // intervals old at a tick, i.e. after two silent ticks.
+        let mut silent_ticks = 0u32;
         loop {
             tokio::select! {
                 biased;
-                _ = closing(&mut signals) => return "closed by the server",
-                () = flag_set(&mut shutdown) => return SHUTTING_DOWN,
+                _ = &mut closed => return "closed by the server",
+                () = &mut shutting_down => return SHUTTING_DOWN,
                 packet = reader.read() => {
                     let packet = match packet {
                         Ok(Some(packet)) => packet,
@@ -210,37 +245,33 @@ impl ReaderState<'_> {
                             return "bad packet";
                         }
                     };
-                    // Any packet counts as liveness (spec §1.5).
-                    last_packet = Instant::now();
-                    match self.handle_packet(packet, &mut signals).await {
-                        Next::Continue => {}
-                        Next::Close(reason) => return reason,
+                    // Any packet counts as liveness (spec §1.5), and so does time spent
+                    // waiting for our own dispatch queue, which handle_packet may do.
+                    self.heard = true;
+                    if let Next::Close(reason) = self.handle_packet(packet).await {
+                        return reason;
                     }
-                    // Time spent waiting for our own dispatch queue is not the client's silence.
-                    last_packet = last_packet.max(Instant::now());
+                    self.heard = true;
                 }
-                _ = tokio::time::sleep_until(handshake_deadline), if self.phase != Phase::Working => {
+                () = &mut handshake_deadline, if self.phase != Phase::Working => {
                     tracing::info!("handshake not completed in time; closing");
                     return "handshake timeout";
                 }
-                now = ticker.tick(), if !heartbeat.is_zero() => {
-                    if now.duration_since(last_packet) > 2 * heartbeat {
+                _ = ticker.tick(), if !heartbeat.is_zero() => {
+                    silent_ticks = if std::mem::take(&mut self.heard) { 0 } else { silent_ticks + 1 };
+                    if silent_ticks >= 2 {
                         tracing::debug!("no packet for two heartbeat intervals; closing");
                         return "heartbeat timeout";
                     }
                     // Never block the reader on a full queue: a client too slow to take a
                     // heartbeat will be closed by the write timeout anyway.
-                    let _ = self.entity.tx.try_send(Outgoing::Packet(Bytes::from_static(HEARTBEAT)));
+                    let _ = self.entity.tx.try_send(Outgoing::Heartbeat);
                 }
             }
         }
     }
 
-    async fn handle_packet(
-        &mut self,
-        packet: Packet,
-        signals: &mut watch::Receiver<Signal>,
-    ) -> Next {
+    async fn handle_packet(&mut self, packet: Packet) -> Next {
         match packet.kind {
             PacketType::Handshake => self.handshake(&packet.body).await,
             PacketType::HandshakeAck => {
@@ -259,7 +290,7 @@ impl ReaderState<'_> {
                 tracing::info!("data before the handshake ack; closing");
                 Next::Close("data before handshake ack")
             }
-            PacketType::Data => self.data(packet.body, signals).await,
+            PacketType::Data => self.data(packet.body).await,
         }
     }
 
@@ -277,24 +308,20 @@ impl ReaderState<'_> {
                     if self.remote.to_string().matches(':').count() > 1 { "ipv6" } else { "ipv4" };
                 let _ = self.session.set("ipversion", ip);
                 self.phase = Phase::Handshaked;
-                match self.entity.enqueue(Outgoing::Packet(self.shared.handshake_ok.clone())).await
-                {
+                match self.entity.enqueue(Outgoing::Handshake { accepted: true }).await {
                     Ok(()) => Next::Continue,
                     Err(_) => Next::Close("cannot answer the handshake"),
                 }
             }
             Err(e) => {
                 tracing::info!(error = %e, "handshake rejected");
-                let _ = self
-                    .entity
-                    .enqueue(Outgoing::Packet(self.shared.handshake_rejected.clone()))
-                    .await;
+                let _ = self.entity.enqueue(Outgoing::Handshake { accepted: false }).await;
                 Next::Close("handshake rejected")
             }
         }
     }
 
-    async fn data(&mut self, body: Bytes, signals: &mut watch::Receiver<Signal>) -> Next {
+    async fn data(&mut self, body: Bytes) -> Next {
         let msg = match self.shared.codec.decode(body) {
             Ok(msg) => msg,
             Err(e) => {
@@ -310,21 +337,68 @@ impl ReaderState<'_> {
                 return Next::Continue;
             }
         };
-        let queued = match Route::parse(&msg.route) {
-            Ok(route) => {
-                Queued::Message(ClientMessage { route, id: msg.id, is_request, data: msg.data })
-            }
+        let (id, data) = (msg.id, msg.data);
+        let msg = match Route::parse_owned(msg.route) {
+            Ok(route) => ClientMessage { route, id, is_request, data },
             // Spec §1.8: a request gets PIT-400 with Go's text, a notify nothing. The
             // answer waits its turn behind the requests before it.
-            Err(e) if is_request && msg.id != 0 => {
-                Queued::Reject { id: msg.id, error: Error::bad_request(e.to_string()) }
+            Err(e) if is_request && id != 0 => {
+                let error = Error::bad_request(e.to_string());
+                return self.queue(Queued::Reject { id, error }).await;
             }
             Err(_) => return Next::Continue,
         };
+        // Fast path: with nothing of this session queued, the handler starts right here;
+        // most handlers finish without waiting, and their answer then skips the dispatch
+        // task entirely. Order is kept because nothing is ahead of this message.
+        if self.pending.load(Ordering::Acquire) == 0 {
+            if let Ok(permit) = self.shared.dispatch_limit.clone().try_acquire_owned() {
+                let mut answer = start(self.shared, self.session, msg);
+                return match (&mut answer).now_or_never() {
+                    Some(result) => {
+                        drop(permit);
+                        answer_client(self.shared, self.entity, id, is_request, result).await;
+                        Next::Continue
+                    }
+                    None => {
+                        self.queue(Queued::Running { id, is_request, answer, _permit: permit })
+                            .await
+                    }
+                };
+            }
+        }
+        self.queue(Queued::Message(msg)).await
+    }
+
+    /// Hands `item` to the session's dispatch task, starting it if needed. Waits for room
+    /// (back-pressure on a client that sends faster than its handlers run) unless the
+    /// connection is closing.
+    async fn queue(&mut self, item: Queued) -> Next {
+        let (tx, _) = self.dispatcher.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(self.shared.config.dispatch_capacity.max(1));
+            let task = tokio::spawn(
+                dispatch_loop(
+                    rx,
+                    self.session.clone(),
+                    self.entity.clone(),
+                    self.shared.clone(),
+                    self.pending.clone(),
+                )
+                .in_current_span(),
+            );
+            (tx, task)
+        });
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let item = match tx.try_send(item) {
+            Ok(()) => return Next::Continue,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Next::Close("dispatcher stopped"),
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+        };
+        let mut signals = self.control.subscribe();
         tokio::select! {
             biased;
-            _ = closing(signals) => Next::Close("closed by the server"),
-            sent = self.dispatch_tx.send(queued) => match sent {
+            _ = closing(&mut signals) => Next::Close("closed by the server"),
+            sent = tx.send(item) => match sent {
                 Ok(()) => Next::Continue,
                 Err(_) => Next::Close("dispatcher stopped"),
             },
@@ -332,12 +406,45 @@ impl ReaderState<'_> {
     }
 }
 
-/// An item of a session's dispatch queue.
-enum Queued {
-    /// A message for the application.
-    Message(ClientMessage),
-    /// A request answered with an error without reaching the application.
-    Reject { id: u64, error: Error },
+/// Starts the application's handling of `msg`, guarded so that a panic anywhere in it
+/// (pipeline layers, extractors, the handler) fails this message only.
+fn start(shared: &AgentShared, session: &Session, msg: ClientMessage) -> Running {
+    let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        shared.dispatch.dispatch(session.clone(), msg)
+    }));
+    match started {
+        Ok(fut) => Box::pin(
+            AssertUnwindSafe(fut).catch_unwind().map(|r| r.unwrap_or_else(|_| Err(panicked()))),
+        ),
+        Err(_) => Box::pin(std::future::ready(Err(panicked()))),
+    }
+}
+
+fn panicked() -> Error {
+    Error::unknown("internal error: request processing panicked")
+}
+
+/// Queues the answer to a message: one response per request with a non-zero id.
+async fn answer_client(
+    shared: &AgentShared,
+    entity: &AgentEntity,
+    id: u64,
+    is_request: bool,
+    result: Result<Option<Bytes>, Error>,
+) {
+    if !is_request || id == 0 {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "notify handler failed");
+        }
+        return;
+    }
+    let outgoing = match result {
+        Ok(body) => Message::response(id, body.unwrap_or_default()),
+        Err(e) => Message::error_response(id, shared.serializer.encode_error(&e.to_payload())),
+    };
+    if let Err(e) = entity.enqueue(Outgoing::Message(Box::new(outgoing))).await {
+        tracing::debug!(error = %e, id, "response dropped: connection closed");
+    }
 }
 
 /// Resolves once the flag is true. Cancel-safe; returns no guard, so it can sit in a
@@ -346,47 +453,35 @@ async fn flag_set(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Runs the session's messages one at a time, in arrival order.
+/// Runs the session's queued messages one at a time, in arrival order.
 async fn dispatch_loop(
     mut rx: mpsc::Receiver<Queued>,
     session: Session,
     entity: Arc<AgentEntity>,
     shared: Arc<AgentShared>,
+    pending: Arc<AtomicUsize>,
 ) {
-    while let Some(queued) = rx.recv().await {
-        let msg = match queued {
-            Queued::Message(msg) => msg,
+    while let Some(item) = rx.recv().await {
+        match item {
             Queued::Reject { id, error } => {
-                let body = shared.serializer.encode_error(&error.to_payload());
-                let _ = entity.enqueue(Outgoing::Message(Message::error_response(id, body))).await;
-                continue;
+                answer_client(&shared, &entity, id, true, Err(error)).await;
             }
-        };
-        let (id, is_request) = (msg.id, msg.is_request);
-        let result = {
-            // The semaphore is never closed, so acquire only fails if it were.
-            let _permit = shared.dispatch_limit.acquire().await;
-            // Handlers catch their own panics; this also covers pipeline layers and
-            // extractors, so that a panic fails one request, never the session's queue.
-            let call =
-                AssertUnwindSafe(async { shared.dispatch.dispatch(session.clone(), msg).await });
-            match call.catch_unwind().await {
-                Ok(result) => result,
-                Err(_) => Err(Error::unknown("internal error: request processing panicked")),
+            Queued::Running { id, is_request, answer, _permit } => {
+                let result = answer.await;
+                drop(_permit);
+                answer_client(&shared, &entity, id, is_request, result).await;
             }
-        };
-        if !is_request || id == 0 {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "notify handler failed");
+            Queued::Message(msg) => {
+                let (id, is_request) = (msg.id, msg.is_request);
+                let result = {
+                    // The semaphore is never closed, so acquire only fails if it were.
+                    let _permit = shared.dispatch_limit.acquire().await;
+                    start(&shared, &session, msg).await
+                };
+                answer_client(&shared, &entity, id, is_request, result).await;
             }
-            continue;
         }
-        let outgoing = match result {
-            Ok(body) => Message::response(id, body.unwrap_or_default()),
-            Err(e) => Message::error_response(id, shared.serializer.encode_error(&e.to_payload())),
-        };
-        if let Err(e) = entity.enqueue(Outgoing::Message(outgoing)).await {
-            tracing::debug!(error = %e, id, "response dropped: connection closed");
-        }
+        // After the answer is queued, so that the reader's fast path cannot overtake it.
+        pending.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -12,13 +12,16 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::control::{Control, Signal};
 
-/// An item of the outgoing queue.
+/// An item of the outgoing queue, kept small (16 bytes) because every connection's
+/// queue allocates room for a block of them up front.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     /// A response or push, encoded by the writer.
-    Message(Message),
-    /// An already encoded packet (handshake response, heartbeat).
-    Packet(Bytes),
+    Message(Box<Message>),
+    /// The handshake response: accepted (code 200) or rejected (code 400).
+    Handshake { accepted: bool },
+    /// A heartbeat packet.
+    Heartbeat,
 }
 
 /// Queues messages for the writer; shared by the session and the agent's tasks.
@@ -61,13 +64,13 @@ impl AgentEntity {
 impl NetworkEntity for AgentEntity {
     fn push(&self, route: &str, data: Bytes) -> BoxFuture<'_, Result<(), Error>> {
         let msg = Message::push(route, data);
-        Box::pin(self.enqueue(Outgoing::Message(msg)))
+        Box::pin(self.enqueue(Outgoing::Message(Box::new(msg))))
     }
 
     fn respond(&self, id: u64, data: Bytes, error: bool) -> BoxFuture<'_, Result<(), Error>> {
         let msg =
             if error { Message::error_response(id, data) } else { Message::response(id, data) };
-        Box::pin(self.enqueue(Outgoing::Message(msg)))
+        Box::pin(self.enqueue(Outgoing::Message(Box::new(msg))))
     }
 
     fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {

@@ -12,6 +12,7 @@ use crate::entity::Outgoing;
 
 /// The kick packet, written ahead of the queue (spec §1.7).
 const KICK: &[u8] = &[0x05, 0x00, 0x00, 0x00];
+const HEARTBEAT: &[u8] = &[0x03, 0x00, 0x00, 0x00];
 
 pub(crate) struct WriterTask {
     pub(crate) writer: PacketWriter,
@@ -19,6 +20,8 @@ pub(crate) struct WriterTask {
     pub(crate) control: Control,
     pub(crate) codec: MessageCodec,
     pub(crate) serializer: std::sync::Arc<dyn Serializer>,
+    pub(crate) handshake_ok: Bytes,
+    pub(crate) handshake_rejected: Bytes,
     pub(crate) write_timeout: std::time::Duration,
     pub(crate) max_batch: usize,
 }
@@ -26,7 +29,9 @@ pub(crate) struct WriterTask {
 impl WriterTask {
     pub(crate) async fn run(mut self) {
         let mut signals = self.control.subscribe();
-        let mut buf = BytesMut::with_capacity(4096);
+        // Allocated per batch and released once written, so that an idle connection holds
+        // no write buffer.
+        let mut buf = BytesMut::new();
         loop {
             let item = tokio::select! {
                 biased;
@@ -45,7 +50,7 @@ impl WriterTask {
                     Err(_) => break,
                 }
             }
-            if !self.write(buf.split().freeze()).await {
+            if !self.write(std::mem::take(&mut buf).freeze()).await {
                 break;
             }
         }
@@ -64,13 +69,17 @@ impl WriterTask {
             self.encode(item, buf);
         }
         if !buf.is_empty() {
-            let _ = self.write(buf.split().freeze()).await;
+            let _ = self.write(std::mem::take(buf).freeze()).await;
         }
     }
 
     fn encode(&self, item: Outgoing, buf: &mut BytesMut) {
         match item {
-            Outgoing::Packet(bytes) => buf.extend_from_slice(&bytes),
+            Outgoing::Heartbeat => buf.extend_from_slice(HEARTBEAT),
+            Outgoing::Handshake { accepted: true } => buf.extend_from_slice(&self.handshake_ok),
+            Outgoing::Handshake { accepted: false } => {
+                buf.extend_from_slice(&self.handshake_rejected)
+            }
             Outgoing::Message(msg) => {
                 if let Err(e) = self.codec.encode_packet(&msg, buf) {
                     tracing::error!(error = %e, route = %msg.route, id = msg.id, "cannot encode an outgoing message");

@@ -8,11 +8,18 @@ use std::str::FromStr;
 /// Parsing follows Go Pitaya exactly: the string is split on `.` with no lowercasing and no
 /// trimming (routes are case-sensitive), a part that is blank after trimming is rejected, and
 /// only 2 or 3 parts are accepted.
+///
+/// The route is kept as one string with the part boundaries, so that the parts and the
+/// `service.method` key used by handler tables are borrowed, not allocated, on the
+/// dispatch path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Route {
-    server_type: String,
-    service: String,
-    method: String,
+    /// `serverType.service.method`, or `service.method` without a server type.
+    text: String,
+    /// Where `service` starts: 0 without a server type.
+    service_start: usize,
+    /// Where `method` starts.
+    method_start: usize,
 }
 
 impl Route {
@@ -23,61 +30,82 @@ impl Route {
     /// checked first as Go does; otherwise [`RouteError::Invalid`] (`"invalid route"`) when
     /// the string does not have 2 or 3 parts.
     pub fn parse(route: &str) -> Result<Self, RouteError> {
+        Self::parse_owned(route.to_owned())
+    }
+
+    /// Parses a route string, reusing its allocation.
+    ///
+    /// # Errors
+    /// As [`parse`](Self::parse).
+    pub fn parse_owned(route: String) -> Result<Self, RouteError> {
         if route.split('.').any(|part| part.trim().is_empty()) {
             return Err(RouteError::EmptyField);
         }
-        let mut parts = route.split('.');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(a), Some(b), Some(c), None) => Ok(Self::new(a, b, c)),
-            (Some(a), Some(b), None, None) => Ok(Self::new("", a, b)),
+        let mut dots = route.match_indices('.').map(|(i, _)| i);
+        match (dots.next(), dots.next(), dots.next()) {
+            (Some(a), Some(b), None) => {
+                Ok(Self { text: route, service_start: a + 1, method_start: b + 1 })
+            }
+            (Some(a), None, _) => Ok(Self { text: route, service_start: 0, method_start: a + 1 }),
             _ => Err(RouteError::Invalid),
         }
     }
 
     /// Builds a route from its parts; `server_type` may be empty (meaning "this server").
-    pub fn new(
-        server_type: impl Into<String>,
-        service: impl Into<String>,
-        method: impl Into<String>,
-    ) -> Self {
-        Self { server_type: server_type.into(), service: service.into(), method: method.into() }
+    ///
+    /// Parts are not checked: a part containing `.` makes a route that prints differently
+    /// from its parts.
+    pub fn new(server_type: &str, service: &str, method: &str) -> Self {
+        let prefix = if server_type.is_empty() { 0 } else { server_type.len() + 1 };
+        let mut text = String::with_capacity(prefix + service.len() + method.len() + 1);
+        if !server_type.is_empty() {
+            text.push_str(server_type);
+            text.push('.');
+        }
+        text.push_str(service);
+        text.push('.');
+        text.push_str(method);
+        Self { text, service_start: prefix, method_start: prefix + service.len() + 1 }
     }
 
     /// The server type, empty for a 2-part route.
     pub fn server_type(&self) -> &str {
-        &self.server_type
+        self.text.get(..self.service_start.saturating_sub(1)).unwrap_or_default()
     }
 
     /// The service (component) name.
     pub fn service(&self) -> &str {
-        &self.service
+        self.text.get(self.service_start..self.method_start - 1).unwrap_or_default()
     }
 
     /// The method name.
     pub fn method(&self) -> &str {
-        &self.method
+        self.text.get(self.method_start..).unwrap_or_default()
     }
 
     /// `service.method`, the key of handler and remote tables.
-    pub fn short(&self) -> String {
-        format!("{}.{}", self.service, self.method)
+    pub fn short(&self) -> &str {
+        self.text.get(self.service_start..).unwrap_or_default()
+    }
+
+    /// `svType.service.method`, or `service.method` when the server type is empty.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The same route with another server type.
-    pub fn with_server_type(mut self, server_type: impl Into<String>) -> Self {
-        self.server_type = server_type.into();
-        self
+    pub fn with_server_type(self, server_type: &str) -> Self {
+        if self.server_type() == server_type {
+            return self;
+        }
+        Self::new(server_type, self.service(), self.method())
     }
 }
 
 impl fmt::Display for Route {
     /// `svType.service.method`, or `service.method` when the server type is empty.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.server_type.is_empty() {
-            write!(f, "{}.{}", self.service, self.method)
-        } else {
-            write!(f, "{}.{}.{}", self.server_type, self.service, self.method)
-        }
+        f.write_str(&self.text)
     }
 }
 
@@ -115,10 +143,17 @@ mod tests {
         );
         assert_eq!(r.to_string(), "connector.testsvc.getsessiondata");
         assert_eq!(r.short(), "testsvc.getsessiondata");
+        assert_eq!(r.clone().with_server_type("game").to_string(), "game.testsvc.getsessiondata");
+        assert_eq!(r.clone().with_server_type(""), Route::parse("testsvc.getsessiondata").unwrap());
 
         let r = Route::parse("room.join").unwrap();
         assert_eq!((r.server_type(), r.service(), r.method()), ("", "room", "join"));
         assert_eq!(r.to_string(), "room.join");
+        assert_eq!(
+            r.clone().with_server_type("connector"),
+            Route::new("connector", "room", "join")
+        );
+        assert_eq!(Route::new("", "room", "join"), r);
     }
 
     #[test]

@@ -107,8 +107,7 @@ impl tower::Service<Request> for RouterService {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let short = req.route.short();
-        let Some(handler) = self.0.handlers.get(&short) else {
+        let Some(handler) = self.0.handlers.get(req.route.short()) else {
             let err = Error::not_found(format!("pitaya/handler: {} not found", req.route));
             return Box::pin(std::future::ready(Err(err)));
         };
