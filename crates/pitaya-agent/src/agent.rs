@@ -184,8 +184,11 @@ enum Next {
     Close(&'static str),
 }
 
-/// The answer being computed for one client message, already guarded against panics.
-type Running = BoxFuture<'static, Result<Option<Bytes>, Error>>;
+/// The answer being computed for one client message, guarded against panics: see
+/// [`answer_of`].
+type Running = futures_util::future::CatchUnwind<
+    AssertUnwindSafe<BoxFuture<'static, Result<Option<Bytes>, Error>>>,
+>;
 
 /// An item of a session's dispatch queue.
 enum Queued {
@@ -357,6 +360,7 @@ impl ReaderState<'_> {
                 return match (&mut answer).now_or_never() {
                     Some(result) => {
                         drop(permit);
+                        let result = answer_of(result);
                         answer_client(self.shared, self.entity, id, is_request, result).await;
                         Next::Continue
                     }
@@ -412,12 +416,15 @@ fn start(shared: &AgentShared, session: &Session, msg: ClientMessage) -> Running
     let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
         shared.dispatch.dispatch(session.clone(), msg)
     }));
-    match started {
-        Ok(fut) => Box::pin(
-            AssertUnwindSafe(fut).catch_unwind().map(|r| r.unwrap_or_else(|_| Err(panicked()))),
-        ),
-        Err(_) => Box::pin(std::future::ready(Err(panicked()))),
-    }
+    let fut = started.unwrap_or_else(|_| Box::pin(std::future::ready(Err(panicked()))));
+    AssertUnwindSafe(fut).catch_unwind()
+}
+
+/// The result of a [`Running`] answer; a panic becomes a `PIT-000` error.
+fn answer_of(
+    polled: Result<Result<Option<Bytes>, Error>, Box<dyn std::any::Any + Send>>,
+) -> Result<Option<Bytes>, Error> {
+    polled.unwrap_or_else(|_| Err(panicked()))
 }
 
 fn panicked() -> Error {
@@ -467,7 +474,7 @@ async fn dispatch_loop(
                 answer_client(&shared, &entity, id, true, Err(error)).await;
             }
             Queued::Running { id, is_request, answer, _permit } => {
-                let result = answer.await;
+                let result = answer_of(answer.await);
                 drop(_permit);
                 answer_client(&shared, &entity, id, is_request, result).await;
             }
@@ -476,7 +483,7 @@ async fn dispatch_loop(
                 let result = {
                     // The semaphore is never closed, so acquire only fails if it were.
                     let _permit = shared.dispatch_limit.acquire().await;
-                    start(&shared, &session, msg).await
+                    answer_of(start(&shared, &session, msg).await)
                 };
                 answer_client(&shared, &entity, id, is_request, result).await;
             }

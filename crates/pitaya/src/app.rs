@@ -213,7 +213,9 @@ async fn accept_loop(
             Ok(incoming) => {
                 let agents = agents.clone();
                 tracker.spawn(async move {
-                    match incoming.establish().await {
+                    // Boxed: the TLS and WebSocket handshake state would otherwise be part
+                    // of the connection task for its whole life (memory per idle client).
+                    match Box::pin(incoming.establish()).await {
                         Ok(conn) => pitaya_agent::serve(conn, agents).await,
                         Err(e) => tracing::debug!(error = %e, "connection handshake failed"),
                     }
