@@ -3,7 +3,7 @@
 //!
 //! - [`protos`]: package `protos`, the messages servers exchange over NATS and gRPC
 //!   (`Request`, `Response`, `Error`, `Push`, ...), with Go Pitaya's field numbers.
-//! - [`test`]: package `test`, the messages of Go Pitaya's fixtures and conformance server.
+//! - [`mod@test`]: package `test`, the messages of Go Pitaya's fixtures and conformance server.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors of both, for tools that speak
 //!   protobuf by reflection.
 
