@@ -10,6 +10,7 @@ mod config;
 mod handshake;
 mod heartbeat;
 mod malformed;
+mod pipelines;
 mod pipelining;
 mod routes;
 mod sessions;

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::builder::{AcceptorSpec, Builder};
-use crate::dispatch::LocalDispatch;
+use crate::dispatch::{Handlers, LocalDispatch};
 use crate::handle::{AppHandle, HandleInner};
 
 /// A configured server, not yet listening. Built by [`Builder::build`].
@@ -97,10 +97,16 @@ impl App {
         ));
 
         let lifecycles: Vec<Arc<dyn Lifecycle>> = router.lifecycles().cloned().collect();
-        let mut service = HandlerService::new(router.into_service());
-        for layer in layers {
-            service = layer(service);
-        }
+        let router = router.into_service();
+        let service = if layers.is_empty() {
+            Handlers::Router(router)
+        } else {
+            let mut service = HandlerService::new(router);
+            for layer in layers {
+                service = layer(service);
+            }
+            Handlers::Layered(service)
+        };
         let dispatch =
             Arc::new(LocalDispatch { service, server_type, serializer: serializer.clone(), state });
 

@@ -3,13 +3,22 @@
 use bytes::Bytes;
 use pitaya_agent::{ClientMessage, Dispatch};
 use pitaya_core::{BoxFuture, Error};
-use pitaya_handler::{AppState, HandlerKind, HandlerService, Request};
+use pitaya_handler::{AppState, HandlerKind, HandlerService, Request, RouterService};
 use pitaya_serialize::Serializer;
 use pitaya_session::Session;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
+
+/// The handlers as the dispatcher calls them.
+pub(crate) enum Handlers {
+    /// No layers: the router is called directly, which saves cloning a boxed service and
+    /// boxing its oneshot future on every message.
+    Router(RouterService),
+    /// The router wrapped in the application's layers.
+    Layered(HandlerService),
+}
 
 pub(crate) struct LocalDispatch {
-    pub(crate) service: HandlerService,
+    pub(crate) service: Handlers,
     pub(crate) server_type: String,
     pub(crate) serializer: std::sync::Arc<dyn Serializer>,
     pub(crate) state: AppState,
@@ -42,6 +51,9 @@ impl Dispatch for LocalDispatch {
             serializer: self.serializer.clone(),
             state: self.state.clone(),
         };
-        Box::pin(self.service.clone().oneshot(req))
+        match &self.service {
+            Handlers::Router(router) => router.clone().call(req),
+            Handlers::Layered(service) => Box::pin(service.clone().oneshot(req)),
+        }
     }
 }
