@@ -5,14 +5,50 @@
 
 use std::io::{Read, Write};
 
-use flate2::Compression;
+use std::cell::RefCell;
+
 use flate2::read::{GzDecoder, ZlibDecoder};
 use flate2::write::ZlibEncoder;
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// Compresses `data` as a zlib stream at the default level, like Go's `compress/zlib`.
 ///
 /// The output bytes differ from Go's (spec §14): compare round trips, not bytes.
+///
+/// Each thread keeps one compressor and resets it between calls: setting a zlib stream up
+/// (its window and hash tables) costs far more than compressing a small message.
 pub fn deflate(data: &[u8]) -> Vec<u8> {
+    DEFLATER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            let compressor =
+                slot.get_or_insert_with(|| Compress::new(Compression::default(), true));
+            compressor.reset();
+            deflate_with(compressor, data).unwrap_or_else(|| deflate_fresh(data))
+        }
+        // Not reachable (nothing here calls back into deflate), but a fresh stream is
+        // always correct.
+        Err(_) => deflate_fresh(data),
+    })
+}
+
+thread_local! {
+    static DEFLATER: RefCell<Option<Compress>> = const { RefCell::new(None) };
+}
+
+/// Runs a whole stream through `compressor`; `None` if zlib reports an error.
+fn deflate_with(compressor: &mut Compress, data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    loop {
+        let consumed = usize::try_from(compressor.total_in()).ok()?;
+        let input = data.get(consumed..)?;
+        match compressor.compress_vec(input, &mut out, FlushCompress::Finish).ok()? {
+            Status::StreamEnd => return Some(out),
+            Status::Ok | Status::BufError => out.reserve(out.capacity().max(64)),
+        }
+    }
+}
+
+fn deflate_fresh(data: &[u8]) -> Vec<u8> {
     let mut encoder =
         ZlibEncoder::new(Vec::with_capacity(data.len() / 2 + 16), Compression::default());
     #[expect(clippy::expect_used, reason = "writing into a Vec never fails")]
@@ -84,6 +120,14 @@ mod tests {
         assert!(looks_compressed(&packed));
         assert_eq!(inflate(&packed, 1024).unwrap(), text);
         assert_eq!(inflate_auto(&packed, 1024).unwrap(), text);
+    }
+
+    #[test]
+    fn the_reused_compressor_matches_a_fresh_stream() {
+        for text in [&b""[..], b"a", &b"hello world ".repeat(500), b"{\"code\":200}"] {
+            assert_eq!(deflate(text), deflate_fresh(text));
+            assert_eq!(inflate(&deflate(text), 1 << 20).unwrap(), text);
+        }
     }
 
     #[test]
