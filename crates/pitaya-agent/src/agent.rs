@@ -224,8 +224,11 @@ impl ReaderState<'_> {
         let mut shutdown = self.shared.shutdown.subscribe();
         let closed = closing(&mut signals);
         let shutting_down = flag_set(&mut shutdown);
-        let handshake_deadline = tokio::time::sleep(self.shared.config.handshake_timeout);
-        tokio::pin!(closed, shutting_down, handshake_deadline);
+        // On the heap and dropped once the handshake is done: a timer is a few hundred
+        // bytes that an established connection does not need.
+        let mut handshake_deadline =
+            Some(Box::pin(tokio::time::sleep(self.shared.config.handshake_timeout)));
+        tokio::pin!(closed, shutting_down);
         let heartbeat = self.shared.config.heartbeat;
         // Go's ticker starts at accept, before any handshake (spec §1.6).
         let period = if heartbeat.is_zero() { Duration::from_secs(3600) } else { heartbeat };
@@ -255,8 +258,13 @@ impl ReaderState<'_> {
                         return reason;
                     }
                     self.heard = true;
+                    if self.phase == Phase::Working {
+                        handshake_deadline = None;
+                    }
                 }
-                () = &mut handshake_deadline, if self.phase != Phase::Working => {
+                () = async { if let Some(d) = handshake_deadline.as_mut() { d.as_mut().await } },
+                    if handshake_deadline.is_some() && self.phase != Phase::Working =>
+                {
                     tracing::info!("handshake not completed in time; closing");
                     return "handshake timeout";
                 }
@@ -276,7 +284,8 @@ impl ReaderState<'_> {
 
     async fn handle_packet(&mut self, packet: Packet) -> Next {
         match packet.kind {
-            PacketType::Handshake => self.handshake(&packet.body).await,
+            // Boxed: rare, and its state would otherwise stay in the connection's task.
+            PacketType::Handshake => Box::pin(self.handshake(&packet.body)).await,
             PacketType::HandshakeAck => {
                 // Go accepts an ack in any state, which skips the handshake validators
                 // (spec §1.5); an ack before a handshake is ignored here.
@@ -393,20 +402,31 @@ impl ReaderState<'_> {
             (tx, task)
         });
         self.pending.fetch_add(1, Ordering::AcqRel);
-        let item = match tx.try_send(item) {
-            Ok(()) => return Next::Continue,
-            Err(mpsc::error::TrySendError::Closed(_)) => return Next::Close("dispatcher stopped"),
-            Err(mpsc::error::TrySendError::Full(item)) => item,
-        };
-        let mut signals = self.control.subscribe();
-        tokio::select! {
-            biased;
-            _ = closing(&mut signals) => Next::Close("closed by the server"),
-            sent = tx.send(item) => match sent {
-                Ok(()) => Next::Continue,
-                Err(_) => Next::Close("dispatcher stopped"),
-            },
+        match tx.try_send(item) {
+            Ok(()) => Next::Continue,
+            Err(mpsc::error::TrySendError::Closed(_)) => Next::Close("dispatcher stopped"),
+            // Boxed for the same reason as the entity's slow path: keep the connection's
+            // task small.
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                Box::pin(wait_and_queue(tx.clone(), self.control.subscribe(), item)).await
+            }
         }
+    }
+}
+
+/// Waits for room in the dispatch queue unless the connection starts closing.
+async fn wait_and_queue(
+    tx: mpsc::Sender<Queued>,
+    mut signals: watch::Receiver<Signal>,
+    item: Queued,
+) -> Next {
+    tokio::select! {
+        biased;
+        _ = closing(&mut signals) => Next::Close("closed by the server"),
+        sent = tx.send(item) => match sent {
+            Ok(()) => Next::Continue,
+            Err(_) => Next::Close("dispatcher stopped"),
+        },
     }
 }
 

@@ -44,11 +44,16 @@ impl AgentEntity {
         if self.control.current() != Signal::Open {
             return Err(closed());
         }
-        let item = match self.tx.try_send(item) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Closed(_)) => return Err(closed()),
-            Err(TrySendError::Full(item)) => item,
-        };
+        match self.tx.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Closed(_)) => Err(closed()),
+            // Boxed: the wait's timer and queue slot would otherwise be part of every
+            // caller's future, which lives as long as the connection (memory per client).
+            Err(TrySendError::Full(item)) => Box::pin(self.wait_and_send(item)).await,
+        }
+    }
+
+    async fn wait_and_send(&self, item: Outgoing) -> Result<(), Error> {
         match tokio::time::timeout(self.write_timeout, self.tx.send(item)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(closed()),
