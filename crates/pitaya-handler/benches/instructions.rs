@@ -9,40 +9,21 @@
 
 use std::hint::black_box;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use pitaya_codec::Route;
-use pitaya_core::{BoxFuture, Error};
+use pitaya_core::Error;
 use pitaya_handler::{
     AppState, Component, HandlerKind, HandlerService, Json, Request, Router, after_fn, before_fn,
 };
 use pitaya_serialize::SerializerKind;
-use pitaya_session::{NetworkEntity, SessionPool};
+use pitaya_session::{NoopEntity, SessionPool};
 use tower::{Layer, ServiceExt};
 
 const CASES: [&str; 4] = ["dispatch/raw", "dispatch/json", "dispatch/hooks", "dispatch/notfound"];
 const ITERATIONS: u64 = 2000;
-
-struct Null;
-
-impl NetworkEntity for Null {
-    fn push(&self, _: &str, _: Bytes) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn respond(&self, _: u64, _: Bytes, _: bool) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn close(&self) {}
-    fn remote_addr(&self) -> Option<SocketAddr> {
-        None
-    }
-}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Move {
@@ -83,7 +64,7 @@ impl Fixture {
             _ => ("room.echo", b"0123456789abcdef0123456789abcdef"),
         };
         let request = Request {
-            session: SessionPool::new().create(Arc::new(Null)),
+            session: SessionPool::new().create(Arc::new(NoopEntity)),
             route: Route::parse(route)
                 .unwrap_or_else(|e| panic!("{e}"))
                 .with_server_type("connector"),

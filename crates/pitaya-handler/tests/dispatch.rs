@@ -1,37 +1,18 @@
 //! Dispatch through the router and pipelines: kinds, errors, extractors, panics, hooks.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use pitaya_codec::Route;
-use pitaya_core::{BoxFuture, Error};
+use pitaya_core::Error;
 use pitaya_handler::{
     AppState, Component, HandlerKind, HandlerService, Json, Msg, Proto, Request, RouteInfo, Router,
     State, after_fn, before_fn,
 };
 use pitaya_protos::test::{TestRequest, TestResponse};
 use pitaya_serialize::SerializerKind;
-use pitaya_session::{NetworkEntity, Session, SessionPool};
+use pitaya_session::{NoopEntity, Session, SessionPool};
 use tower::{Layer, ServiceExt};
-
-struct Null;
-
-impl NetworkEntity for Null {
-    fn push(&self, _: &str, _: Bytes) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn respond(&self, _: u64, _: Bytes, _: bool) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn close(&self) {}
-    fn remote_addr(&self) -> Option<SocketAddr> {
-        None
-    }
-}
 
 #[derive(serde::Deserialize, serde::Serialize)]
 struct Hello {
@@ -91,7 +72,7 @@ fn request(route: &str, kind: HandlerKind, data: &'static [u8]) -> Request {
     let mut state = AppState::new();
     state.insert(Greeting("hi"));
     Request {
-        session: SessionPool::new().create(Arc::new(Null)),
+        session: SessionPool::new().create(Arc::new(NoopEntity)),
         route: Route::parse(route).unwrap().with_server_type("connector"),
         id: 1,
         kind,

@@ -28,3 +28,28 @@ pub trait NetworkEntity: Send + Sync + 'static {
     /// The client's address, when known.
     fn remote_addr(&self) -> Option<SocketAddr>;
 }
+
+/// An entity with no connection behind it: pushes and responses are dropped, kick and
+/// close do nothing. For tests, benchmarks and sessions that exist without a client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopEntity;
+
+impl NetworkEntity for NoopEntity {
+    fn push(&self, _: &str, _: Bytes) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn respond(&self, _: u64, _: Bytes, _: bool) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn close(&self) {}
+
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+}
