@@ -1,5 +1,6 @@
 //! [`serve`]: runs one connection from handshake to close.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -104,15 +105,18 @@ pub struct Agent {
     pub session: Session,
 }
 
-/// Runs `conn` until it closes: handshake, heartbeats, dispatch, writes. Returns once the
-/// connection is closed and the session removed from the pool (its close callbacks run).
-pub async fn serve(conn: Connection, shared: Arc<AgentShared>) {
+/// Runs `conn` until it closes: handshake, heartbeats, dispatch, writes. The future
+/// resolves once the connection is closed and the session removed from the pool (its
+/// close callbacks run).
+///
+/// Must be called within a Tokio runtime: it starts the connection's writer task at once.
+///
+/// Not an `async fn`: the setup runs here, so the returned future only holds what the
+/// connection needs while it lives (an `async fn` would keep its arguments for the whole
+/// connection, hundreds of bytes per client).
+pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output = ()> + Send {
     let span = tracing::debug_span!("agent", remote = %conn.remote_addr);
-    serve_connection(conn, shared).instrument(span).await;
-}
-
-async fn serve_connection(conn: Connection, shared: Arc<AgentShared>) {
-    let Connection { reader, writer, remote_addr, .. } = conn;
+    let Connection { mut reader, writer, remote_addr, .. } = conn;
     let (tx, rx) = mpsc::channel(shared.config.outgoing_capacity.max(1));
     let control = Control::new();
     let entity = Arc::new(AgentEntity {
@@ -122,8 +126,6 @@ async fn serve_connection(conn: Connection, shared: Arc<AgentShared>) {
         write_timeout: shared.config.write_timeout,
     });
     let session = shared.pool.create(entity.clone());
-    tracing::debug!(session = session.id(), "connection accepted");
-
     let writer = tokio::spawn(
         WriterTask {
             writer,
@@ -137,38 +139,42 @@ async fn serve_connection(conn: Connection, shared: Arc<AgentShared>) {
             max_batch: shared.config.max_write_batch,
         }
         .run()
-        .in_current_span(),
+        .instrument(span.clone()),
     );
-
-    let mut state = ReaderState {
-        shared: &shared,
-        session: &session,
-        entity: &entity,
-        control: &control,
-        dispatcher: None,
-        pending: Arc::new(AtomicUsize::new(0)),
-        phase: Phase::Start,
-        remote: remote_addr,
-        heard: false,
-    };
-    let reason = state.run(reader).await;
-    tracing::debug!(%reason, "connection closing");
-    let dispatcher = state.dispatcher.take().map(|(tx, task)| {
-        drop(tx);
-        task
-    });
-    if let Some(task) = dispatcher {
-        if reason == SHUTTING_DOWN {
-            // Nothing lost silently: requests already read get their answers before the
-            // connection closes, within the write timeout.
-            let _ = tokio::time::timeout(shared.config.write_timeout, task).await;
+    async move {
+        tracing::debug!(session = session.id(), "connection accepted");
+        let mut state = ReaderState {
+            shared: &shared,
+            session: &session,
+            entity: &entity,
+            control: &control,
+            dispatcher: None,
+            pending: Arc::new(AtomicUsize::new(0)),
+            phase: Phase::Start,
+            remote: remote_addr,
+            heard: false,
+        };
+        let reason = state.run(&mut reader).await;
+        tracing::debug!(%reason, "connection closing");
+        let dispatcher = state.dispatcher.take().map(|(tx, task)| {
+            drop(tx);
+            task
+        });
+        if let Some(task) = dispatcher {
+            if reason == SHUTTING_DOWN {
+                // Nothing lost silently: requests already read get their answers before
+                // the connection closes, within the write timeout.
+                let _ = tokio::time::timeout(shared.config.write_timeout, task).await;
+            }
+            // Otherwise the client is gone or misbehaved: running handlers cannot answer
+            // any more and finish in the background.
         }
-        // Otherwise the client is gone or misbehaved: running handlers cannot answer any
-        // more and finish in the background.
+        control.signal(Signal::Close);
+        drop(reader);
+        let _ = writer.await;
+        shared.pool.remove(&session);
     }
-    control.signal(Signal::Close);
-    let _ = writer.await;
-    shared.pool.remove(&session);
+    .instrument(span)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +225,7 @@ struct ReaderState<'a> {
 
 impl ReaderState<'_> {
     /// Reads until the connection must close; returns why.
-    async fn run(&mut self, mut reader: PacketReader) -> &'static str {
+    async fn run(&mut self, reader: &mut PacketReader) -> &'static str {
         let mut signals = self.control.subscribe();
         let mut shutdown = self.shared.shutdown.subscribe();
         let closed = closing(&mut signals);
