@@ -9,6 +9,7 @@ mod broadcast;
 mod config;
 mod handshake;
 mod heartbeat;
+mod lifecycle;
 mod malformed;
 mod pipelines;
 mod pipelining;
