@@ -133,7 +133,11 @@ pub(crate) fn decode_with<T: DeserializeOwned + prost::Message + Default>(
     .map_err(bad_request)
 }
 
-pub(crate) fn encode_with<T: Serialize + prost::Message>(
+/// Encodes `value` with serializer `s` (JSON or protobuf), as [`Msg`] replies are.
+///
+/// # Errors
+/// `PIT-000` when the value cannot be encoded.
+pub fn encode_with<T: Serialize + prost::Message>(
     s: &dyn Serializer,
     value: &T,
 ) -> Result<Vec<u8>, Error> {

@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use pitaya_core::Error;
 use pitaya_groups::Groups;
 use pitaya_handler::{FromRequestParts, Request};
-use pitaya_serialize::{Json, Marshal, Protobuf, Serializer, SerializerKind};
+use pitaya_serialize::Serializer;
 use pitaya_session::SessionPool;
 
 /// A cheap, cloneable handle on a server: its sessions, groups and serializer. Handlers
@@ -48,11 +48,7 @@ impl AppHandle {
     /// # Errors
     /// `PIT-000` when the value cannot be encoded.
     pub fn encode<T: serde::Serialize + prost::Message>(&self, value: &T) -> Result<Bytes, Error> {
-        let bytes = match self.0.serializer.kind() {
-            SerializerKind::Json => Json.marshal(value),
-            SerializerKind::Protobuf => Protobuf.marshal(value),
-        };
-        bytes.map(Bytes::from).map_err(|e| Error::unknown(e.to_string()))
+        pitaya_handler::extract::encode_with(self.0.serializer.as_ref(), value).map(Bytes::from)
     }
 
     /// Pushes `data` on `route` to the sessions bound to `uids` in this process, all at
