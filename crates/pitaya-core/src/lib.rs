@@ -3,8 +3,10 @@
 //! and the boxed-future alias used by object-safe async traits.
 
 pub mod codes;
+pub mod context;
 mod error;
 
+pub use context::Context;
 pub use error::{Error, StdError};
 
 /// A boxed, sendable future, for object-safe async traits (callbacks, network entities).

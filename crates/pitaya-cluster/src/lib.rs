@@ -1,0 +1,48 @@
+//! The cluster layer of Pitaya for Rust (spec §5, §6, §8).
+//!
+//! # Layout
+//! - [`Server`]: a server's record, in the JSON Go Pitaya writes to etcd.
+//! - [`ServiceDiscovery`] and [`SdListener`]: who is in the cluster. `pitaya-etcd`
+//!   implements it over etcd.
+//! - [`RpcClient`], [`RpcServer`] and [`RpcHandler`]: messages between servers.
+//!   `pitaya-nats` implements the transport over NATS.
+//! - [`memory`]: in-process implementations of both, for tests and single-process
+//!   clusters.
+//! - [`context`]: the `reqTimeout` rules of the propagated context.
+//! - [`DieSignal`]: how a layer that cannot go on asks the application to stop.
+//!
+//! Swapping NATS for gRPC, or etcd for another discovery, means passing another
+//! implementation of these traits; nothing else changes.
+
+pub mod context;
+mod die;
+mod discovery;
+pub mod memory;
+mod rpc;
+mod server;
+
+pub use die::DieSignal;
+pub use discovery::{SdListener, ServiceDiscovery};
+pub use pitaya_protos::protos;
+pub use rpc::{RpcClient, RpcHandler, RpcServer, UserSubscription};
+pub use server::{
+    GRPC_EXTERNAL_HOST_KEY, GRPC_EXTERNAL_PORT_KEY, GRPC_HOST_KEY, GRPC_PORT_KEY, REGION_KEY,
+    Server,
+};
+
+use std::time::Duration;
+
+use pitaya_core::Error;
+
+/// Message of a call that timed out on the caller's side (spec §6.3).
+pub const TIMEOUT_MESSAGE: &str = "rpc client: request timeout";
+
+/// The `PIT-408` error a caller gets when `route` on `target_id` did not answer in
+/// `timeout` (spec §6.3), with Go's metadata.
+pub fn timeout_error(timeout: Duration, route: &str, me: &str, target_id: &str) -> Error {
+    Error::new(pitaya_core::codes::TIMEOUT, TIMEOUT_MESSAGE)
+        .with_metadata("timeout", pitaya_config::godur::format(timeout))
+        .with_metadata("route", route)
+        .with_metadata("server", me)
+        .with_metadata("peer.id", target_id)
+}

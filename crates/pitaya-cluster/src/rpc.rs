@@ -1,0 +1,140 @@
+//! RPC transport traits: [`RpcClient`] sends, [`RpcServer`] receives and hands messages
+//! to an [`RpcHandler`].
+
+use std::sync::Arc;
+
+use pitaya_core::{BoxFuture, Context, Error};
+use pitaya_protos::protos::{BindMsg, KickAnswer, KickMsg, Push, Request, Response};
+
+use crate::Server;
+
+/// Sends RPCs, pushes, kicks and bind announcements to other servers (spec §6, §7).
+pub trait RpcClient: Send + Sync + 'static {
+    /// Sends `req` to `target` and waits for its response.
+    ///
+    /// The client writes `ctx` into `req.metadata`. The NATS client adds its configured
+    /// timeout as `reqTimeout` when `ctx` has none and waits that long; the gRPC client
+    /// always writes its own (spec §6.3, §7).
+    ///
+    /// # Errors
+    /// `PIT-408` `rpc client: request timeout` (metadata `timeout`, `route`, `server`,
+    /// `peer.id`) on timeout; transport errors as `PIT-000` with their text. An error
+    /// the remote handler returned is *not* an `Err`: it is in `Response.error`.
+    fn call(
+        &self,
+        target: &Server,
+        ctx: Context,
+        req: Request,
+    ) -> BoxFuture<'_, Result<Response, Error>>;
+
+    /// Pushes to a user of a frontend type (spec §8.4). `frontend_id` is the user's
+    /// frontend when known (a backend session knows it); NATS publishes on the user's
+    /// subject whether or not anybody holds the uid.
+    ///
+    /// # Errors
+    /// Transport errors.
+    fn send_push<'a>(
+        &'a self,
+        frontend_type: &'a str,
+        frontend_id: Option<&'a str>,
+        push: Push,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Asks the frontends of `frontend_type` holding `kick.user_id` to kick it.
+    ///
+    /// # Errors
+    /// Transport errors.
+    fn send_kick<'a>(
+        &'a self,
+        frontend_type: &'a str,
+        kick: KickMsg,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Announces that this frontend bound `uid` (unique-session module, spec §8.5).
+    ///
+    /// # Errors
+    /// Transport errors.
+    fn broadcast_session_bind<'a>(&'a self, uid: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Closes the client once in-flight calls have finished. Idempotent.
+    fn stop(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Receives what other servers send to this one and hands it to an [`RpcHandler`].
+pub trait RpcServer: Send + Sync + 'static {
+    /// Subscribes this server's subjects (or starts listening) and dispatches to
+    /// `handler`. Resolves once messages can be received.
+    ///
+    /// # Errors
+    /// When the transport cannot be reached.
+    fn start(&self, handler: Arc<dyn RpcHandler>) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Starts receiving pushes and kicks for `uid` (a frontend calls this when a session
+    /// binds). Receiving stops when the returned subscription is dropped. Two live
+    /// subscriptions for one uid must not deliver a message twice.
+    ///
+    /// # Errors
+    /// Transport errors; the bind then fails.
+    fn subscribe_user<'a>(&'a self, uid: &'a str)
+    -> BoxFuture<'a, Result<UserSubscription, Error>>;
+
+    /// Stops receiving, waits for the requests being handled to be answered, and closes.
+    /// Idempotent.
+    fn stop(&self) -> BoxFuture<'_, ()>;
+}
+
+/// What a server does with what it receives. Implemented by the cluster runtime.
+pub trait RpcHandler: Send + Sync + 'static {
+    /// Serves a Sys or User RPC. Always produces a response: errors travel in
+    /// `Response.error`.
+    fn handle_request(&self, req: Request) -> BoxFuture<'static, Response>;
+
+    /// Delivers a push to the local session bound to `push.uid`.
+    ///
+    /// # Errors
+    /// `session not found` when no local session holds the uid.
+    fn handle_push(&self, push: Push) -> BoxFuture<'static, Result<(), Error>>;
+
+    /// Kicks the local session bound to `kick.user_id`.
+    ///
+    /// # Errors
+    /// `session not found` when no local session holds the uid.
+    fn handle_kick(&self, kick: KickMsg) -> BoxFuture<'static, Result<KickAnswer, Error>>;
+
+    /// Another frontend bound `bind.uid`: kick the local holder unless `bind.fid` is this
+    /// server (spec §8.5).
+    ///
+    /// # Errors
+    /// When the kick fails.
+    fn handle_bind(&self, bind: BindMsg) -> BoxFuture<'static, Result<(), Error>>;
+}
+
+/// A live per-user subscription; dropping it unsubscribes.
+#[must_use = "dropping the subscription unsubscribes at once"]
+pub struct UserSubscription(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl UserSubscription {
+    /// A subscription that runs `release` when dropped.
+    pub fn new(release: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(release)))
+    }
+
+    /// A subscription with nothing to release (transports that need none, e.g. gRPC).
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
+impl Drop for UserSubscription {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for UserSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSubscription").field("live", &self.0.is_some()).finish()
+    }
+}

@@ -1,0 +1,107 @@
+//! [`Context`]: the context that travels with every RPC between servers (spec §6.5).
+
+use serde_json::{Map, Value};
+
+/// Key of the sender's server id.
+pub const PEER_ID: &str = "peer.id";
+/// Key of the sender's server type.
+pub const PEER_SERVICE: &str = "peer.service";
+/// Key of the request timeout, a Go duration string such as `"5s"`.
+pub const REQ_TIMEOUT: &str = "reqTimeout";
+/// Key of the request id (a 22-character nuid set by the frontend).
+pub const REQUEST_ID: &str = "request.id";
+/// Key of the route being served when the RPC was made.
+pub const REQ_ROUTE: &str = "req-route";
+/// Key of the Unix time in nanoseconds at which the frontend received the request.
+pub const REQ_START_TIME: &str = "req-start-time";
+/// Key of the OpenTracing span carrier; Go v2 sends `{}` in every RPC.
+pub const OPENTRACING_SPAN: &str = "opentracing-span";
+
+/// The propagated context: a JSON object carried in `Request.metadata`.
+///
+/// A server handling an RPC forwards the whole incoming context on the RPCs it makes,
+/// replacing only the peer keys, so application keys ([`Context::insert`], Go's
+/// `AddToPropagateCtx`), the request id and the caller's timeout reach every hop.
+/// Numbers come back as JSON numbers (Go decodes them as float64).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context(Map<String, Value>);
+
+impl Context {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes `Request.metadata`.
+    ///
+    /// # Errors
+    /// When the bytes are not a JSON object.
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let map: Option<Map<String, Value>> = serde_json::from_slice(bytes)?;
+        Ok(Self(map.unwrap_or_default()))
+    }
+
+    /// Encodes as Go does: compact, keys sorted, HTML characters escaped.
+    pub fn encode(&self) -> Vec<u8> {
+        // A map of JSON values always encodes.
+        pitaya_serialize::gojson::to_vec(&self.0).unwrap_or_else(|_| b"{}".to_vec())
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    /// The string under `key`, if it is one.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+
+    /// Sets `key`, replacing any value.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) {
+        self.0.insert(key.into(), value.into());
+    }
+
+    /// Removes `key`.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.0.remove(key)
+    }
+
+    /// Whether `key` is set.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// The entries.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_like_go_fixture() {
+        let mut c = Context::new();
+        c.insert("key1", "val1");
+        assert_eq!(c.encode(), br#"{"key1":"val1"}"#);
+    }
+
+    #[test]
+    fn sorted_keys_and_null() {
+        let mut c = Context::new();
+        c.insert(PEER_SERVICE, "connector");
+        c.insert(OPENTRACING_SPAN, Value::Object(Map::new()));
+        c.insert(PEER_ID, "a<b");
+        assert_eq!(
+            c.encode(),
+            br#"{"opentracing-span":{},"peer.id":"a\u003cb","peer.service":"connector"}"#
+        );
+        assert_eq!(Context::decode(b"null").unwrap(), Context::new());
+        assert!(Context::decode(b"[1]").is_err());
+        let back = Context::decode(&c.encode()).unwrap();
+        assert_eq!(back, c);
+    }
+}
