@@ -76,6 +76,43 @@ impl Context {
     pub fn as_map(&self) -> &Map<String, Value> {
         &self.0
     }
+
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The context a frontend starts for a client message on `route` (spec §6.5): a new
+    /// request id, the route, the start time in Unix nanoseconds, and the empty
+    /// `opentracing-span` Go v2 always sends.
+    pub fn for_request(route: &str) -> Self {
+        let mut c = Self::new();
+        c.insert(OPENTRACING_SPAN, Value::Object(Map::new()));
+        c.insert(REQ_ROUTE, route);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        c.insert(REQ_START_TIME, now);
+        c.insert(REQUEST_ID, new_request_id());
+        c
+    }
+}
+
+/// A random 22-character alphanumeric id, the shape of the nuid Go uses for
+/// `request.id`.
+pub fn new_request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    // Each RandomState is freshly keyed, so two of them give 128 unpredictable bits
+    // without a random-number crate; 62^22 > 2^128, so 22 digits hold them all.
+    let half = || std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let mut bits = (u128::from(half()) << 64) | u128::from(half());
+    let mut id = String::with_capacity(22);
+    for _ in 0..22 {
+        id.push(char::from(ALPHABET[(bits % 62) as usize]));
+        bits /= 62;
+    }
+    id
 }
 
 #[cfg(test)]
@@ -87,6 +124,15 @@ mod tests {
         let mut c = Context::new();
         c.insert("key1", "val1");
         assert_eq!(c.encode(), br#"{"key1":"val1"}"#);
+    }
+
+    #[test]
+    fn request_context_has_gos_keys() {
+        let c = Context::for_request("connector.room.join");
+        assert_eq!(c.get_str(REQ_ROUTE), Some("connector.room.join"));
+        assert_eq!(c.get_str(REQUEST_ID).map(str::len), Some(22));
+        assert!(c.get(REQ_START_TIME).and_then(Value::as_i64).is_some_and(|t| t > 0));
+        assert_ne!(new_request_id(), new_request_id());
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl Fixture {
             data: Bytes::from_static(data),
             serializer: SerializerKind::Json.serializer(),
             state: AppState::new(),
+            ctx: pitaya_core::Context::new(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -54,6 +54,19 @@ impl FromRequestParts for Session {
     }
 }
 
+/// The propagated context, to pass to the RPCs a handler makes: the incoming RPC's
+/// context on a backend, or a new one (request id, route, start time) for a client
+/// message handled on its frontend.
+impl FromRequestParts for pitaya_core::Context {
+    fn from_request_parts(req: &Request) -> Result<Self, Error> {
+        if req.ctx.is_empty() {
+            Ok(pitaya_core::Context::for_request(&req.route.to_string()))
+        } else {
+            Ok(req.ctx.clone())
+        }
+    }
+}
+
 /// The route and message id of the request being handled.
 #[derive(Debug, Clone)]
 pub struct RouteInfo {

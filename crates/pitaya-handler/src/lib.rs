@@ -34,11 +34,14 @@
 //! - [`router`]: [`Router`], the `service.method` table, and [`RouterService`], the tower
 //!   service at the bottom of every pipeline.
 //! - [`pipeline`]: before and after hooks as tower layers ([`before_fn`], [`after_fn`]).
+//! - [`remote`]: [`RemoteComponent`]s, the methods other servers call by RPC, and the
+//!   [`Remotes`] table.
 
 pub mod component;
 pub mod extract;
 pub mod handler;
 pub mod pipeline;
+pub mod remote;
 pub mod reply;
 pub mod request;
 pub mod router;
@@ -51,6 +54,7 @@ pub use extract::{
 };
 pub use handler::{Handler, HandlerKind};
 pub use pipeline::{after_fn, before_fn};
+pub use remote::{RemoteComponent, RemoteRequest, Remotes};
 pub use reply::{IntoBody, IntoReply};
 pub use request::{Reply, Request};
 pub use router::{Router, RouterService};

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use pitaya_codec::Route;
+use pitaya_core::Context;
 use pitaya_serialize::Serializer;
 use pitaya_session::Session;
 
@@ -26,6 +27,9 @@ pub struct Request {
     pub serializer: Arc<dyn Serializer>,
     /// Application state, for [`State`](crate::State).
     pub state: AppState,
+    /// The propagated context of an RPC this request arrived in (spec §6.5); empty for
+    /// a client message handled on its frontend.
+    pub ctx: Context,
 }
 
 /// What a handler produced: a body for a request, nothing for a notify.

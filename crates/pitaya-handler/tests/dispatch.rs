@@ -79,6 +79,7 @@ fn request(route: &str, kind: HandlerKind, data: &'static [u8]) -> Request {
         data: Bytes::from_static(data),
         serializer: SerializerKind::Json.serializer(),
         state,
+        ctx: pitaya_core::Context::new(),
     }
 }
 

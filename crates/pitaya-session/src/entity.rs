@@ -27,6 +27,26 @@ pub trait NetworkEntity: Send + Sync + 'static {
 
     /// The client's address, when known.
     fn remote_addr(&self) -> Option<SocketAddr>;
+
+    /// Binds `uid` where the session really lives. `None` (the default) for a frontend's
+    /// own connection, whose bind goes through its [`SessionPool`](crate::SessionPool);
+    /// a backend's relayed session returns the RPC that binds on the frontend
+    /// (`sys.bindsession`, spec §8.3).
+    fn bind_remote(&self, _uid: &str) -> Option<BoxFuture<'_, Result<(), Error>>> {
+        None
+    }
+
+    /// Sends the session's data (`data`, spec §8.2 JSON) to the frontend that owns it
+    /// (`sys.pushsession`). A frontend's own connection has nothing to do.
+    fn push_session(&self, _uid: Option<&str>, _data: Vec<u8>) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// For a session relayed from a frontend: that frontend's server id and the
+    /// session's id there. `None` on the frontend itself.
+    fn frontend(&self) -> Option<(&str, i64)> {
+        None
+    }
 }
 
 /// An entity with no connection behind it: pushes and responses are dropped, kick and

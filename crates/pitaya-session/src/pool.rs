@@ -72,6 +72,19 @@ impl SessionPool {
         session
     }
 
+    /// Creates a session that is not indexed: a backend's temporary copy of a frontend
+    /// session, living for one request (spec §8.3). It takes the next id of this
+    /// process, starts with the frontend's `uid` when it has one, and binding it goes
+    /// through `entity`.
+    pub fn create_detached(&self, entity: Arc<dyn NetworkEntity>, uid: Option<&str>) -> Session {
+        let id = self.0.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let session = Session::new(id, entity, std::sync::Weak::new());
+        if let Some(uid) = uid.filter(|u| !u.is_empty()) {
+            let _ = session.claim_uid(uid);
+        }
+        session
+    }
+
     /// The session with `id`.
     pub fn get(&self, id: i64) -> Option<Session> {
         lock(&self.0.index).by_id.get(&id).cloned()

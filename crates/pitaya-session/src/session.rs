@@ -69,6 +69,14 @@ impl Session {
     /// `PIT-000` `illegal uid` or `session is already bound to an uid`; a callback's
     /// error; `PIT-000` `session not found` when the session closed meanwhile.
     pub async fn bind(&self, uid: &str) -> Result<(), Error> {
+        if let Some(remote) = self.0.entity.bind_remote(uid) {
+            self.claim_uid(uid)?;
+            if let Err(e) = remote.await {
+                self.release_uid();
+                return Err(e);
+            }
+            return Ok(());
+        }
         match self.0.pool.upgrade() {
             Some(pool) => pool.bind(self, uid).await,
             None => self.claim_uid(uid).map(|_| ()),
@@ -147,6 +155,27 @@ impl Session {
         let data = session_data::decode(bytes)?;
         self.set_data(data);
         Ok(())
+    }
+
+    /// Sends this session's data to the frontend that owns it (Go's `PushToFront`). On
+    /// the frontend itself there is nothing to send.
+    ///
+    /// # Errors
+    /// The RPC's error, e.g. `session not found` when the client has left.
+    pub async fn push_to_front(&self) -> Result<(), Error> {
+        let uid = self.uid();
+        self.0.entity.push_session(uid.as_deref(), self.encoded_data()).await
+    }
+
+    /// The id of the frontend server holding this session's connection, when this
+    /// session was relayed from it (a backend's session).
+    pub fn frontend_id(&self) -> Option<&str> {
+        self.0.entity.frontend().map(|(id, _)| id)
+    }
+
+    /// The session's id on its frontend: [`id`](Self::id) on the frontend itself.
+    pub fn frontend_session_id(&self) -> i64 {
+        self.0.entity.frontend().map_or(self.0.id, |(_, id)| id)
     }
 
     /// The client's handshake, once received. Never forwarded to backends (spec §1.3).

@@ -16,8 +16,12 @@ use pitaya_session::SessionPool;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use pitaya_cluster::{DieSignal, Server};
+use pitaya_handler::Remotes;
+
 use crate::builder::{AcceptorSpec, Builder};
-use crate::dispatch::{Handlers, LocalDispatch};
+use crate::cluster::{ClusterCore, ClusterFactory, ClusterSetup, RouteFn};
+use crate::dispatch::{HandlerCore, Handlers, LocalDispatch};
 use crate::handle::{AppHandle, HandleInner};
 
 /// A configured server, not yet listening. Built by [`Builder::build`].
@@ -34,6 +38,11 @@ pub struct App {
     pub(crate) handshake_timeout: Duration,
     pub(crate) rate_limiting: bool,
     pub(crate) pool: SessionPool,
+    pub(crate) frontend: bool,
+    pub(crate) metadata: std::collections::BTreeMap<String, String>,
+    pub(crate) remotes: Remotes,
+    pub(crate) routes: std::collections::HashMap<String, RouteFn>,
+    pub(crate) cluster: Option<ClusterFactory>,
 }
 
 /// A server that is accepting connections.
@@ -45,6 +54,8 @@ pub struct RunningApp {
     agents: Arc<AgentShared>,
     lifecycles: Vec<Arc<dyn Lifecycle>>,
     config: PitayaConfig,
+    cluster: Option<Arc<ClusterCore>>,
+    die: DieSignal,
 }
 
 impl App {
@@ -80,16 +91,23 @@ impl App {
             handshake_timeout,
             rate_limiting,
             pool,
+            frontend,
+            metadata,
+            remotes,
+            routes,
+            cluster: cluster_factory,
         } = self;
 
         if config.session.unique {
             register_unique_session(&pool);
         }
+        let die = DieSignal::new();
         let handle = AppHandle(Arc::new(HandleInner {
             server_type: server_type.clone(),
             pool: pool.clone(),
             groups,
             serializer: serializer.clone(),
+            cluster: std::sync::OnceLock::new(),
         }));
         state.insert(handle.clone());
         state.insert(pitaya_handler::StructValidation(
@@ -107,8 +125,49 @@ impl App {
             }
             Handlers::Layered(service)
         };
-        let dispatch =
-            Arc::new(LocalDispatch { service, server_type, serializer: serializer.clone(), state });
+        let handlers = Arc::new(HandlerCore {
+            service,
+            server_type: server_type.clone(),
+            serializer: serializer.clone(),
+            state,
+        });
+
+        let cluster = match cluster_factory {
+            Some(factory) => {
+                let me = Arc::new(Server::new(server_type.clone(), frontend, metadata));
+                let setup = ClusterSetup { server: me.clone(), config: config.clone(), die: die.clone() };
+                let parts = factory(setup).await?;
+                if parts.discovery.this_server().id != me.id {
+                    return Err(Error::unknown(
+                        "the cluster's discovery must register the server record it was given",
+                    ));
+                }
+                let core = Arc::new_cyclic(|this| ClusterCore {
+                    this: this.clone(),
+                    me,
+                    discovery: parts.discovery,
+                    client: parts.client,
+                    rpc_server: parts.server,
+                    pool: pool.clone(),
+                    handlers: handlers.clone(),
+                    remotes,
+                    routes,
+                    loopback: config.cluster.rpc.server.loopback_enabled,
+                });
+                let incoming = Arc::new(crate::cluster::Incoming(Arc::downgrade(&core)));
+                core.rpc_server.start(incoming).await?;
+                core.register_bind_callbacks(config.session.unique);
+                let _ = handle.0.cluster.set(core.clone());
+                Some(core)
+            }
+            None => {
+                if !remotes.routes().is_empty() {
+                    tracing::warn!("remotes registered on a standalone server are never called");
+                }
+                None
+            }
+        };
+        let dispatch = Arc::new(LocalDispatch { handlers, cluster: cluster.clone() });
 
         let agent_config = AgentConfig {
             heartbeat: config.heartbeat.interval,
@@ -163,14 +222,34 @@ impl App {
             hooks.after_init().await;
         }
 
+        if let Some(core) = &cluster {
+            // Registered last: peers route to this server only once it can serve.
+            core.discovery.start().await?;
+        }
+
         let (stop_accepting, stop) = watch::channel(false);
         let tracker = TaskTracker::new();
         let addrs = acceptors.iter().map(|a| (a.transport(), a.local_addr())).collect();
         for acceptor in acceptors {
             tracker.spawn(accept_loop(acceptor, agents.clone(), tracker.clone(), stop.clone()));
         }
-        tracing::info!(?addrs, "pitaya server started");
-        Ok(RunningApp { handle, addrs, stop_accepting, tracker, agents, lifecycles, config })
+        match &cluster {
+            Some(core) => tracing::info!(?addrs, id = %core.me.id, server_type = %core.me.server_type, frontend = core.me.frontend, "pitaya server started in cluster mode"),
+            None => tracing::info!(?addrs, "pitaya server started"),
+        }
+        // Go Pitaya's readiness line, which its e2e helpers wait for.
+        tracing::info!("all modules started!");
+        Ok(RunningApp {
+            handle,
+            addrs,
+            stop_accepting,
+            tracker,
+            agents,
+            lifecycles,
+            config,
+            cluster,
+            die,
+        })
     }
 
     /// Starts the server and runs it until SIGINT or SIGTERM, then shuts it down
@@ -197,7 +276,8 @@ fn register_unique_session(pool: &SessionPool) {
             let (Some(pool), Some(uid)) = (pool, session.uid()) else { return Ok(()) };
             if let Some(old) = pool.by_uid(&uid).filter(|old| !old.ptr_eq(&session)) {
                 tracing::debug!(%uid, old = old.id(), new = session.id(), "unique session: kicking the older session");
-                let _ = old.kick().await;
+                // A kick that cannot be queued still must not stop the newer login.
+                crate::cluster::kick_or_close(&old).await;
             }
             Ok(())
         }
@@ -268,6 +348,7 @@ impl RunningApp {
         tokio::select! {
             _ = ctrl_c => tracing::info!("SIGINT received"),
             _ = term => tracing::info!("SIGTERM received"),
+            reason = self.die.wait() => tracing::error!(%reason, "shutting down after a fatal cluster error"),
         }
     }
 
@@ -276,6 +357,10 @@ impl RunningApp {
     /// enabled, lets every connection answer the requests it already read, closes the
     /// connections (no kick packet, as Go), then runs `shutdown` hooks.
     pub async fn shutdown(self) {
+        if let Some(core) = &self.cluster {
+            // Peers stop routing here first; what is already on its way is still served.
+            core.discovery.stop().await;
+        }
         let _ = self.stop_accepting.send(true);
         for hooks in self.lifecycles.iter().rev() {
             hooks.before_shutdown().await;
@@ -293,6 +378,10 @@ impl RunningApp {
         let grace = self.config.buffer.agent.conn_timeout * 2 + Duration::from_secs(1);
         if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the shutdown grace period");
+        }
+        if let Some(core) = &self.cluster {
+            core.rpc_server.stop().await;
+            core.client.stop().await;
         }
         for hooks in self.lifecycles.iter().rev() {
             hooks.shutdown().await;

@@ -7,11 +7,13 @@ use pitaya_codec::RouteDict;
 use pitaya_config::PitayaConfig;
 use pitaya_core::Error;
 use pitaya_groups::{Groups, MemoryGroups};
-use pitaya_handler::{AppState, Component, HandlerService, Router};
+use pitaya_cluster::memory::MemoryCluster;
+use pitaya_handler::{AppState, Component, HandlerService, RemoteComponent, Router};
 use pitaya_serialize::SerializerKind;
 use pitaya_session::SessionPool;
 
 use crate::app::App;
+use crate::cluster::{ClusterFactory, ClusterParts, ClusterSetup, RouteFn, RouteRequest, boxed_factory};
 
 type LayerFn = Box<dyn FnOnce(HandlerService) -> HandlerService + Send>;
 
@@ -55,6 +57,11 @@ pub struct Builder {
     pub(crate) handshake_timeout: Duration,
     pub(crate) rate_limiting: bool,
     pub(crate) pool: SessionPool,
+    pub(crate) frontend: bool,
+    pub(crate) metadata: std::collections::BTreeMap<String, String>,
+    pub(crate) remotes: Vec<RemoteComponent>,
+    pub(crate) routes: std::collections::HashMap<String, RouteFn>,
+    pub(crate) cluster: Option<ClusterFactory>,
 }
 
 impl Default for Builder {
@@ -80,6 +87,11 @@ impl Builder {
             handshake_timeout: Duration::from_secs(10),
             rate_limiting: false,
             pool: SessionPool::new(),
+            frontend: true,
+            metadata: std::collections::BTreeMap::new(),
+            remotes: Vec::new(),
+            routes: std::collections::HashMap::new(),
+            cluster: None,
         }
     }
 
@@ -176,6 +188,93 @@ impl Builder {
         &self.pool
     }
 
+    /// Whether clients connect to this server (default `true`). A backend
+    /// (`frontend(false)`) has no acceptor and is reached through the cluster.
+    pub fn frontend(mut self, frontend: bool) -> Self {
+        self.frontend = frontend;
+        self
+    }
+
+    /// Adds a metadata entry to this server's discovery record (e.g. `grpcHost`).
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Registers remote methods, called by other servers through user RPC.
+    pub fn remote(mut self, component: RemoteComponent) -> Self {
+        self.remotes.push(component);
+        self
+    }
+
+    /// Routes messages for `server_type` with `f` instead of picking a server at random
+    /// (Go's `AddRoute`).
+    pub fn route(
+        mut self,
+        server_type: impl Into<String>,
+        f: impl Fn(RouteRequest<'_>) -> Result<Arc<pitaya_cluster::Server>, Error> + Send + Sync + 'static,
+    ) -> Self {
+        self.routes.insert(server_type.into(), Arc::new(f));
+        self
+    }
+
+    /// Runs in cluster mode with the transports `f` builds when the server starts. `f`
+    /// gets this server's record and the configuration.
+    pub fn cluster<F, Fut>(mut self, f: F) -> Self
+    where
+        F: FnOnce(ClusterSetup) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<ClusterParts, Error>> + Send + 'static,
+    {
+        self.cluster = Some(boxed_factory(f));
+        self
+    }
+
+    /// Runs in cluster mode inside this process, with the other servers that joined
+    /// `cluster` (tests, single-process deployments).
+    pub fn memory_cluster(self, cluster: &MemoryCluster) -> Self {
+        let cluster = cluster.clone();
+        self.cluster(move |setup| async move {
+            let (discovery, client, server) = cluster.join((*setup.server).clone());
+            Ok(ClusterParts {
+                discovery: Arc::new(discovery),
+                client: Arc::new(client),
+                server: Arc::new(server),
+            })
+        })
+    }
+
+    /// Runs in cluster mode over etcd discovery and NATS RPC, configured from
+    /// `pitaya.cluster.sd.etcd.*` and `pitaya.cluster.rpc.{client,server}.nats.*` (Go
+    /// Pitaya's default cluster).
+    #[cfg(all(feature = "etcd", feature = "nats"))]
+    pub fn etcd_nats_cluster(self) -> Self {
+        self.cluster(|setup| async move {
+            let ClusterSetup { server, config, die } = setup;
+            let client = pitaya_nats::NatsRpcClient::connect(
+                &config.cluster.rpc.client.nats,
+                server.clone(),
+                die.clone(),
+            )
+            .await?;
+            let rpc_server = pitaya_nats::NatsRpcServer::connect(
+                &config.cluster.rpc.server.nats,
+                server.clone(),
+                die.clone(),
+            )
+            .await?;
+            let discovery = pitaya_etcd::EtcdServiceDiscovery::new(
+                config.cluster.sd.etcd.clone(),
+                (*server).clone(),
+                die,
+            );
+            Ok(ClusterParts {
+                discovery: Arc::new(discovery),
+                client: Arc::new(client),
+                server: Arc::new(rpc_server),
+            })
+        })
+    }
+
     /// Validates the setup.
     ///
     /// # Errors
@@ -186,9 +285,16 @@ impl Builder {
             Some(c) => c,
             None => PitayaConfig::load(None).map_err(|e| Error::unknown(e.to_string()))?,
         };
-        if self.acceptors.is_empty() {
+        if self.frontend && self.acceptors.is_empty() {
             return Err(Error::unknown("no acceptor configured: add one with .tcp() or .ws()"));
         }
+        if !self.frontend && !self.acceptors.is_empty() {
+            return Err(Error::unknown("a backend server (frontend(false)) takes no acceptor"));
+        }
+        if !self.frontend && self.cluster.is_none() {
+            return Err(Error::unknown("a backend server needs a cluster: call .cluster(...)"));
+        }
+        let remotes = pitaya_handler::Remotes::new(self.remotes)?;
         let mut router = Router::new();
         for component in self.components {
             router.add(component)?;
@@ -215,6 +321,11 @@ impl Builder {
             handshake_timeout: self.handshake_timeout,
             rate_limiting: self.rate_limiting,
             pool: self.pool,
+            frontend: self.frontend,
+            metadata: self.metadata,
+            remotes,
+            routes: self.routes,
+            cluster: self.cluster,
         })
     }
 }

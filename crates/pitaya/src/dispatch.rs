@@ -1,4 +1,7 @@
-//! The standalone dispatcher: client messages to this server's handlers.
+//! The dispatcher: client messages to this server's handlers, or forwarded to a
+//! server of another type in cluster mode.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use pitaya_agent::{ClientMessage, Dispatch};
@@ -7,6 +10,8 @@ use pitaya_handler::{AppState, HandlerKind, HandlerService, Request, RouterServi
 use pitaya_serialize::Serializer;
 use pitaya_session::Session;
 use tower::{Service, ServiceExt};
+
+use crate::cluster::ClusterCore;
 
 /// The handlers as the dispatcher calls them.
 pub(crate) enum Handlers {
@@ -17,11 +22,27 @@ pub(crate) enum Handlers {
     Layered(HandlerService),
 }
 
-pub(crate) struct LocalDispatch {
+/// This server's handlers with what every call needs; shared by the client dispatcher
+/// and the cluster's RPC server.
+pub(crate) struct HandlerCore {
     pub(crate) service: Handlers,
     pub(crate) server_type: String,
-    pub(crate) serializer: std::sync::Arc<dyn Serializer>,
+    pub(crate) serializer: Arc<dyn Serializer>,
     pub(crate) state: AppState,
+}
+
+impl HandlerCore {
+    pub(crate) fn call(&self, req: Request) -> BoxFuture<'static, Result<Option<Bytes>, Error>> {
+        match &self.service {
+            Handlers::Router(router) => router.clone().call(req),
+            Handlers::Layered(service) => Box::pin(service.clone().oneshot(req)),
+        }
+    }
+}
+
+pub(crate) struct LocalDispatch {
+    pub(crate) handlers: Arc<HandlerCore>,
+    pub(crate) cluster: Option<Arc<ClusterCore>>,
 }
 
 impl Dispatch for LocalDispatch {
@@ -31,29 +52,28 @@ impl Dispatch for LocalDispatch {
         msg: ClientMessage,
     ) -> BoxFuture<'static, Result<Option<Bytes>, Error>> {
         let route = msg.route;
-        if !route.server_type().is_empty() && route.server_type() != self.server_type {
+        let own_type = &self.handlers.server_type;
+        if !route.server_type().is_empty() && route.server_type() != own_type {
+            if let Some(cluster) = &self.cluster {
+                return cluster.forward(session, route, msg.id, msg.is_request, msg.data);
+            }
             // Spec §3.1: a standalone Go frontend stays silent here and the client waits
             // forever; every request gets an answer from us.
             let err = Error::not_found(format!("pitaya/handler: {route} not found"));
             return Box::pin(std::future::ready(Err(err)));
         }
-        let route = if route.server_type().is_empty() {
-            route.with_server_type(&self.server_type)
-        } else {
-            route
-        };
+        let route =
+            if route.server_type().is_empty() { route.with_server_type(own_type) } else { route };
         let req = Request {
             session,
             route,
             id: msg.id,
             kind: if msg.is_request { HandlerKind::Request } else { HandlerKind::Notify },
             data: msg.data,
-            serializer: self.serializer.clone(),
-            state: self.state.clone(),
+            serializer: self.handlers.serializer.clone(),
+            state: self.handlers.state.clone(),
+            ctx: pitaya_core::Context::new(),
         };
-        match &self.service {
-            Handlers::Router(router) => router.clone().call(req),
-            Handlers::Layered(service) => Box::pin(service.clone().oneshot(req)),
-        }
+        self.handlers.call(req)
     }
 }

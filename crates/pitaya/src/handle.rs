@@ -8,7 +8,10 @@ use pitaya_core::Error;
 use pitaya_groups::Groups;
 use pitaya_handler::{FromRequestParts, Request};
 use pitaya_serialize::Serializer;
+use pitaya_core::Context;
 use pitaya_session::SessionPool;
+
+use crate::cluster::ClusterCore;
 
 /// A cheap, cloneable handle on a server: its sessions, groups and serializer. Handlers
 /// take it as an extractor.
@@ -20,6 +23,8 @@ pub(crate) struct HandleInner {
     pub(crate) pool: SessionPool,
     pub(crate) groups: Arc<dyn Groups>,
     pub(crate) serializer: Arc<dyn Serializer>,
+    /// Set once the cluster is up; empty on a standalone server.
+    pub(crate) cluster: std::sync::OnceLock<Arc<ClusterCore>>,
 }
 
 impl AppHandle {
@@ -99,6 +104,123 @@ impl AppHandle {
             .by_uid(uid)
             .ok_or_else(|| Error::unknown(pitaya_session::messages::NOT_FOUND))?;
         session.kick().await
+    }
+}
+
+/// Cluster operations (spec §6.6, §8.4).
+impl AppHandle {
+    fn cluster(&self) -> Result<&Arc<ClusterCore>, Error> {
+        self.0.cluster.get().ok_or_else(|| Error::unknown("not running in cluster mode"))
+    }
+
+    /// This server's record in the cluster; `None` on a standalone server.
+    pub fn server(&self) -> Option<Arc<pitaya_cluster::Server>> {
+        self.0.cluster.get().map(|c| c.me.clone())
+    }
+
+    /// The service discovery; `None` on a standalone server.
+    pub fn discovery(&self) -> Option<Arc<dyn pitaya_cluster::ServiceDiscovery>> {
+        self.0.cluster.get().map(|c| c.discovery.clone())
+    }
+
+    /// Calls the remote `route` (`serverType.service.method`) on a server of that type,
+    /// chosen by the routing function of the type or at random (Go's `RPC`).
+    ///
+    /// Pass the [`Context`] the handler extracted, so the request id and timeout travel
+    /// on.
+    ///
+    /// # Errors
+    /// The remote's error with its code and metadata; `PIT-408` on timeout; `PIT-000`
+    /// for a route without server type, or for this server's own type unless
+    /// `pitaya.cluster.rpc.server.loopbackenabled` (spec §6.6); `PIT-500` when no server
+    /// of the type is known.
+    pub async fn rpc<R: prost::Message + Default>(
+        &self,
+        ctx: &Context,
+        route: &str,
+        arg: &impl prost::Message,
+    ) -> Result<R, Error> {
+        let data = Bytes::from(arg.encode_to_vec());
+        let reply = self.cluster()?.rpc(ctx, None, route, Some(data)).await?;
+        R::decode(reply).map_err(|e| Error::unknown(e.to_string()))
+    }
+
+    /// As [`rpc`](Self::rpc), for a remote without argument.
+    ///
+    /// # Errors
+    /// As [`rpc`](Self::rpc).
+    pub async fn rpc_no_args<R: prost::Message + Default>(
+        &self,
+        ctx: &Context,
+        route: &str,
+    ) -> Result<R, Error> {
+        let reply = self.cluster()?.rpc(ctx, None, route, None).await?;
+        R::decode(reply).map_err(|e| Error::unknown(e.to_string()))
+    }
+
+    /// As [`rpc`](Self::rpc), on the server `server_id` (Go's `RPCTo`).
+    ///
+    /// # Errors
+    /// As [`rpc`](Self::rpc); `PIT-000` `server not found` for an unknown id.
+    pub async fn rpc_to<R: prost::Message + Default>(
+        &self,
+        ctx: &Context,
+        server_id: &str,
+        route: &str,
+        arg: &impl prost::Message,
+    ) -> Result<R, Error> {
+        let data = Bytes::from(arg.encode_to_vec());
+        let reply = self.cluster()?.rpc(ctx, Some(server_id), route, Some(data)).await?;
+        R::decode(reply).map_err(|e| Error::unknown(e.to_string()))
+    }
+
+    /// Pushes `data` on `route` to the users `uids` connected to frontends of
+    /// `frontend_type`, wherever they are (Go's `SendPushToUsers`, spec §8.4). Returns
+    /// the uids that failed. On a standalone server only local sessions are reached.
+    pub async fn send_push_to_users(
+        &self,
+        route: &str,
+        data: Bytes,
+        uids: &[String],
+        frontend_type: &str,
+    ) -> Vec<String> {
+        match self.0.cluster.get() {
+            Some(c) => c.push_to_users(route, data, uids, frontend_type).await,
+            None => self.push_to_uids(uids.iter().map(String::as_str), route, data).await,
+        }
+    }
+
+    /// Kicks the users `uids` from frontends of `frontend_type`, wherever they are (Go's
+    /// `SendKickToUsers`). Returns the uids that failed.
+    pub async fn send_kick_to_users(&self, uids: &[String], frontend_type: &str) -> Vec<String> {
+        match self.0.cluster.get() {
+            Some(c) => c.kick_users(uids, frontend_type).await,
+            None => {
+                let mut failed = Vec::new();
+                for uid in uids {
+                    if self.kick_uid(uid).await.is_err() {
+                        failed.push(uid.clone());
+                    }
+                }
+                failed
+            }
+        }
+    }
+
+    /// Pushes to every member of `group` on frontends of `frontend_type` (Go's
+    /// `GroupBroadcast`). Returns the members that could not be reached.
+    ///
+    /// # Errors
+    /// The group's error, e.g. `group not found`.
+    pub async fn group_broadcast(
+        &self,
+        frontend_type: &str,
+        group: &str,
+        route: &str,
+        data: Bytes,
+    ) -> Result<Vec<String>, Error> {
+        let members = self.0.groups.members(group).await?;
+        Ok(self.send_push_to_users(route, data, &members, frontend_type).await)
     }
 }
 

@@ -32,15 +32,19 @@
 //! | [`acceptor`] | `pitaya-acceptor` | TCP, WebSocket, TLS acceptors |
 //! | [`agent`] | `pitaya-agent` | per-connection protocol driver |
 //! | [`config`] | `pitaya-config` | configuration with Pitaya's keys |
+//! | [`cluster`] | `pitaya-cluster` | cluster mode: discovery and RPC traits, forwarding, remotes |
 //! | `client` | `pitaya-client` | async client (feature `client`, on by default) |
 //!
 //! # Features
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `client` | yes | `pitaya::client`, the async Rust client |
+//! | `etcd` | no | `pitaya::etcd`, etcd service discovery (its build needs `protoc`) |
+//! | `nats` | no | `pitaya::nats`, NATS RPC; with `etcd`, [`Builder::etcd_nats_cluster`] |
 
 mod app;
 mod builder;
+pub mod cluster;
 mod dispatch;
 mod handle;
 
@@ -52,13 +56,19 @@ pub use pitaya_acceptor as acceptor;
 pub use pitaya_agent as agent;
 #[cfg(feature = "client")]
 pub use pitaya_client as client;
+#[cfg(feature = "etcd")]
+pub use pitaya_etcd as etcd;
+#[cfg(feature = "nats")]
+pub use pitaya_nats as nats;
 pub use pitaya_codec as codec;
 pub use pitaya_config as config;
 pub use pitaya_core::{BoxFuture, Error, codes};
 pub use pitaya_groups as groups;
 pub use pitaya_handler as handler;
+pub use pitaya_core::Context;
 pub use pitaya_handler::{
-    Component, Json, Lifecycle, Msg, Proto, RouteInfo, State, Valid, after_fn, before_fn,
+    Component, Json, Lifecycle, Msg, Proto, RemoteComponent, RemoteRequest, RouteInfo, State,
+    Valid, after_fn, before_fn,
 };
 pub use pitaya_serialize as serialize;
 pub use pitaya_serialize::SerializerKind;

@@ -1,0 +1,218 @@
+//! What this server does with the RPCs, pushes, kicks and bind announcements it
+//! receives.
+
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use pitaya_cluster::context::req_timeout;
+use pitaya_cluster::protos::{self, BindMsg, KickAnswer, KickMsg, MsgType, Push, Response, RpcType};
+use pitaya_cluster::{RpcHandler, TIMEOUT_MESSAGE};
+use pitaya_codec::Route;
+use pitaya_core::context::REQ_ROUTE;
+use pitaya_core::{BoxFuture, Context, Error};
+use pitaya_handler::{HandlerKind, RemoteRequest};
+use pitaya_session::messages::NOT_FOUND;
+use prost::Message;
+
+use super::remote_session::RemoteEntity;
+use super::{ClusterCore, error_to_proto};
+
+/// Message for a request whose `metadata` is missing or not a JSON object (spec §6.5).
+pub(crate) const NO_CONTEXT: &str = "no context found";
+
+/// The [`RpcHandler`] the RPC server calls. Holds the core weakly: the core owns the
+/// RPC server, which owns this handler.
+pub(crate) struct Incoming(pub(crate) Weak<ClusterCore>);
+
+fn gone() -> Error {
+    Error::internal("server is shutting down")
+}
+
+impl RpcHandler for Incoming {
+    fn handle_request(&self, req: protos::Request) -> BoxFuture<'static, Response> {
+        let core = self.0.upgrade();
+        Box::pin(async move {
+            let result = match core {
+                Some(core) => core.serve(req).await,
+                None => Err(gone()),
+            };
+            match result {
+                Ok(data) => Response { data, error: None },
+                Err(e) => Response { data: Bytes::new(), error: Some(error_to_proto(&e)) },
+            }
+        })
+    }
+
+    fn handle_push(&self, push: Push) -> BoxFuture<'static, Result<(), Error>> {
+        let core = self.0.upgrade();
+        Box::pin(async move {
+            let core = core.ok_or_else(gone)?;
+            let session =
+                core.pool.by_uid(&push.uid).ok_or_else(|| Error::unknown(NOT_FOUND))?;
+            session.push(&push.route, push.data).await
+        })
+    }
+
+    fn handle_kick(&self, kick: KickMsg) -> BoxFuture<'static, Result<KickAnswer, Error>> {
+        let core = self.0.upgrade();
+        Box::pin(async move {
+            let core = core.ok_or_else(gone)?;
+            let session =
+                core.pool.by_uid(&kick.user_id).ok_or_else(|| Error::unknown(NOT_FOUND))?;
+            kick_or_close(&session).await;
+            Ok(KickAnswer { kicked: true })
+        })
+    }
+
+    fn handle_bind(&self, bind: BindMsg) -> BoxFuture<'static, Result<(), Error>> {
+        let core = self.0.upgrade();
+        Box::pin(async move {
+            let core = core.ok_or_else(gone)?;
+            if bind.fid == core.me.id {
+                return Ok(());
+            }
+            if let Some(session) = core.pool.by_uid(&bind.uid) {
+                tracing::debug!(uid = %bind.uid, frontend = %bind.fid, "uid bound on another frontend: kicking the local session");
+                kick_or_close(&session).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Kicks `session`; if the kick packet cannot be queued (a dead or stuck connection),
+/// closes it anyway, so the newer login always wins.
+pub(crate) async fn kick_or_close(session: &pitaya_session::Session) {
+    if let Err(e) = session.kick().await {
+        tracing::debug!(session = session.id(), error = %e, "kick failed: closing the session");
+        session.close();
+    }
+}
+
+impl ClusterCore {
+    /// Serves one RPC: context checks, the server-side timeout, then Sys or User.
+    async fn serve(self: Arc<Self>, req: protos::Request) -> Result<Bytes, Error> {
+        if req.metadata.is_empty() {
+            return Err(Error::internal(NO_CONTEXT));
+        }
+        let mut ctx = Context::decode(&req.metadata).map_err(|_| Error::internal(NO_CONTEXT))?;
+        let timeout = req_timeout(&ctx)?;
+        let msg = req.msg.clone().ok_or_else(|| Error::bad_request("route field can not be empty"))?;
+        ctx.insert(REQ_ROUTE, msg.route.as_str());
+        let work = async {
+            match RpcType::try_from(req.r#type) {
+                Ok(RpcType::Sys) => self.serve_sys(ctx, req, msg).await,
+                Ok(RpcType::User) => self.serve_user(ctx, msg).await,
+                Err(_) => Err(Error::bad_request("invalid rpc type")),
+            }
+        };
+        match timeout {
+            // Spec §6.3: past the caller's timeout nobody waits for the answer any more.
+            Some(t) => tokio::time::timeout(t, work)
+                .await
+                .unwrap_or_else(|_| Err(Error::internal(TIMEOUT_MESSAGE))),
+            None => work.await,
+        }
+    }
+
+    /// A client message forwarded by a frontend: run the handler with a temporary
+    /// session built from the one the frontend sent (spec §8.3).
+    async fn serve_sys(
+        &self,
+        ctx: Context,
+        req: protos::Request,
+        msg: protos::Msg,
+    ) -> Result<Bytes, Error> {
+        let route = Route::parse(&msg.route).map_err(|e| Error::bad_request(e.to_string()))?;
+        let route = if route.server_type().is_empty() {
+            route.with_server_type(&self.me.server_type)
+        } else {
+            route
+        };
+        let remote = req.session.unwrap_or_default();
+        let uid = (!remote.uid.is_empty()).then(|| remote.uid.clone());
+        let entity = Arc::new(RemoteEntity::new(
+            self.this.clone(),
+            req.frontend_id,
+            remote.id,
+            uid,
+            ctx.clone(),
+        ));
+        let session = self.pool.create_detached(entity, Some(remote.uid.as_str()));
+        if !remote.data.is_empty() {
+            if let Err(e) = session.set_encoded_data(&remote.data) {
+                tracing::warn!(error = %e, "forwarded session data is not a JSON object; ignored");
+            }
+        }
+        let kind = if msg.r#type == MsgType::MsgNotify as i32 {
+            HandlerKind::Notify
+        } else {
+            HandlerKind::Request
+        };
+        let hreq = pitaya_handler::Request {
+            session,
+            route,
+            id: msg.id,
+            kind,
+            data: msg.data,
+            serializer: self.handlers.serializer.clone(),
+            state: self.handlers.state.clone(),
+            ctx,
+        };
+        let reply = self.handlers.call(hreq).await?;
+        // A notify answers the literal "ack" so that the caller's request completes.
+        Ok(reply.unwrap_or_else(|| Bytes::from_static(b"ack")))
+    }
+
+    /// A user RPC: a `sys` remote of the framework, or an application remote.
+    async fn serve_user(&self, ctx: Context, msg: protos::Msg) -> Result<Bytes, Error> {
+        let parts: Vec<&str> = msg.route.split('.').collect();
+        let short = match parts.len() {
+            3 => msg.route.split_once('.').map_or("", |(_, s)| s),
+            2 => msg.route.as_str(),
+            _ => {
+                return Err(Error::bad_request("cannot decode route")
+                    .with_metadata("route", msg.route.as_str()));
+            }
+        };
+        match short {
+            "sys.bindsession" => self.sys_bind_session(msg.data).await,
+            "sys.pushsession" => self.sys_push_session(msg.data),
+            "sys.kick" => self.sys_kick(msg.data).await,
+            _ => {
+                let req = RemoteRequest { ctx, state: self.handlers.state.clone() };
+                self.remotes.call(short, req, msg.data).await
+            }
+        }
+    }
+
+    async fn sys_bind_session(&self, data: Bytes) -> Result<Bytes, Error> {
+        let s = protos::Session::decode(data).map_err(|e| Error::bad_request(e.to_string()))?;
+        let session = self.pool.get(s.id).ok_or_else(|| Error::unknown(NOT_FOUND))?;
+        session.bind(&s.uid).await?;
+        Ok(nested_ack())
+    }
+
+    fn sys_push_session(&self, data: Bytes) -> Result<Bytes, Error> {
+        let s = protos::Session::decode(data).map_err(|e| Error::bad_request(e.to_string()))?;
+        let session = self.pool.get(s.id).ok_or_else(|| Error::unknown(NOT_FOUND))?;
+        // Spec §8.3: the data replaces the whole map; an absent field changes nothing.
+        if !s.data.is_empty() {
+            session.set_encoded_data(&s.data)?;
+        }
+        Ok(nested_ack())
+    }
+
+    async fn sys_kick(&self, data: Bytes) -> Result<Bytes, Error> {
+        let k = KickMsg::decode(data).map_err(|e| Error::bad_request(e.to_string()))?;
+        let session = self.pool.by_uid(&k.user_id).ok_or_else(|| Error::unknown(NOT_FOUND))?;
+        kick_or_close(&session).await;
+        Ok(KickAnswer { kicked: true }.encode_to_vec().into())
+    }
+}
+
+/// `Response{data:"ack"}` inside the outer response's data (`0a 05 0a 03 61 63 6b`,
+/// spec §8.3).
+fn nested_ack() -> Bytes {
+    Response { data: Bytes::from_static(b"ack"), error: None }.encode_to_vec().into()
+}

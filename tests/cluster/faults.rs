@@ -1,0 +1,1 @@
+//! Fault tests: backends killed, NATS and etcd restarted.

@@ -1,0 +1,12 @@
+//! Cluster mode end to end.
+//!
+//! - [`memory`]: frontends and backends in this process, joined by the in-memory
+//!   discovery and RPC of `pitaya-cluster`: the cluster runtime's behaviour, quickly.
+//! - [`e2e`]: Go Pitaya's e2e suite ported to Rust: the `testing` example server
+//!   launched as separate processes over real etcd and NATS.
+//! - [`faults`]: backends killed under load, NATS and etcd restarted.
+
+mod e2e;
+mod faults;
+mod memory;
+mod support;
