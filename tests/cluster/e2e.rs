@@ -1,1 +1,322 @@
-//! Go Pitaya's e2e suite against the `testing` example server (separate processes).
+//! Go Pitaya's e2e suite (`e2e/e2e_test.go`) against the `testing` example server,
+//! launched as separate processes over real etcd and NATS with a random SD prefix each,
+//! the way Pitaya's `helpers.StartServer` does. One test per Go test, same scenarios.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::support::{
+    Launch, connect, eventually, expect_error_body, launch, sd_prefix, wait, within,
+};
+
+const NONSENSE: &[u8] = br#"{"code":"PIT-000","msg":"you are making a rpc that may be processed locally, either specify a different server type or specify a server id"}"#;
+
+fn uid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Binds `uid`, already bound before on this frontend type: the bind itself succeeds,
+/// but when the older session was on the same frontend the uid is still a member of that
+/// frontend's group `g1`, so the handler answers `PIT-441`, as Go's does.
+async fn bind_again(c: &pitaya::client::Client, uid: &str) {
+    match c.request("connector.testsvc.testbindid", uid.to_owned()).await {
+        Ok(body) => assert_eq!(&body[..], b"ack"),
+        Err(e) => expect_error_body(&e, br#"{"code":"PIT-441","msg":"member already exists in group"}"#),
+    }
+}
+
+/// Asserts the response to `route` with `data` is `want`: a success body, or, when it
+/// starts with `{"code":"PIT-`, an error response with that body.
+async fn expect(c: &pitaya::client::Client, route: &str, data: &[u8], want: &[u8]) {
+    let res = c.request(route, Bytes::copy_from_slice(data)).await;
+    if want.starts_with(br#"{"code":"PIT-"#) {
+        expect_error_body(&res.expect_err(route), want);
+    } else {
+        let got = res.unwrap_or_else(|e| panic!("{route}: {e}"));
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want), "{route}");
+    }
+}
+
+#[tokio::test]
+async fn test_handler_call_to_front() {
+    within(async {
+        let prefix = sd_prefix();
+        let front = launch(&Launch::new("connector", true, &prefix));
+        let (c, _p) = connect(&front.addr).await;
+        let cases: [(&str, &[u8], &[u8]); 8] = [
+            ("connector.testsvc.testrequestonlysessionreturnsptr", b"", br#"{"code":200,"msg":"hello"}"#),
+            ("connector.testsvc.testrequestonlysessionreturnsptrnil", b"", br#"{"code":"PIT-000","msg":"reply must not be null"}"#),
+            ("connector.testsvc.testrequestonlysessionreturnsrawnil", b"", br#"{"code":"PIT-000","msg":"reply must not be null"}"#),
+            ("connector.testsvc.testrequestreturnsptr", br#"{"msg":"good"}"#, br#"{"code":200,"msg":"good"}"#),
+            ("connector.testsvc.testrequestreturnsraw", br#"{"msg":"good"}"#, b"good"),
+            ("connector.testsvc.testrequestreceivereturnsraw", b"woow", b"woow"),
+            ("connector.testsvc.nonexistenthandler", b"woow", br#"{"code":"PIT-404","msg":"pitaya/handler: connector.testsvc.nonexistenthandler not found"}"#),
+            ("connector.testsvc.testrequestreturnserror", b"woow", br#"{"code":"PIT-555","msg":"somerror"}"#),
+        ];
+        for (route, data, want) in cases {
+            expect(&c, route, data, want).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn test_group_front() {
+    within(async {
+        let prefix = sd_prefix();
+        let front = launch(&Launch::new("connector", true, &prefix));
+        let (c1, mut p1) = connect(&front.addr).await;
+        let (c2, mut p2) = connect(&front.addr).await;
+        assert_eq!(&c1.request("connector.testsvc.testbind", "").await.unwrap()[..], b"ack");
+        assert_eq!(&c2.request("connector.testsvc.testbind", "").await.unwrap()[..], b"ack");
+        for (route, data) in [
+            ("connector.testsvc.testsendgroupmsg", &b"testing group"[..]),
+            ("connector.testsvc.testsendgroupmsgptr", &br#"{"msg":"hellow"}"#[..]),
+        ] {
+            c1.notify(route, Bytes::copy_from_slice(data)).await.unwrap();
+            let m1 = wait("push to c1", p1.recv()).await.expect("c1 push");
+            let m2 = wait("push to c2", p2.recv()).await.expect("c2 push");
+            assert_eq!((&m1.data[..], &m2.data[..]), (data, data), "{route}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn test_kick() {
+    within(async {
+        let prefix = sd_prefix();
+        let front = launch(&Launch::new("connector", true, &prefix));
+        let (c1, _p1) = connect(&front.addr).await;
+        let (c2, _p2) = connect(&front.addr).await;
+        let uid1 = uid();
+        c1.request("connector.testsvc.testbindid", uid1.clone()).await.unwrap();
+        let res = c2.request("connector.testsvc.testrequestkickuser", uid1).await.unwrap();
+        assert_eq!(&res[..], br#"{"code":200,"msg":"ok"}"#);
+        assert!(eventually(Duration::from_secs(1), || c1.is_closed()).await, "c1 still connected");
+        assert!(c1.kicked());
+    })
+    .await;
+}
+
+/// A second login with the same uid on the same frontend kicks the first: its client
+/// gets the kick packet, and the newer session owns the uid.
+#[tokio::test]
+async fn test_unique_session_should_kick() {
+    within(async {
+        let prefix = sd_prefix();
+        let front = launch(&Launch::new("connector", true, &prefix));
+        let (c1, _p1) = connect(&front.addr).await;
+        let (c2, mut p2) = connect(&front.addr).await;
+        let uid1 = uid();
+        c1.request("connector.testsvc.testbindid", uid1.clone()).await.unwrap();
+        bind_again(&c2, &uid1).await;
+        assert!(eventually(Duration::from_secs(1), || c1.is_closed()).await);
+        assert!(c1.kicked(), "the older session must get a kick packet");
+        let msg = format!(r#"{{"msg":"still here","uids":["{uid1}"]}}"#);
+        c2.notify("connector.testsvc.testsendtousers", msg).await.unwrap();
+        assert_eq!(&wait("push to the newer session", p2.recv()).await.unwrap().data[..], b"still here");
+    })
+    .await;
+}
+
+/// The older session's connection is already dead (reset by its client) when the same
+/// uid binds again, so kicking it cannot be delivered: the new bind still succeeds and
+/// the uid belongs to the new session, on the same frontend and across frontends.
+#[tokio::test]
+async fn test_unique_session_should_succeed_if_kick_fails() {
+    within(async {
+        let prefix = sd_prefix();
+        let a = launch(&Launch::new("connector", true, &prefix));
+        let b = launch(&Launch::new("connector", true, &prefix));
+        for (first, second) in [(&a, &a), (&a, &b)] {
+            let uid1 = uid();
+            let (c1, _p1) = connect(&first.addr).await;
+            c1.request("connector.testsvc.testbindid", uid1.clone()).await.unwrap();
+            c1.close().await;
+            let (c2, mut p2) = connect(&second.addr).await;
+            bind_again(&c2, &uid1).await;
+            let msg = format!(r#"{{"msg":"mine","uids":["{uid1}"]}}"#);
+            c2.notify("connector.testsvc.testsendtousers", msg).await.unwrap();
+            assert_eq!(&wait("push to the new session", p2.recv()).await.unwrap().data[..], b"mine");
+            assert!(!c2.is_closed());
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn test_same_uid_user_should_be_kicked() {
+    within(async {
+        let prefix = sd_prefix();
+        let front = launch(&Launch::new("connector", true, &prefix));
+        let (c1, _p1) = connect(&front.addr).await;
+        let (c2, _p2) = connect(&front.addr).await;
+        let uid1 = uid();
+        c1.request("connector.testsvc.testbindid", uid1.clone()).await.unwrap();
+        bind_again(&c2, &uid1).await;
+        assert!(eventually(Duration::from_secs(1), || c1.is_closed()).await, "c1 still connected");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn test_same_uid_user_should_be_kicked_in_different_servers_from_same_type() {
+    within(async {
+        let prefix = sd_prefix();
+        let f1 = launch(&Launch::new("connector", true, &prefix));
+        let f2 = launch(&Launch::new("connector", true, &prefix));
+        let (c1, _p1) = connect(&f1.addr).await;
+        let (c2, _p2) = connect(&f2.addr).await;
+        let uid1 = uid();
+        c1.request("connector.testsvc.testbindid", uid1.clone()).await.unwrap();
+        c2.request("connector.testsvc.testbindid", uid1).await.unwrap();
+        assert!(eventually(Duration::from_secs(1), || c1.is_closed()).await, "c1 still connected");
+        assert!(!c2.is_closed());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn test_same_uid_user_should_not_be_kicked_in_different_servers_from_diff_type() {
+    within(async {
+        let prefix = sd_prefix();
+        let f1 = launch(&Launch::new("connector1", true, &prefix));
+        let f2 = launch(&Launch::new("connector2", true, &prefix));
+        let (c1, _p1) = connect(&f1.addr).await;
+        let (c2, _p2) = connect(&f2.addr).await;
+        let uid1 = uid();
+        // As in Go: the route names type `connector`, which neither server is, so both
+        // requests are answered with an error; neither client may be disconnected.
+        let _ = c1.request("connector.testsvc.testbindid", uid1.clone()).await;
+        let _ = c2.request("connector.testsvc.testbindid", uid1.clone()).await;
+        let _ = c1.request("connector1.testsvc.testbindid", uid1.clone()).await.unwrap();
+        let _ = c2.request("connector2.testsvc.testbindid", uid1).await.unwrap();
+        assert!(!eventually(Duration::from_secs(1), || c1.is_closed()).await, "c1 was kicked");
+        assert!(!c2.is_closed());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn test_kick_on_back() {
+    within(async {
+        let prefix = sd_prefix();
+        let front = launch(&Launch::new("connector", true, &prefix));
+        let _back = launch(&Launch::new("game", false, &prefix));
+        let (c1, _p1) = connect(&front.addr).await;
+        assert_eq!(&c1.request("game.testsvc.testbind", "").await.unwrap()[..], b"ack");
+        let _ = c1.request("game.testsvc.testrequestkickme", "").await;
+        assert!(eventually(Duration::from_secs(1), || c1.is_closed()).await, "c1 still connected");
+        assert!(c1.kicked());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn test_push_to_users() {
+    within(async {
+        let prefix = sd_prefix();
+        let _back = launch(&Launch::new("game", false, &prefix));
+        let f1 = launch(&Launch::new("connector", true, &prefix));
+        let f2 = launch(&Launch::new("connector", true, &prefix));
+        let (c1, mut p1) = connect(&f1.addr).await;
+        let (c2, mut p2) = connect(&f2.addr).await;
+        let (uid1, uid2) = (uid(), uid());
+        assert_eq!(&c1.request("connector.testsvc.testbindid", uid1.clone()).await.unwrap()[..], b"ack");
+        assert_eq!(&c2.request("connector.testsvc.testbindid", uid2.clone()).await.unwrap()[..], b"ack");
+        let msg = format!(r#"{{"msg":"testing send to users","uids":["{uid1}","{uid2}"]}}"#);
+        for route in ["connector.testsvc.testsendtousers", "game.testsvc.testsendtousers"] {
+            c1.notify(route, msg.clone()).await.unwrap();
+            let m1 = wait("push to c1", p1.recv()).await.unwrap();
+            let m2 = wait("push to c2", p2.recv()).await.unwrap();
+            for m in [&m1, &m2] {
+                assert_eq!(m.route, "route.sendtousers");
+                assert_eq!(&m.data[..], b"testing send to users", "{route}");
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn test_forward_to_backend() {
+    within(async {
+        let prefix = sd_prefix();
+        let _back = launch(&Launch::new("game", false, &prefix));
+        let front = launch(&Launch::new("connector", true, &prefix));
+        let (c, _p) = connect(&front.addr).await;
+        let cases: [(&str, &[u8], &[u8]); 6] = [
+            ("game.testsvc.testrequestonlysessionreturnsptr", b"", br#"{"code":200,"msg":"hello"}"#),
+            ("game.testsvc.testrequestreturnsptr", br#"{"msg":"good"}"#, br#"{"code":200,"msg":"good"}"#),
+            ("game.testsvc.testrequestreturnsraw", br#"{"msg":"good"}"#, b"good"),
+            ("game.testsvc.testrequestreceivereturnsraw", b"woow", b"woow"),
+            ("game.testsvc.nonexistenthandler", b"woow", br#"{"code":"PIT-404","msg":"pitaya/handler: game.testsvc.nonexistenthandler not found"}"#),
+            ("game.testsvc.testrequestreturnserror", b"woow", br#"{"code":"PIT-555","msg":"somerror"}"#),
+        ];
+        for (route, data, want) in cases {
+            expect(&c, route, data, want).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn test_group_back() {
+    within(async {
+        let prefix = sd_prefix();
+        let _back = launch(&Launch::new("game", false, &prefix));
+        let f1 = launch(&Launch::new("connector", true, &prefix));
+        let f2 = launch(&Launch::new("connector", true, &prefix));
+        let (c1, mut p1) = connect(&f1.addr).await;
+        let (c2, mut p2) = connect(&f2.addr).await;
+        assert_eq!(&c1.request("game.testsvc.testbind", "").await.unwrap()[..], b"ack");
+        assert_eq!(&c2.request("game.testsvc.testbind", "").await.unwrap()[..], b"ack");
+        for (route, data) in [
+            ("game.testsvc.testsendgroupmsg", &b"testing group"[..]),
+            ("game.testsvc.testsendgroupmsgptr", &br#"{"msg":"hellow"}"#[..]),
+        ] {
+            c1.notify(route, Bytes::copy_from_slice(data)).await.unwrap();
+            let m1 = wait("push to c1", p1.recv()).await.unwrap();
+            let m2 = wait("push to c2", p2.recv()).await.unwrap();
+            assert_eq!((&m1.data[..], &m2.data[..]), (data, data), "{route}");
+        }
+    })
+    .await;
+}
+
+/// The table of Go's TestUserRPC and TestLoopbackRPC; only `same_server` differs.
+async fn user_rpc_table(loopback: bool) {
+    let prefix = sd_prefix();
+    let _back = launch(&Launch::new("game", false, &prefix));
+    let front = launch(&Launch { loopback, ..Launch::new("connector", true, &prefix) });
+    let (c, _p) = connect(&front.addr).await;
+    let got = br#"{"code":200,"msg":"got thisthis"}"#;
+    let error = br#"{"code":"PIT-433","msg":"test error","metadata":{"some":"meta"}}"#;
+    let same_server: &[u8] = if loopback { got } else { NONSENSE };
+    let cases: [(&str, &str, &[u8], &[u8]); 8] = [
+        ("front_to_back", "connector.testsvc.testsendrpc", br#"{"route":"game.testremotesvc.rpctestrawptrreturnsptr","data":"thisthis"}"#, got),
+        ("back_to_front", "game.testsvc.testsendrpc", br#"{"route":"connector.testremotesvc.rpctestrawptrreturnsptr","data":"thisthis"}"#, got),
+        ("front_to_back_error", "connector.testsvc.testsendrpc", br#"{"route":"game.testremotesvc.rpctestreturnserror","data":"thisthis"}"#, error),
+        ("back_to_front_error", "game.testsvc.testsendrpc", br#"{"route":"connector.testremotesvc.rpctestreturnserror","data":"thisthis"}"#, error),
+        ("same_server", "connector.testsvc.testsendrpc", br#"{"route":"connector.testremotesvc.rpctestrawptrreturnsptr","data":"thisthis"}"#, same_server),
+        ("front_to_back_ptr", "connector.testsvc.testsendrpc", br#"{"route":"game.testremotesvc.rpctestptrreturnsptr","data":"thisthis"}"#, got),
+        ("no_args", "connector.testsvc.testsendrpcnoargs", br#"{"route":"game.testremotesvc.rpctestnoargs"}"#, br#"{"code":200,"msg":"got nothing"}"#),
+        ("not_found", "connector.testsvc.testsendrpc", br#"{"route":"game.testremotesvc.rpctestnotfound","data":"thisthis"}"#, br#"{"code":"PIT-404","msg":"route not found","metadata":{"route":"testremotesvc.rpctestnotfound"}}"#),
+    ];
+    for (name, route, data, want) in cases {
+        eprintln!("case {name}");
+        expect(&c, route, data, want).await;
+    }
+}
+
+#[tokio::test]
+async fn test_user_rpc() {
+    within(user_rpc_table(false)).await;
+}
+
+#[tokio::test]
+async fn test_loopback_rpc() {
+    within(user_rpc_table(true)).await;
+}

@@ -35,3 +35,171 @@ pub(crate) fn expect_error_body(e: &ClientError, want: &[u8]) {
     let body = pitaya::serialize::Json.encode_error(payload);
     assert_eq!(String::from_utf8_lossy(&body), String::from_utf8_lossy(want));
 }
+
+/// How a `testing` server process is launched, as Go Pitaya's e2e helper does.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch<'a> {
+    pub(crate) server_type: &'a str,
+    pub(crate) frontend: bool,
+    /// Client port of a frontend (0 for a backend).
+    pub(crate) port: u16,
+    pub(crate) sd_prefix: &'a str,
+    pub(crate) loopback: bool,
+    /// Where NATS and etcd are (the shared instances unless a test brings its own).
+    pub(crate) nats_url: String,
+    pub(crate) etcd_endpoint: String,
+    /// Extra `PITAYA_*` variables.
+    pub(crate) env: Vec<(String, String)>,
+}
+
+impl<'a> Launch<'a> {
+    /// A server of `server_type` on the shared NATS and etcd.
+    pub(crate) fn new(server_type: &'a str, frontend: bool, sd_prefix: &'a str) -> Self {
+        Self {
+            server_type,
+            frontend,
+            port: if frontend { pitaya_test_services::free_port() } else { 0 },
+            sd_prefix,
+            loopback: false,
+            nats_url: pitaya_test_services::shared_nats_url(),
+            etcd_endpoint: pitaya_test_services::shared_etcd_endpoint(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A running `testing` server process, killed (SIGKILL, as Go's helper does) on drop.
+pub(crate) struct ServerProc {
+    child: std::process::Child,
+    /// The client address of a frontend.
+    pub(crate) addr: String,
+    /// Kept open and never read after the ready line, as Go's helper leaves it: the
+    /// server must not stall on a full pipe. With `PITAYA_TEST_SERVER_LOGS=<dir>` the
+    /// rest of the log is copied to a file there instead, for debugging.
+    _stderr: Option<std::io::BufReader<std::process::ChildStderr>>,
+}
+
+/// A fresh SD prefix, so that tests sharing one etcd do not see each other.
+pub(crate) fn sd_prefix() -> String {
+    format!("{}/", uuid::Uuid::new_v4())
+}
+
+/// Starts a `testing` server with Go's e2e flags and an environment holding only
+/// `PITAYA_*` variables, and waits for `all modules started!` on its stderr.
+pub(crate) fn launch(l: &Launch<'_>) -> ServerProc {
+    use std::io::BufRead;
+    let bin = env!("CARGO_BIN_EXE_pitaya-testing-server");
+    let grpc_port = pitaya_test_services::free_port();
+    let prom_port = pitaya_test_services::free_port();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["-type", l.server_type, "-port", &l.port.to_string()])
+        .arg(format!("-frontend={}", l.frontend))
+        .args(["-sdprefix", l.sd_prefix, "-grpcport", &grpc_port.to_string()])
+        .arg("-grpc=false")
+        .arg("-debug")
+        .env_clear()
+        .env("PITAYA_METRICS_PROMETHEUS_PORT", prom_port.to_string())
+        .env("PITAYA_CLUSTER_RPC_CLIENT_GRPC_LAZYCONNECTION", "false")
+        .env("PITAYA_CLUSTER_RPC_SERVER_LOOPBACKENABLED", l.loopback.to_string())
+        .env("PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT", &l.nats_url)
+        .env("PITAYA_CLUSTER_RPC_SERVER_NATS_CONNECT", &l.nats_url)
+        .env("PITAYA_CLUSTER_SD_ETCD_ENDPOINTS", &l.etcd_endpoint)
+        .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the testing server");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let log_dir = std::env::var("PITAYA_TEST_SERVER_LOGS").ok();
+    let log_name = format!("{}-{}-{}.log", l.server_type, child.id(), l.port);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Read on a thread so that the wait is bounded; hand the reader back once ready.
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stderr);
+        let mut seen = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(Err(seen.concat()));
+                    return;
+                }
+                Ok(_) => {
+                    if seen.len() < 200 {
+                        seen.push(line.clone());
+                    }
+                    if line.contains("all modules started!") {
+                        let Some(dir) = log_dir else {
+                            let _ = tx.send(Ok(Some(reader)));
+                            return;
+                        };
+                        let _ = tx.send(Ok(None));
+                        if let Ok(mut f) = std::fs::File::create(format!("{dir}/{log_name}")) {
+                            use std::io::Write;
+                            let _ = f.write_all(seen.concat().as_bytes());
+                            let _ = std::io::copy(&mut reader, &mut f);
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(reader)) => {
+            ServerProc { child, addr: format!("127.0.0.1:{}", l.port), _stderr: reader }
+        }
+        Ok(Err(log)) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the {} server exited before it was ready:\n{log}", l.server_type)
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the {} server was not ready within 30 s", l.server_type)
+        }
+    }
+}
+
+impl ServerProc {
+    /// Kills the process at once (SIGKILL): no deregistration, no draining.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for a graceful exit; true if it exited.
+    pub(crate) fn terminate(&mut self, limit: Duration) -> bool {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` every 10 ms until it returns true, for at most `limit`.
+pub(crate) async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f()
+}

@@ -1,7 +1,11 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
-//! - `cargo xtask test`: formatting, lints, the dependency-layering check, every test,
-//!   docs, and `cargo deny` when it is installed. This is what CI runs (`.ci/run`).
+//! - `cargo xtask test`: installs the programs the tests need when missing (nats-server,
+//!   etcd, etcdctl, redis-server, protoc, with apt-get), then formatting, lints, the
+//!   dependency-layering check, every test (against a nats-server, etcd and redis-server it
+//!   starts on free loopback ports and exports as `PITAYA_TEST_*`, see
+//!   `pitaya-test-services`), docs, and `cargo deny` when it is installed. This is what CI
+//!   runs (`.ci/run`).
 //! - `cargo xtask bench`: Criterion benches, callgrind instruction counts, then load on
 //!   the echo example against a hand-written baseline server; each case is printed
 //!   against a baseline measured in the same run.
@@ -14,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod services;
 
 #[derive(Parser)]
 #[command(about = "Project automation for the Pitaya Rust workspace")]
@@ -46,6 +51,8 @@ fn main() -> Result<()> {
 
 fn test(no_lint: bool) -> Result<()> {
     let started = Instant::now();
+    // First: clippy builds etcd-client, whose build script runs protoc.
+    services::ensure_tools()?;
     if !no_lint {
         cargo(&["fmt", "--all", "--", "--check"])?;
         cargo(&[
@@ -59,7 +66,12 @@ fn test(no_lint: bool) -> Result<()> {
         ])?;
     }
     check_layering()?;
-    cargo(&["test", "--workspace", "--all-features"])?;
+    let services = services::TestServices::start();
+    let tests = run(Command::new("cargo")
+        .args(["test", "--workspace", "--all-features"])
+        .envs(services.env()));
+    drop(services);
+    tests?;
     // The cargo-fuzz targets live in their own workspace; make sure they still compile.
     cargo(&["check", "--manifest-path", "crates/pitaya-codec/fuzz/Cargo.toml", "--bins"])?;
     run(Command::new("cargo")

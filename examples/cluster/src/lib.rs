@@ -4,4 +4,5 @@
 //! `examples/testing`, under the same names, so that the scenarios of Go Pitaya's e2e
 //! suite run against it unchanged.
 
+pub mod server_main;
 pub mod testing;
