@@ -1,0 +1,89 @@
+//! [`Gate`]: admits work until closed, then lets the owner wait for the work in flight.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// Counts operations in flight and refuses new ones once closed, so that `stop` can wait
+/// for the calls already made without racing new ones.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    closed: AtomicBool,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// Holds a place in the [`Gate`] until dropped.
+#[derive(Debug)]
+pub(crate) struct Pass<'a>(&'a Gate);
+
+impl Gate {
+    /// A place for one operation, or `None` once the gate is closed.
+    pub(crate) fn enter(&self) -> Option<Pass<'_>> {
+        // Counted before the check: `close_and_wait` sets `closed` before it reads the
+        // count, so an operation is either refused or waited for, never missed.
+        self.active.fetch_add(1, Ordering::SeqCst);
+        let pass = Pass(self);
+        if self.closed.load(Ordering::SeqCst) { None } else { Some(pass) }
+    }
+
+    /// Whether `close_and_wait` was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Refuses new operations and waits up to `bound` for those in flight. Returns whether
+    /// they all finished.
+    pub(crate) async fn close_and_wait(&self, bound: Duration) -> bool {
+        self.closed.store(true, Ordering::SeqCst);
+        tokio::time::timeout(bound, async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                // Registered before the count is read, so a wake-up in between is kept.
+                idle.as_mut().enable();
+                if self.active.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waits_for_passes_and_refuses_new_ones() {
+        let gate = Gate::default();
+        let pass = gate.enter().unwrap();
+        let waited = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(pass);
+        };
+        let (done, ()) = tokio::join!(gate.close_and_wait(Duration::from_secs(5)), waited);
+        assert!(done);
+        assert!(gate.enter().is_none());
+        assert!(gate.is_closed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_is_bounded() {
+        let gate = Gate::default();
+        let _pass = gate.enter().unwrap();
+        assert!(!gate.close_and_wait(Duration::from_secs(1)).await);
+    }
+}

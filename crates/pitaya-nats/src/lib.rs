@@ -1,0 +1,50 @@
+//! NATS RPC for Pitaya for Rust, wire-compatible with Go Pitaya (spec §6): Rust and Go
+//! servers on one NATS server form one cluster.
+//!
+//! Each process opens two NATS connections, as Go does (spec §6.1):
+//! [`NatsRpcClient`] sends RPCs (request/reply on `pitaya/servers/<type>/<id>`), pushes,
+//! kicks and bind announcements; [`NatsRpcServer`] holds every subscription and hands
+//! what arrives to the cluster runtime's [`RpcHandler`](pitaya_cluster::RpcHandler).
+//! Both implement the transport traits of `pitaya-cluster`, so the runtime does not know
+//! it talks NATS.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use pitaya_cluster::{DieSignal, RpcHandler, RpcServer, Server};
+//! # async fn run(handler: Arc<dyn RpcHandler>) -> Result<(), pitaya_core::Error> {
+//! let config = pitaya_config::PitayaConfig::default().cluster.rpc;
+//! let me = Arc::new(Server::new("connector", true, Default::default()));
+//! let die = DieSignal::new();
+//! let client = pitaya_nats::NatsRpcClient::connect(&config.client.nats, me.clone(), die.clone()).await?;
+//! let server = pitaya_nats::NatsRpcServer::connect(&config.server.nats, me, die).await?;
+//! server.start(handler).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - `subjects`: [`server_subject`], [`user_push_subject`], [`user_kick_subject`] and
+//!   [`bindings_subject`], the subjects of spec §6.2.
+//! - `connection`: connection options, reconnection, and the die signal on a connection
+//!   lost for good.
+//! - `client`: [`NatsRpcClient`].
+//! - `server` and `requests`: [`NatsRpcServer`] and its request loop (bounded queue,
+//!   `services` concurrent handlers, replies).
+//! - `users`: per-user push and kick subscriptions, counted per uid; `ordered`: in-order
+//!   delivery behind a bounded queue, for them and for bind announcements.
+//! - `gate`: in-flight tracking for a bounded `stop`.
+//!
+//! # Features
+//! None. TLS (`tls://` URLs) uses rustls with ring.
+
+mod client;
+mod connection;
+mod gate;
+mod ordered;
+mod requests;
+mod server;
+mod subjects;
+mod users;
+
+pub use client::NatsRpcClient;
+pub use server::{NatsRpcServer, STOP_TIMEOUT};
+pub use subjects::{bindings_subject, server_subject, user_kick_subject, user_push_subject};
