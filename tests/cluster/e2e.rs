@@ -22,7 +22,9 @@ fn uid() -> String {
 async fn bind_again(c: &pitaya::client::Client, uid: &str) {
     match c.request("connector.testsvc.testbindid", uid.to_owned()).await {
         Ok(body) => assert_eq!(&body[..], b"ack"),
-        Err(e) => expect_error_body(&e, br#"{"code":"PIT-441","msg":"member already exists in group"}"#),
+        Err(e) => {
+            expect_error_body(&e, br#"{"code":"PIT-441","msg":"member already exists in group"}"#)
+        }
     }
 }
 
@@ -116,7 +118,10 @@ async fn test_unique_session_should_kick() {
         assert!(c1.kicked(), "the older session must get a kick packet");
         let msg = format!(r#"{{"msg":"still here","uids":["{uid1}"]}}"#);
         c2.notify("connector.testsvc.testsendtousers", msg).await.unwrap();
-        assert_eq!(&wait("push to the newer session", p2.recv()).await.unwrap().data[..], b"still here");
+        assert_eq!(
+            &wait("push to the newer session", p2.recv()).await.unwrap().data[..],
+            b"still here"
+        );
     })
     .await;
 }
@@ -139,7 +144,10 @@ async fn test_unique_session_should_succeed_if_kick_fails() {
             bind_again(&c2, &uid1).await;
             let msg = format!(r#"{{"msg":"mine","uids":["{uid1}"]}}"#);
             c2.notify("connector.testsvc.testsendtousers", msg).await.unwrap();
-            assert_eq!(&wait("push to the new session", p2.recv()).await.unwrap().data[..], b"mine");
+            assert_eq!(
+                &wait("push to the new session", p2.recv()).await.unwrap().data[..],
+                b"mine"
+            );
             assert!(!c2.is_closed());
         }
     })
@@ -224,8 +232,14 @@ async fn test_push_to_users() {
         let (c1, mut p1) = connect(&f1.addr).await;
         let (c2, mut p2) = connect(&f2.addr).await;
         let (uid1, uid2) = (uid(), uid());
-        assert_eq!(&c1.request("connector.testsvc.testbindid", uid1.clone()).await.unwrap()[..], b"ack");
-        assert_eq!(&c2.request("connector.testsvc.testbindid", uid2.clone()).await.unwrap()[..], b"ack");
+        assert_eq!(
+            &c1.request("connector.testsvc.testbindid", uid1.clone()).await.unwrap()[..],
+            b"ack"
+        );
+        assert_eq!(
+            &c2.request("connector.testsvc.testbindid", uid2.clone()).await.unwrap()[..],
+            b"ack"
+        );
         let msg = format!(r#"{{"msg":"testing send to users","uids":["{uid1}","{uid2}"]}}"#);
         for route in ["connector.testsvc.testsendtousers", "game.testsvc.testsendtousers"] {
             c1.notify(route, msg.clone()).await.unwrap();

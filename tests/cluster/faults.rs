@@ -82,7 +82,10 @@ async fn killed_backend_gives_errors_not_hangs_and_is_routed_around() {
         }
         eprintln!("{failures} of 20 requests failed right after the kill");
         // Lease 3 s + watch: from then on every request reaches the live backend.
-        assert!(recovers(&c, 30, Duration::from_secs(15)).await, "still routing to the dead backend");
+        assert!(
+            recovers(&c, 30, Duration::from_secs(15)).await,
+            "still routing to the dead backend"
+        );
     })
     .await;
 }
@@ -115,7 +118,8 @@ async fn nats_restart_is_survived() {
     within(async {
         let mut nats = pitaya_test_services::Nats::start();
         let prefix = sd_prefix();
-        let on_private_nats = |l: Launch<'_>| -> ServerProc { launch(&Launch { nats_url: nats.url(), ..l }) };
+        let on_private_nats =
+            |l: Launch<'_>| -> ServerProc { launch(&Launch { nats_url: nats.url(), ..l }) };
         let _back = on_private_nats(Launch::new("game", false, &prefix));
         let front = on_private_nats(Launch::new("connector", true, &prefix));
         let (c, _p) = connect(&front.addr).await;
@@ -137,8 +141,9 @@ async fn etcd_restart_is_survived_without_ghosts() {
         let mut etcd = pitaya_test_services::Etcd::start();
         let prefix = sd_prefix();
         let endpoint = etcd.endpoint();
-        let on_private_etcd =
-            |l: Launch<'_>| -> ServerProc { launch(&Launch { etcd_endpoint: endpoint.clone(), ..l }) };
+        let on_private_etcd = |l: Launch<'_>| -> ServerProc {
+            launch(&Launch { etcd_endpoint: endpoint.clone(), ..l })
+        };
         let _back = on_private_etcd(Launch::new("game", false, &prefix));
         let front = on_private_etcd(Launch::new("connector", true, &prefix));
         let (c, _p) = connect(&front.addr).await;
@@ -151,7 +156,11 @@ async fn etcd_restart_is_survived_without_ghosts() {
         while registered(&endpoint, &prefix).len() != 2 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert_eq!(registered(&endpoint, &prefix).len(), 2, "servers did not re-register exactly once");
+        assert_eq!(
+            registered(&endpoint, &prefix).len(),
+            2,
+            "servers did not re-register exactly once"
+        );
         assert!(recovers(&c, 10, Duration::from_secs(10)).await);
     })
     .await;

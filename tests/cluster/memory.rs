@@ -7,7 +7,7 @@ use pitaya::config::ConfigLoader;
 use pitaya::{RunningApp, SerializerKind};
 use pitaya_cluster_examples::testing::{Options, builder};
 
-use crate::support::{connect, expect_error_body, within, wait};
+use crate::support::{connect, expect_error_body, wait, within};
 
 async fn start(cluster: &MemoryCluster, ty: &str, frontend: bool, loopback: bool) -> RunningApp {
     // The example listens on all interfaces like Go's; these tests listen on loopback.
@@ -109,7 +109,10 @@ async fn loopback_serves_own_type_locally() {
         let front = start(&cluster, "connector", true, true).await;
         let (c, _p) = connect(&addr(&front)).await;
         let got = c
-            .request("connector.testsvc.testsendrpc", r#"{"route":"connector.testremotesvc.rpctestrawptrreturnsptr","data":"thisthis"}"#)
+            .request(
+                "connector.testsvc.testsendrpc",
+                r#"{"route":"connector.testremotesvc.rpctestrawptrreturnsptr","data":"thisthis"}"#,
+            )
             .await
             .unwrap();
         assert_eq!(&got[..], br#"{"code":200,"msg":"got thisthis"}"#);
@@ -128,7 +131,7 @@ async fn backend_bind_group_push_and_kick() {
         let (c2, mut p2) = connect(&addr(&f2)).await;
         assert_eq!(&c1.request("game.testsvc.testbind", "").await.unwrap()[..], b"ack");
         assert_eq!(&c2.request("game.testsvc.testbind", "").await.unwrap()[..], b"ack");
-        assert_eq!(f1.handle().sessions().sessions()[0].uid().is_some(), true);
+        assert!(f1.handle().sessions().sessions()[0].uid().is_some(), "bound on the frontend");
         for (route, data) in [
             ("game.testsvc.testsendgroupmsg", &b"testing group"[..]),
             ("game.testsvc.testsendgroupmsgptr", &br#"{"msg":"hellow"}"#[..]),
@@ -183,7 +186,10 @@ async fn push_to_users_from_frontend_and_backend() {
             let m1 = wait("push 1", p1.recv()).await.unwrap();
             let m2 = wait("push 2", p2.recv()).await.unwrap();
             assert_eq!(m1.route, "route.sendtousers");
-            assert_eq!((&m1.data[..], &m2.data[..]), (&b"testing send to users"[..], &b"testing send to users"[..]));
+            assert_eq!(
+                (&m1.data[..], &m2.data[..]),
+                (&b"testing send to users"[..], &b"testing send to users"[..])
+            );
         }
     })
     .await;

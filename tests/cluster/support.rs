@@ -24,7 +24,8 @@ pub(crate) async fn wait<T>(what: &str, f: impl Future<Output = T>) -> T {
 
 /// A handshaken client of the server at `addr`.
 pub(crate) async fn connect(addr: &str) -> (Client, Pushes) {
-    let opts = ClientOptions { request_timeout: Duration::from_secs(10), ..ClientOptions::default() };
+    let opts =
+        ClientOptions { request_timeout: Duration::from_secs(10), ..ClientOptions::default() };
     Client::connect(addr, opts).await.unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
 }
 

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, Weak};
 use pitaya_core::{BoxFuture, Context, Error};
 use pitaya_protos::protos::{BindMsg, KickMsg, Push, Request, Response};
 
-use crate::{RpcClient, RpcHandler, RpcServer, SdListener, Server, ServiceDiscovery, UserSubscription};
+use crate::{
+    RpcClient, RpcHandler, RpcServer, SdListener, Server, ServiceDiscovery, UserSubscription,
+};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -37,7 +39,11 @@ impl MemoryCluster {
     pub fn join(&self, server: Server) -> (MemoryDiscovery, MemoryRpcClient, MemoryRpcServer) {
         let server = Arc::new(server);
         (
-            MemoryDiscovery { cluster: self.clone(), me: server.clone(), listeners: Mutex::default() },
+            MemoryDiscovery {
+                cluster: self.clone(),
+                me: server.clone(),
+                listeners: Mutex::default(),
+            },
             MemoryRpcClient { cluster: self.clone(), me: server.clone() },
             MemoryRpcServer { cluster: self.clone(), me: server },
         )
@@ -126,18 +132,18 @@ impl RpcClient for MemoryRpcClient {
         mut req: Request,
     ) -> BoxFuture<'_, Result<Response, Error>> {
         let handler = self.cluster.handler(&target.id);
-        let timeout = crate::context::effective_timeout(&mut ctx, std::time::Duration::from_secs(5));
+        let timeout =
+            crate::context::effective_timeout(&mut ctx, std::time::Duration::from_secs(5));
         req.metadata = ctx.encode().into();
         let route = req.msg.as_ref().map(|m| m.route.clone()).unwrap_or_default();
         let (target_id, me) = (target.id.clone(), self.me.id.clone());
         Box::pin(async move {
             let timeout = timeout?;
-            let handler = handler.ok_or_else(|| {
-                Error::unknown("nats: no responders available for request")
-            })?;
-            tokio::time::timeout(timeout, handler.handle_request(req)).await.map_err(|_| {
-                crate::timeout_error(timeout, &route, &me, &target_id)
-            })
+            let handler = handler
+                .ok_or_else(|| Error::unknown("nats: no responders available for request"))?;
+            tokio::time::timeout(timeout, handler.handle_request(req))
+                .await
+                .map_err(|_| crate::timeout_error(timeout, &route, &me, &target_id))
         })
     }
 
@@ -193,8 +199,10 @@ impl RpcClient for MemoryRpcClient {
 impl MemoryRpcClient {
     fn user_handlers(&self, frontend_type: &str, uid: &str) -> Vec<Arc<dyn RpcHandler>> {
         let key = (frontend_type.to_owned(), uid.to_owned());
-        let ids: Vec<String> =
-            lock(&self.cluster.0.users).get(&key).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let ids: Vec<String> = lock(&self.cluster.0.users)
+            .get(&key)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         ids.iter().filter_map(|id| self.cluster.handler(id)).collect()
     }
 }
@@ -216,7 +224,11 @@ impl RpcServer for MemoryRpcServer {
         uid: &'a str,
     ) -> BoxFuture<'a, Result<UserSubscription, Error>> {
         let key = (self.me.server_type.clone(), uid.to_owned());
-        *lock(&self.cluster.0.users).entry(key.clone()).or_default().entry(self.me.id.clone()).or_default() += 1;
+        *lock(&self.cluster.0.users)
+            .entry(key.clone())
+            .or_default()
+            .entry(self.me.id.clone())
+            .or_default() += 1;
         let cluster = self.cluster.clone();
         let id = self.me.id.clone();
         Box::pin(async move {

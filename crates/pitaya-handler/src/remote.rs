@@ -134,7 +134,10 @@ impl RemoteComponent {
 impl std::fmt::Debug for RemoteComponent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let methods: Vec<&str> = self.methods.iter().map(|(m, _)| m.as_str()).collect();
-        f.debug_struct("RemoteComponent").field("name", &self.name).field("methods", &methods).finish()
+        f.debug_struct("RemoteComponent")
+            .field("name", &self.name)
+            .field("methods", &methods)
+            .finish()
     }
 }
 
@@ -198,7 +201,7 @@ impl Remotes {
         match self.0.get(short) {
             Some(remote) => remote.call(req, data),
             None => Box::pin(std::future::ready(Err(
-                Error::not_found(ROUTE_NOT_FOUND).with_metadata("route", short),
+                Error::not_found(ROUTE_NOT_FOUND).with_metadata("route", short)
             ))),
         }
     }
@@ -223,9 +226,13 @@ mod tests {
             .remote("Echo", |_r: RemoteRequest, a: TestRequest| async move {
                 Ok(TestResponse { code: 200, msg: format!("got {}", a.msg) })
             })
-            .remote_no_args("None", |_r| async { Ok(TestResponse { code: 200, msg: "got nothing".into() }) })
+            .remote_no_args("None", |_r| async {
+                Ok(TestResponse { code: 200, msg: "got nothing".into() })
+            })
             .remote("Fail", |_r, _a: TestRequest| async {
-                Err::<TestResponse, _>(Error::new("PIT-433", "test error").with_metadata("some", "meta"))
+                Err::<TestResponse, _>(
+                    Error::new("PIT-433", "test error").with_metadata("some", "meta"),
+                )
             });
         Remotes::new([c]).unwrap()
     }
@@ -244,17 +251,29 @@ mod tests {
     async fn errors_keep_code_and_metadata() {
         let r = remotes();
         let e = r.call("svc.fail", RemoteRequest::default(), Bytes::new()).await.unwrap_err();
-        assert_eq!((e.code(), e.message(), e.metadata()["some"].as_str()), ("PIT-433", "test error", "meta"));
+        assert_eq!(
+            (e.code(), e.message(), e.metadata()["some"].as_str()),
+            ("PIT-433", "test error", "meta")
+        );
         let e = r.call("svc.missing", RemoteRequest::default(), Bytes::new()).await.unwrap_err();
-        assert_eq!((e.code(), e.message(), e.metadata()["route"].as_str()), ("PIT-404", "route not found", "svc.missing"));
-        let e = r.call("svc.echo", RemoteRequest::default(), Bytes::from_static(b"\xff\xff")).await.unwrap_err();
+        assert_eq!(
+            (e.code(), e.message(), e.metadata()["route"].as_str()),
+            ("PIT-404", "route not found", "svc.missing")
+        );
+        let e = r
+            .call("svc.echo", RemoteRequest::default(), Bytes::from_static(b"\xff\xff"))
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), "PIT-400");
     }
 
     #[test]
     fn duplicate_and_empty_components_are_refused() {
         assert!(Remotes::new([RemoteComponent::new("a")]).is_err());
-        let mk = || RemoteComponent::new("a").remote_no_args("m", |_r| async { Ok(TestResponse::default()) });
+        let mk = || {
+            RemoteComponent::new("a")
+                .remote_no_args("m", |_r| async { Ok(TestResponse::default()) })
+        };
         assert!(Remotes::new([mk(), mk()]).is_err());
     }
 }

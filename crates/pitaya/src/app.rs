@@ -135,7 +135,8 @@ impl App {
         let cluster = match cluster_factory {
             Some(factory) => {
                 let me = Arc::new(Server::new(server_type.clone(), frontend, metadata));
-                let setup = ClusterSetup { server: me.clone(), config: config.clone(), die: die.clone() };
+                let setup =
+                    ClusterSetup { server: me.clone(), config: config.clone(), die: die.clone() };
                 let parts = factory(setup).await?;
                 if parts.discovery.this_server().id != me.id {
                     return Err(Error::unknown(
@@ -234,7 +235,9 @@ impl App {
             tracker.spawn(accept_loop(acceptor, agents.clone(), tracker.clone(), stop.clone()));
         }
         match &cluster {
-            Some(core) => tracing::info!(?addrs, id = %core.me.id, server_type = %core.me.server_type, frontend = core.me.frontend, "pitaya server started in cluster mode"),
+            Some(core) => {
+                tracing::info!(?addrs, id = %core.me.id, server_type = %core.me.server_type, frontend = core.me.frontend, "pitaya server started in cluster mode")
+            }
             None => tracing::info!(?addrs, "pitaya server started"),
         }
         // Go Pitaya's readiness line, which its e2e helpers wait for.

@@ -3,17 +3,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pitaya_cluster::memory::MemoryCluster;
 use pitaya_codec::RouteDict;
 use pitaya_config::PitayaConfig;
 use pitaya_core::Error;
 use pitaya_groups::{Groups, MemoryGroups};
-use pitaya_cluster::memory::MemoryCluster;
 use pitaya_handler::{AppState, Component, HandlerService, RemoteComponent, Router};
 use pitaya_serialize::SerializerKind;
 use pitaya_session::SessionPool;
 
 use crate::app::App;
-use crate::cluster::{ClusterFactory, ClusterParts, ClusterSetup, RouteFn, RouteRequest, boxed_factory};
+use crate::cluster::{
+    ClusterFactory, ClusterParts, ClusterSetup, RouteFn, RouteRequest, boxed_factory,
+};
 
 type LayerFn = Box<dyn FnOnce(HandlerService) -> HandlerService + Send>;
 
@@ -212,7 +214,10 @@ impl Builder {
     pub fn route(
         mut self,
         server_type: impl Into<String>,
-        f: impl Fn(RouteRequest<'_>) -> Result<Arc<pitaya_cluster::Server>, Error> + Send + Sync + 'static,
+        f: impl Fn(RouteRequest<'_>) -> Result<Arc<pitaya_cluster::Server>, Error>
+        + Send
+        + Sync
+        + 'static,
     ) -> Self {
         self.routes.insert(server_type.into(), Arc::new(f));
         self

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
+use pitaya_core::Context;
 use pitaya_core::Error;
 use pitaya_groups::Groups;
 use pitaya_handler::{FromRequestParts, Request};
 use pitaya_serialize::Serializer;
-use pitaya_core::Context;
 use pitaya_session::SessionPool;
 
 use crate::cluster::ClusterCore;

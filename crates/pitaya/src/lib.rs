@@ -56,20 +56,20 @@ pub use pitaya_acceptor as acceptor;
 pub use pitaya_agent as agent;
 #[cfg(feature = "client")]
 pub use pitaya_client as client;
-#[cfg(feature = "etcd")]
-pub use pitaya_etcd as etcd;
-#[cfg(feature = "nats")]
-pub use pitaya_nats as nats;
 pub use pitaya_codec as codec;
 pub use pitaya_config as config;
+pub use pitaya_core::Context;
 pub use pitaya_core::{BoxFuture, Error, codes};
+#[cfg(feature = "etcd")]
+pub use pitaya_etcd as etcd;
 pub use pitaya_groups as groups;
 pub use pitaya_handler as handler;
-pub use pitaya_core::Context;
 pub use pitaya_handler::{
     Component, Json, Lifecycle, Msg, Proto, RemoteComponent, RemoteRequest, RouteInfo, State,
     Valid, after_fn, before_fn,
 };
+#[cfg(feature = "nats")]
+pub use pitaya_nats as nats;
 pub use pitaya_serialize as serialize;
 pub use pitaya_serialize::SerializerKind;
 pub use pitaya_session as session;

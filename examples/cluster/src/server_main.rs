@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
+use crate::testing::{Options, builder};
 use pitaya::SerializerKind;
 use pitaya::config::ConfigLoader;
-use crate::testing::{Options, builder};
 
 /// The flags of Go's testing server, with its defaults.
 struct Flags {
@@ -27,7 +27,11 @@ fn bool_flag(m: &getopts::Matches, name: &str, default: bool) -> Result<bool, St
     }
 }
 
-fn value_flag<T: std::str::FromStr>(m: &getopts::Matches, name: &str, default: T) -> Result<T, String>
+fn value_flag<T: std::str::FromStr>(
+    m: &getopts::Matches,
+    name: &str,
+    default: T,
+) -> Result<T, String>
 where
     T::Err: std::fmt::Display,
 {
@@ -57,7 +61,9 @@ fn parse_flags() -> Result<Flags, String> {
     let serializer = match value_flag(&m, "serializer", "json".to_owned())?.as_str() {
         "json" => SerializerKind::Json,
         "protobuf" => SerializerKind::Protobuf,
-        other => return Err(format!("serializer should be either json or protobuf, not {other:?}")),
+        other => {
+            return Err(format!("serializer should be either json or protobuf, not {other:?}"));
+        }
     };
     Ok(Flags {
         opts: Options {
@@ -102,12 +108,11 @@ pub async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     // As in Go: these two flags beat the environment.
-    let config = ConfigLoader::standard(None)
-        .and_then(|l| {
-            l.set("pitaya.cluster.sd.etcd.prefix", &flags.sd_prefix)
-                .set("pitaya.cluster.rpc.server.grpc.port", flags.opts.grpc_port)
-                .load()
-        });
+    let config = ConfigLoader::standard(None).and_then(|l| {
+        l.set("pitaya.cluster.sd.etcd.prefix", &flags.sd_prefix)
+            .set("pitaya.cluster.rpc.server.grpc.port", flags.opts.grpc_port)
+            .load()
+    });
     let config = match config {
         Ok(c) => c,
         Err(e) => {

@@ -227,7 +227,9 @@ pub fn testremotesvc() -> RemoteComponent {
             Ok(got(&req.msg))
         })
         .remote("RPCTestReturnsError", |_r: RemoteRequest, _req: TestRequest| async move {
-            Err::<TestResponse, _>(Error::new("PIT-433", "test error").with_metadata("some", "meta"))
+            Err::<TestResponse, _>(
+                Error::new("PIT-433", "test error").with_metadata("some", "meta"),
+            )
         })
         .remote_no_args("RPCTestNoArgs", |_r: RemoteRequest| async move {
             Ok(TestResponse { code: 200, msg: "got nothing".to_owned() })

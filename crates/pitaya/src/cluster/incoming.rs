@@ -5,7 +5,9 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use pitaya_cluster::context::req_timeout;
-use pitaya_cluster::protos::{self, BindMsg, KickAnswer, KickMsg, MsgType, Push, Response, RpcType};
+use pitaya_cluster::protos::{
+    self, BindMsg, KickAnswer, KickMsg, MsgType, Push, Response, RpcType,
+};
 use pitaya_cluster::{RpcHandler, TIMEOUT_MESSAGE};
 use pitaya_codec::Route;
 use pitaya_core::context::REQ_ROUTE;
@@ -47,8 +49,7 @@ impl RpcHandler for Incoming {
         let core = self.0.upgrade();
         Box::pin(async move {
             let core = core.ok_or_else(gone)?;
-            let session =
-                core.pool.by_uid(&push.uid).ok_or_else(|| Error::unknown(NOT_FOUND))?;
+            let session = core.pool.by_uid(&push.uid).ok_or_else(|| Error::unknown(NOT_FOUND))?;
             session.push(&push.route, push.data).await
         })
     }
@@ -97,7 +98,8 @@ impl ClusterCore {
         }
         let mut ctx = Context::decode(&req.metadata).map_err(|_| Error::internal(NO_CONTEXT))?;
         let timeout = req_timeout(&ctx)?;
-        let msg = req.msg.clone().ok_or_else(|| Error::bad_request("route field can not be empty"))?;
+        let msg =
+            req.msg.clone().ok_or_else(|| Error::bad_request("route field can not be empty"))?;
         ctx.insert(REQ_ROUTE, msg.route.as_str());
         let work = async {
             match RpcType::try_from(req.r#type) {

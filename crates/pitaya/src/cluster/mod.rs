@@ -30,8 +30,7 @@ pub(crate) use incoming::{Incoming, kick_or_close};
 /// (spec §6.6).
 pub const NONSENSE_RPC: &str = "you are making a rpc that may be processed locally, either specify a different server type or specify a server id";
 /// Message of the error for an RPC route without a server type.
-pub const NO_SERVER_TYPE: &str =
-    "no server type chosen for sending RPC, send a full route in the format server.service.component";
+pub const NO_SERVER_TYPE: &str = "no server type chosen for sending RPC, send a full route in the format server.service.component";
 /// Message of the error when no server of the wanted type is known.
 pub const NO_SERVERS: &str = "no servers available of this type";
 
@@ -88,8 +87,7 @@ pub struct RouteRequest<'a> {
 }
 
 /// A custom routing function for one server type.
-pub(crate) type RouteFn =
-    Arc<dyn Fn(RouteRequest<'_>) -> Result<Arc<Server>, Error> + Send + Sync>;
+pub(crate) type RouteFn = Arc<dyn Fn(RouteRequest<'_>) -> Result<Arc<Server>, Error> + Send + Sync>;
 
 /// The running cluster side of a server.
 pub(crate) struct ClusterCore {
@@ -212,8 +210,12 @@ impl ClusterCore {
             return self.remotes.call(parsed.short(), req, data.unwrap_or_default()).await;
         }
         let target = match server_id {
-            Some(id) => self.discovery.server(id).ok_or_else(|| Error::unknown("server not found"))?,
-            None => self.choose(parsed.server_type(), None, &parsed, data.as_deref().unwrap_or(&[]))?,
+            Some(id) => {
+                self.discovery.server(id).ok_or_else(|| Error::unknown("server not found"))?
+            }
+            None => {
+                self.choose(parsed.server_type(), None, &parsed, data.as_deref().unwrap_or(&[]))?
+            }
         };
         self.user_rpc(&target, ctx, route.to_owned(), data.unwrap_or_default()).await
     }

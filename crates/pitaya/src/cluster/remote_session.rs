@@ -104,8 +104,11 @@ impl NetworkEntity for RemoteEntity {
     fn bind_remote(&self, uid: &str) -> Option<BoxFuture<'_, Result<(), Error>>> {
         let uid = uid.to_owned();
         Some(Box::pin(async move {
-            let arg =
-                protos::Session { id: self.frontend_session_id, uid: uid.clone(), data: Bytes::new() };
+            let arg = protos::Session {
+                id: self.frontend_session_id,
+                uid: uid.clone(),
+                data: Bytes::new(),
+            };
             let reply = self.sys_call("bindsession", arg.encode_to_vec()).await?;
             check_ack(&reply)?;
             *self.uid.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(uid);
