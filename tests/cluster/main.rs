@@ -4,9 +4,12 @@
 //!   discovery and RPC of `pitaya-cluster`: the cluster runtime's behaviour, quickly.
 //! - [`e2e`]: Go Pitaya's e2e suite ported to Rust: the `testing` example server
 //!   launched as separate processes over real etcd and NATS.
+//! - [`interop`]: a raw NATS client and etcdctl playing Go peers, with the bytes of
+//!   spec Appendix A.
 //! - [`faults`]: backends killed under load, NATS and etcd restarted.
 
 mod e2e;
 mod faults;
+mod interop;
 mod memory;
 mod support;

@@ -4,12 +4,38 @@
 use bytes::Bytes;
 use pitaya::cluster::memory::MemoryCluster;
 use pitaya::config::ConfigLoader;
-use pitaya::{RunningApp, SerializerKind};
+use pitaya::{AppHandle, Component, Error, RunningApp, SerializerKind, Session};
 use pitaya_cluster_examples::testing::{Options, builder};
 
 use crate::support::{connect, expect_error_body, wait, within};
 
+/// Session data and server identity, on every server of these tests.
+fn extra() -> Component {
+    async fn set(s: Session, v: Bytes) -> Result<Bytes, Error> {
+        s.set("k", &String::from_utf8_lossy(&v))?;
+        s.push_to_front().await?;
+        Ok(Bytes::from_static(b"ok"))
+    }
+    async fn get(s: Session) -> Result<Bytes, Error> {
+        Ok(Bytes::from(s.get::<String>("k").unwrap_or_default()))
+    }
+    async fn whoami(app: AppHandle) -> Result<Bytes, Error> {
+        Ok(Bytes::from(app.server().map(|s| s.id.clone()).unwrap_or_default()))
+    }
+    Component::new("extra").handler("set", set).handler("get", get).handler("whoami", whoami)
+}
+
 async fn start(cluster: &MemoryCluster, ty: &str, frontend: bool, loopback: bool) -> RunningApp {
+    start_with(cluster, ty, frontend, loopback, |b| b).await
+}
+
+async fn start_with(
+    cluster: &MemoryCluster,
+    ty: &str,
+    frontend: bool,
+    loopback: bool,
+    f: impl FnOnce(pitaya::Builder) -> pitaya::Builder,
+) -> RunningApp {
     // The example listens on all interfaces like Go's; these tests listen on loopback.
     let opts = Options {
         server_type: ty.to_owned(),
@@ -22,7 +48,10 @@ async fn start(cluster: &MemoryCluster, ty: &str, frontend: bool, loopback: bool
         .set("pitaya.cluster.rpc.server.loopbackenabled", loopback)
         .load()
         .expect("config");
-    let mut b = builder(&opts).frontend(frontend).config(config).memory_cluster(cluster);
+    let mut b = f(builder(&opts).component(extra()))
+        .frontend(frontend)
+        .config(config)
+        .memory_cluster(cluster);
     if frontend {
         b = b.tcp("127.0.0.1:0");
     }
@@ -191,6 +220,107 @@ async fn push_to_users_from_frontend_and_backend() {
                 (&b"testing send to users"[..], &b"testing send to users"[..])
             );
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_session_data_travels_both_ways() {
+    within(async {
+        let cluster = MemoryCluster::new();
+        let _game = start(&cluster, "game", false, false).await;
+        let front = start(&cluster, "connector", true, false).await;
+        let (c, _p) = connect(&addr(&front)).await;
+        assert_eq!(&c.request("game.extra.set", "v1").await.unwrap()[..], b"ok");
+        // Pushed to the frontend's session...
+        assert_eq!(&c.request("connector.extra.get", "").await.unwrap()[..], b"v1");
+        // ...and forwarded with the next message to a backend.
+        assert_eq!(&c.request("game.extra.get", "").await.unwrap()[..], b"v1");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn custom_routing_picks_the_server() {
+    within(async {
+        let cluster = MemoryCluster::new();
+        let g1 = start(&cluster, "game", false, false).await;
+        let g2 = start(&cluster, "game", false, false).await;
+        let ids =
+            [g1.handle().server().unwrap().id.clone(), g2.handle().server().unwrap().id.clone()];
+        let chosen = ids.iter().max().unwrap().clone();
+        let front = start_with(&cluster, "connector", true, false, |b| {
+            b.route("game", |r| {
+                // Sticky by the largest id: a deterministic choice the test can check.
+                Ok(r.servers.iter().max_by(|a, b| a.id.cmp(&b.id)).unwrap().clone())
+            })
+        })
+        .await;
+        let (c, _p) = connect(&addr(&front)).await;
+        for _ in 0..10 {
+            assert_eq!(
+                String::from_utf8_lossy(&c.request("game.extra.whoami", "").await.unwrap()),
+                chosen
+            );
+        }
+        // Without a routing function both backends get traffic.
+        let plain = start(&cluster, "connector", true, false).await;
+        let (c, _p) = connect(&addr(&plain)).await;
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..64 {
+            seen.insert(c.request("game.extra.whoami", "").await.unwrap());
+        }
+        assert_eq!(seen.len(), 2, "random routing used one backend only");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rpc_to_a_given_server() {
+    within(async {
+        let cluster = MemoryCluster::new();
+        let g1 = start(&cluster, "game", false, false).await;
+        let _g2 = start(&cluster, "game", false, false).await;
+        let front = start(&cluster, "connector", true, false).await;
+        let app = front.handle();
+        let ctx = pitaya::Context::new();
+        let target = g1.handle().server().unwrap().id.clone();
+        let arg = pitaya_cluster_examples::testing::TestRequest { msg: "to".into() };
+        let r: pitaya_cluster_examples::testing::TestResponse = app
+            .rpc_to(&ctx, &target, "game.testremotesvc.rpctestptrreturnsptr", &arg)
+            .await
+            .unwrap();
+        assert_eq!(r.msg, "got to");
+        let e = app
+            .rpc_to::<pitaya_cluster_examples::testing::TestResponse>(
+                &ctx,
+                "nope",
+                "game.testremotesvc.rpctestnoargs",
+                &arg,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.message(), "server not found");
+        let own = app.server().unwrap().id.clone();
+        let e = app
+            .rpc_to::<pitaya_cluster_examples::testing::TestResponse>(
+                &ctx,
+                &own,
+                "connector.testremotesvc.rpctestnoargs",
+                &arg,
+            )
+            .await
+            .unwrap_err();
+        assert!(e.message().starts_with("you are making a rpc that may be processed locally"));
+        let e = app
+            .rpc::<pitaya_cluster_examples::testing::TestResponse>(
+                &ctx,
+                "testremotesvc.rpctestnoargs",
+                &arg,
+            )
+            .await
+            .unwrap_err();
+        assert!(e.message().starts_with("no server type chosen for sending RPC"));
     })
     .await;
 }
