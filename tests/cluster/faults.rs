@@ -165,3 +165,28 @@ async fn etcd_restart_is_survived_without_ghosts() {
     })
     .await;
 }
+
+/// Go's e2e harness stops reading the server's stderr after the ready line. With debug
+/// logging, thousands of forwarded requests write far more than a pipe holds: the server
+/// must drop log lines rather than stall.
+#[tokio::test]
+async fn unread_stderr_never_stalls_the_server() {
+    within(async {
+        let prefix = sd_prefix();
+        let _back = launch(&Launch::new("game", false, &prefix));
+        let front = launch(&Launch::new("connector", true, &prefix));
+        let (c, _p) = connect(&front.addr).await;
+        let payload = "x".repeat(512);
+        for i in 0..2000 {
+            let body = tokio::time::timeout(
+                ANSWER_LIMIT,
+                c.request("game.testsvc.testrequestreceivereturnsraw", payload.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("request {i} hung"))
+            .unwrap();
+            assert_eq!(body.len(), 512);
+        }
+    })
+    .await;
+}
