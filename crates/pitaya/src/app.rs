@@ -398,3 +398,56 @@ impl std::fmt::Debug for RunningApp {
         f.debug_struct("RunningApp").field("addrs", &self.addrs).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use pitaya_core::BoxFuture;
+    use pitaya_session::NetworkEntity;
+
+    use super::*;
+
+    /// A connection whose kick packet can never be queued (dead or stuck).
+    #[derive(Default)]
+    struct KickFails {
+        closes: AtomicUsize,
+    }
+
+    impl NetworkEntity for KickFails {
+        fn push(&self, _: &str, _: Bytes) -> BoxFuture<'_, Result<(), Error>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn respond(&self, _: u64, _: Bytes, _: bool) -> BoxFuture<'_, Result<(), Error>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {
+            Box::pin(async { Err(Error::new(pitaya_core::codes::CLIENT_CLOSED_REQUEST, "stuck")) })
+        }
+        fn close(&self) {
+            self.closes.fetch_add(1, Ordering::SeqCst);
+        }
+        fn remote_addr(&self) -> Option<SocketAddr> {
+            None
+        }
+    }
+
+    /// Go's TestUniqueSession_ShouldSucceedIfKickFails: the newer login wins even when
+    /// the older session cannot be sent its kick; that session is closed instead.
+    #[tokio::test]
+    async fn unique_session_bind_succeeds_when_the_kick_fails() {
+        let pool = SessionPool::new();
+        register_unique_session(&pool);
+        let old_conn = Arc::new(KickFails::default());
+        let old = pool.create(old_conn.clone());
+        old.bind("u").await.unwrap();
+        let new = pool.create(Arc::new(KickFails::default()));
+        new.bind("u").await.expect("the newer login binds");
+        assert!(pool.by_uid("u").unwrap().ptr_eq(&new));
+        // Closed twice: by the unique-session module after the failed kick, then by the
+        // bind replacing the uid's index entry (real connections make close idempotent).
+        assert_eq!(old_conn.closes.load(Ordering::SeqCst), 2);
+    }
+}
