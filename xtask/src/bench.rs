@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the Criterion benches, callgrind instruction counts, then load.
+//! `cargo xtask bench`: Criterion benches, callgrind instruction counts, load, cluster load.
 //!
 //! Wall-clock figures move with the machine and its load; instruction counts do not, so
 //! they are what to compare between commits. Each case of the `instructions` bench target
@@ -10,6 +10,10 @@
 //! hand-written `baseline_echo` server as child processes and drives them with the
 //! `loadgen` example: pipelined requests, resident memory per idle connection, and group
 //! broadcast. Its figures are printed, never asserted: they are wall-clock figures.
+//!
+//! The cluster section (alone with `--cluster-only`, see `bench_cluster.rs`) drives a
+//! connector frontend of the conformance server, on a route it serves itself and on one it
+//! forwards over NATS to a backend, and prints the second against the first.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -19,28 +23,39 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+#[path = "bench_cluster.rs"]
+mod cluster;
+
 /// Which sections of `cargo xtask bench` run; all of them by default.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub(crate) struct Sections {
     /// Only run the callgrind instruction counts (fast, deterministic).
-    #[arg(long, conflicts_with = "load_only")]
+    #[arg(long, conflicts_with_all = ["load_only", "cluster_only"])]
     callgrind_only: bool,
     /// Only run the load section: loadgen against the echo example and the baseline.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cluster_only")]
     load_only: bool,
+    /// Only run the cluster section: loadgen against a connector frontend that serves one
+    /// route itself and forwards another over NATS to a game backend.
+    #[arg(long)]
+    cluster_only: bool,
 }
 
-/// Runs the Criterion benches, the callgrind section and the load section, as `sections`
-/// asks.
+/// Runs the Criterion benches, the callgrind section, the load section and the cluster
+/// section, as `sections` asks.
 pub(crate) fn run(root: &Path, sections: Sections) -> Result<()> {
-    if !sections.load_only {
-        if !sections.callgrind_only {
-            super::cargo(&["bench", "-p", "pitaya-codec"])?;
-        }
+    let all = !(sections.callgrind_only || sections.load_only || sections.cluster_only);
+    if all {
+        super::cargo(&["bench", "-p", "pitaya-codec"])?;
+    }
+    if all || sections.callgrind_only {
         callgrind(root)?;
     }
-    if !sections.callgrind_only {
+    if all || sections.load_only {
         load(root)?;
+    }
+    if all || sections.cluster_only {
+        cluster::run(root)?;
     }
     Ok(())
 }
@@ -484,7 +499,7 @@ fn load(root: &Path) -> Result<()> {
     let broadcast = {
         let echo = Server::start(&bins, &pin, ServerKind::Echo)?;
         loadgen(
-            &bins,
+            &bins.loadgen,
             &pin,
             &[
                 "--addr",
@@ -563,18 +578,39 @@ struct Running {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
+/// Which output of a child [`Running`] reads line by line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// Stdout is read; stderr goes to xtask's stderr.
+    Stdout,
+    /// Stderr (a server's log) is read to its end, so the server never blocks on it;
+    /// stdout is discarded.
+    Stderr,
+}
+
 impl Running {
-    fn spawn(mut cmd: Command, name: &str) -> Result<Self> {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    fn spawn(cmd: Command, name: &str) -> Result<Self> {
+        Self::spawn_reading(cmd, name, Output::Stdout)
+    }
+
+    fn spawn_reading(mut cmd: Command, name: &str, output: Output) -> Result<Self> {
+        cmd.stdin(Stdio::null());
+        match output {
+            Output::Stdout => cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()),
+            Output::Stderr => cmd.stdout(Stdio::null()).stderr(Stdio::piped()),
+        };
         let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
-        let stdout = child.stdout.take();
+        let stream: Option<Box<dyn std::io::Read + Send>> = match output {
+            Output::Stdout => child.stdout.take().map(|s| Box::new(s) as _),
+            Output::Stderr => child.stderr.take().map(|s| Box::new(s) as _),
+        };
         let (tx, lines) = std::sync::mpsc::channel();
         // The guard exists before anything can fail, so the child never outlives xtask.
         let running = Self { name: name.to_owned(), child, lines };
-        let stdout = stdout.context("child stdout was not piped")?;
+        let stream = stream.with_context(|| format!("child {output:?} was not piped"))?;
         // A thread per child, so that a line can be awaited with a timeout.
         std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stream)) {
                 let Ok(line) = line else { break };
                 if tx.send(line).is_err() {
                     break;
@@ -599,6 +635,37 @@ impl Running {
                 bail!("{} exited ({status}) before printing what was expected", self.name)
             }
         }
+    }
+
+    /// Waits up to `timeout` for a line that contains `needle`; the error quotes the last
+    /// lines printed before it.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        const TAIL: usize = 20;
+        let deadline = Instant::now() + timeout;
+        let mut tail = std::collections::VecDeque::with_capacity(TAIL);
+        loop {
+            match self.line(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(needle) => return Ok(()),
+                Ok(line) => {
+                    if tail.len() == TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+                Err(e) => {
+                    let tail = Vec::from(tail).join("\n");
+                    return Err(e.context(format!(
+                        "waiting for {needle:?} from {}; its last lines:\n{tail}",
+                        self.name
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The lines printed since the last read, without waiting.
+    fn printed(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
     }
 
     /// Waits for the child to exit successfully within `timeout`, then returns the last
@@ -670,8 +737,8 @@ impl Server {
 }
 
 /// Runs loadgen with `args` to completion, within `timeout`; returns its result line.
-fn loadgen(bins: &Bins, pin: &Pinning, args: &[&str], timeout: Duration) -> Result<String> {
-    let mut cmd = pin.command(&bins.loadgen, 1);
+fn loadgen(bin: &Path, pin: &Pinning, args: &[&str], timeout: Duration) -> Result<String> {
+    let mut cmd = pin.command(bin, 1);
     cmd.args(args).env("RUST_LOG", "warn");
     Running::spawn(cmd, "loadgen")?.finish(timeout)
 }
@@ -744,7 +811,7 @@ fn run_case(
     let per_case = secs(LOAD_SECONDS)? + secs(WARMUP_SECONDS)? + LOADGEN_SLACK;
     let cpu_before = cpu_seconds(server.process.pid())?;
     let wall = Instant::now();
-    let line = loadgen(bins, pin, &args, per_case)?;
+    let line = loadgen(&bins.loadgen, pin, &args, per_case)?;
     let wall = wall.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(server.process.pid())? - cpu_before;
     let total = json_number(&line, "total_requests")?.unwrap_or(0.0);
