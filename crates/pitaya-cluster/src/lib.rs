@@ -6,6 +6,7 @@
 //!   implements it over etcd.
 //! - [`RpcClient`], [`RpcServer`] and [`RpcHandler`]: messages between servers.
 //!   `pitaya-nats` implements the transport over NATS.
+//! - [`BindingStorage`]: which frontend holds a uid (needed by gRPC).
 //! - [`memory`]: in-process implementations of both, for tests and single-process
 //!   clusters.
 //! - [`context`]: the `reqTimeout` rules of the propagated context.
@@ -14,6 +15,7 @@
 //! Swapping NATS for gRPC, or etcd for another discovery, means passing another
 //! implementation of these traits; nothing else changes.
 
+mod binding;
 pub mod context;
 mod die;
 mod discovery;
@@ -21,6 +23,7 @@ pub mod memory;
 mod rpc;
 mod server;
 
+pub use binding::{BINDING_NOT_FOUND, BindingStorage};
 pub use die::DieSignal;
 pub use discovery::{SdListener, ServiceDiscovery};
 pub use pitaya_protos::protos;
