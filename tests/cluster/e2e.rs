@@ -10,6 +10,26 @@ use crate::support::{
     Launch, connect, eventually, expect_error_body, launch, sd_prefix, wait, within,
 };
 
+/// A server of the suite on the shared etcd, over NATS or over gRPC (with etcd binding
+/// storage), as Go's suite runs with and without `-grpc`.
+fn node<'a>(grpc: bool, server_type: &'a str, frontend: bool, prefix: &'a str) -> Launch<'a> {
+    Launch { grpc, ..Launch::new(server_type, frontend, prefix) }
+}
+
+/// Each scenario twice: `nats::name` and `grpc::name`.
+macro_rules! both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod nats {
+            $(#[tokio::test] async fn $name() { super::$name(false).await })*
+        }
+        mod grpc {
+            $(#[tokio::test] async fn $name() { super::$name(true).await })*
+        }
+    };
+}
+
+both_transports!(handler_call_to_front, group_front, kick, unique_session_should_kick, unique_session_should_succeed_if_kick_fails, same_uid_user_should_be_kicked, same_uid_user_should_be_kicked_in_different_servers_from_same_type, same_uid_user_should_not_be_kicked_in_different_servers_from_diff_type, kick_on_back, push_to_users, forward_to_backend, group_back, user_rpc, loopback_rpc);
+
 const NONSENSE: &[u8] = br#"{"code":"PIT-000","msg":"you are making a rpc that may be processed locally, either specify a different server type or specify a server id"}"#;
 
 fn uid() -> String {
@@ -40,11 +60,10 @@ async fn expect(c: &pitaya::client::Client, route: &str, data: &[u8], want: &[u8
     }
 }
 
-#[tokio::test]
-async fn test_handler_call_to_front() {
+async fn handler_call_to_front(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let front = launch(&Launch::new("connector", true, &prefix));
+        let front = launch(&node(grpc, "connector", true, &prefix));
         let (c, _p) = connect(&front.addr).await;
         let cases: [(&str, &[u8], &[u8]); 8] = [
             ("connector.testsvc.testrequestonlysessionreturnsptr", b"", br#"{"code":200,"msg":"hello"}"#),
@@ -63,11 +82,10 @@ async fn test_handler_call_to_front() {
     .await;
 }
 
-#[tokio::test]
-async fn test_group_front() {
+async fn group_front(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let front = launch(&Launch::new("connector", true, &prefix));
+        let front = launch(&node(grpc, "connector", true, &prefix));
         let (c1, mut p1) = connect(&front.addr).await;
         let (c2, mut p2) = connect(&front.addr).await;
         assert_eq!(&c1.request("connector.testsvc.testbind", "").await.unwrap()[..], b"ack");
@@ -85,11 +103,10 @@ async fn test_group_front() {
     .await;
 }
 
-#[tokio::test]
-async fn test_kick() {
+async fn kick(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let front = launch(&Launch::new("connector", true, &prefix));
+        let front = launch(&node(grpc, "connector", true, &prefix));
         let (c1, _p1) = connect(&front.addr).await;
         let (c2, _p2) = connect(&front.addr).await;
         let uid1 = uid();
@@ -104,11 +121,10 @@ async fn test_kick() {
 
 /// A second login with the same uid on the same frontend kicks the first: its client
 /// gets the kick packet, and the newer session owns the uid.
-#[tokio::test]
-async fn test_unique_session_should_kick() {
+async fn unique_session_should_kick(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let front = launch(&Launch::new("connector", true, &prefix));
+        let front = launch(&node(grpc, "connector", true, &prefix));
         let (c1, _p1) = connect(&front.addr).await;
         let (c2, mut p2) = connect(&front.addr).await;
         let uid1 = uid();
@@ -129,12 +145,11 @@ async fn test_unique_session_should_kick() {
 /// The older session's connection is already dead (reset by its client) when the same
 /// uid binds again, so kicking it cannot be delivered: the new bind still succeeds and
 /// the uid belongs to the new session, on the same frontend and across frontends.
-#[tokio::test]
-async fn test_unique_session_should_succeed_if_kick_fails() {
+async fn unique_session_should_succeed_if_kick_fails(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let a = launch(&Launch::new("connector", true, &prefix));
-        let b = launch(&Launch::new("connector", true, &prefix));
+        let a = launch(&node(grpc, "connector", true, &prefix));
+        let b = launch(&node(grpc, "connector", true, &prefix));
         for (first, second) in [(&a, &a), (&a, &b)] {
             let uid1 = uid();
             let (c1, _p1) = connect(&first.addr).await;
@@ -154,11 +169,10 @@ async fn test_unique_session_should_succeed_if_kick_fails() {
     .await;
 }
 
-#[tokio::test]
-async fn test_same_uid_user_should_be_kicked() {
+async fn same_uid_user_should_be_kicked(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let front = launch(&Launch::new("connector", true, &prefix));
+        let front = launch(&node(grpc, "connector", true, &prefix));
         let (c1, _p1) = connect(&front.addr).await;
         let (c2, _p2) = connect(&front.addr).await;
         let uid1 = uid();
@@ -169,12 +183,11 @@ async fn test_same_uid_user_should_be_kicked() {
     .await;
 }
 
-#[tokio::test]
-async fn test_same_uid_user_should_be_kicked_in_different_servers_from_same_type() {
+async fn same_uid_user_should_be_kicked_in_different_servers_from_same_type(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let f1 = launch(&Launch::new("connector", true, &prefix));
-        let f2 = launch(&Launch::new("connector", true, &prefix));
+        let f1 = launch(&node(grpc, "connector", true, &prefix));
+        let f2 = launch(&node(grpc, "connector", true, &prefix));
         let (c1, _p1) = connect(&f1.addr).await;
         let (c2, _p2) = connect(&f2.addr).await;
         let uid1 = uid();
@@ -186,12 +199,11 @@ async fn test_same_uid_user_should_be_kicked_in_different_servers_from_same_type
     .await;
 }
 
-#[tokio::test]
-async fn test_same_uid_user_should_not_be_kicked_in_different_servers_from_diff_type() {
+async fn same_uid_user_should_not_be_kicked_in_different_servers_from_diff_type(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let f1 = launch(&Launch::new("connector1", true, &prefix));
-        let f2 = launch(&Launch::new("connector2", true, &prefix));
+        let f1 = launch(&node(grpc, "connector1", true, &prefix));
+        let f2 = launch(&node(grpc, "connector2", true, &prefix));
         let (c1, _p1) = connect(&f1.addr).await;
         let (c2, _p2) = connect(&f2.addr).await;
         let uid1 = uid();
@@ -207,12 +219,11 @@ async fn test_same_uid_user_should_not_be_kicked_in_different_servers_from_diff_
     .await;
 }
 
-#[tokio::test]
-async fn test_kick_on_back() {
+async fn kick_on_back(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let front = launch(&Launch::new("connector", true, &prefix));
-        let _back = launch(&Launch::new("game", false, &prefix));
+        let front = launch(&node(grpc, "connector", true, &prefix));
+        let _back = launch(&node(grpc, "game", false, &prefix));
         let (c1, _p1) = connect(&front.addr).await;
         assert_eq!(&c1.request("game.testsvc.testbind", "").await.unwrap()[..], b"ack");
         let _ = c1.request("game.testsvc.testrequestkickme", "").await;
@@ -222,13 +233,12 @@ async fn test_kick_on_back() {
     .await;
 }
 
-#[tokio::test]
-async fn test_push_to_users() {
+async fn push_to_users(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let _back = launch(&Launch::new("game", false, &prefix));
-        let f1 = launch(&Launch::new("connector", true, &prefix));
-        let f2 = launch(&Launch::new("connector", true, &prefix));
+        let _back = launch(&node(grpc, "game", false, &prefix));
+        let f1 = launch(&node(grpc, "connector", true, &prefix));
+        let f2 = launch(&node(grpc, "connector", true, &prefix));
         let (c1, mut p1) = connect(&f1.addr).await;
         let (c2, mut p2) = connect(&f2.addr).await;
         let (uid1, uid2) = (uid(), uid());
@@ -254,12 +264,11 @@ async fn test_push_to_users() {
     .await;
 }
 
-#[tokio::test]
-async fn test_forward_to_backend() {
+async fn forward_to_backend(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let _back = launch(&Launch::new("game", false, &prefix));
-        let front = launch(&Launch::new("connector", true, &prefix));
+        let _back = launch(&node(grpc, "game", false, &prefix));
+        let front = launch(&Launch { lazy: true, ..node(grpc, "connector", true, &prefix) });
         let (c, _p) = connect(&front.addr).await;
         let cases: [(&str, &[u8], &[u8]); 6] = [
             ("game.testsvc.testrequestonlysessionreturnsptr", b"", br#"{"code":200,"msg":"hello"}"#),
@@ -276,13 +285,12 @@ async fn test_forward_to_backend() {
     .await;
 }
 
-#[tokio::test]
-async fn test_group_back() {
+async fn group_back(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let _back = launch(&Launch::new("game", false, &prefix));
-        let f1 = launch(&Launch::new("connector", true, &prefix));
-        let f2 = launch(&Launch::new("connector", true, &prefix));
+        let _back = launch(&node(grpc, "game", false, &prefix));
+        let f1 = launch(&node(grpc, "connector", true, &prefix));
+        let f2 = launch(&node(grpc, "connector", true, &prefix));
         let (c1, mut p1) = connect(&f1.addr).await;
         let (c2, mut p2) = connect(&f2.addr).await;
         assert_eq!(&c1.request("game.testsvc.testbind", "").await.unwrap()[..], b"ack");
@@ -301,10 +309,11 @@ async fn test_group_back() {
 }
 
 /// The table of Go's TestUserRPC and TestLoopbackRPC; only `same_server` differs.
-async fn user_rpc_table(loopback: bool) {
+async fn user_rpc_table(grpc: bool, loopback: bool) {
     let prefix = sd_prefix();
-    let _back = launch(&Launch::new("game", false, &prefix));
-    let front = launch(&Launch { loopback, ..Launch::new("connector", true, &prefix) });
+    // As Go's suite: the backend dials its peers lazily.
+    let _back = launch(&Launch { lazy: true, ..node(grpc, "game", false, &prefix) });
+    let front = launch(&Launch { loopback, ..node(grpc, "connector", true, &prefix) });
     let (c, _p) = connect(&front.addr).await;
     let got = br#"{"code":200,"msg":"got thisthis"}"#;
     let error = br#"{"code":"PIT-433","msg":"test error","metadata":{"some":"meta"}}"#;
@@ -325,12 +334,10 @@ async fn user_rpc_table(loopback: bool) {
     }
 }
 
-#[tokio::test]
-async fn test_user_rpc() {
-    within(user_rpc_table(false)).await;
+async fn user_rpc(grpc: bool) {
+    within(user_rpc_table(grpc, false)).await;
 }
 
-#[tokio::test]
-async fn test_loopback_rpc() {
-    within(user_rpc_table(true)).await;
+async fn loopback_rpc(grpc: bool) {
+    within(user_rpc_table(grpc, true)).await;
 }

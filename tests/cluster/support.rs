@@ -51,6 +51,10 @@ pub(crate) struct Launch<'a> {
     pub(crate) etcd_endpoint: String,
     /// Extra `PITAYA_*` variables.
     pub(crate) env: Vec<(String, String)>,
+    /// gRPC RPC with etcd binding storage instead of NATS (`-grpc=true`).
+    pub(crate) grpc: bool,
+    /// `PITAYA_CLUSTER_RPC_CLIENT_GRPC_LAZYCONNECTION`, as Go's helper sets it.
+    pub(crate) lazy: bool,
 }
 
 impl<'a> Launch<'a> {
@@ -65,6 +69,8 @@ impl<'a> Launch<'a> {
             nats_url: pitaya_test_services::shared_nats_url(),
             etcd_endpoint: pitaya_test_services::shared_etcd_endpoint(),
             env: Vec::new(),
+            grpc: false,
+            lazy: false,
         }
     }
 }
@@ -96,15 +102,16 @@ pub(crate) fn launch(l: &Launch<'_>) -> ServerProc {
     cmd.args(["-type", l.server_type, "-port", &l.port.to_string()])
         .arg(format!("-frontend={}", l.frontend))
         .args(["-sdprefix", l.sd_prefix, "-grpcport", &grpc_port.to_string()])
-        .arg("-grpc=false")
+        .arg(format!("-grpc={}", l.grpc))
         .arg("-debug")
         .env_clear()
         .env("PITAYA_METRICS_PROMETHEUS_PORT", prom_port.to_string())
-        .env("PITAYA_CLUSTER_RPC_CLIENT_GRPC_LAZYCONNECTION", "false")
+        .env("PITAYA_CLUSTER_RPC_CLIENT_GRPC_LAZYCONNECTION", l.lazy.to_string())
         .env("PITAYA_CLUSTER_RPC_SERVER_LOOPBACKENABLED", l.loopback.to_string())
         .env("PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT", &l.nats_url)
         .env("PITAYA_CLUSTER_RPC_SERVER_NATS_CONNECT", &l.nats_url)
         .env("PITAYA_CLUSTER_SD_ETCD_ENDPOINTS", &l.etcd_endpoint)
+        .env("PITAYA_MODULES_BINDINGSTORAGE_ETCD_ENDPOINTS", &l.etcd_endpoint)
         .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

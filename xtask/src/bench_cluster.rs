@@ -79,6 +79,25 @@ const CASES: [ClusterCase; 4] = [
     },
 ];
 
+/// The forwarded cases again over gRPC (with etcd binding storage), against the same
+/// standalone references measured on the NATS cluster's frontend in this run.
+const GRPC_CASES: [ClusterCase; 2] = [
+    ClusterCase {
+        label: "grpc 1x1",
+        route: FORWARDED,
+        conns: "1",
+        inflight: "1",
+        against: Some("standalone 1x1"),
+    },
+    ClusterCase {
+        label: "grpc 4x10",
+        route: FORWARDED,
+        conns: "4",
+        inflight: "10",
+        against: Some("standalone 4x10"),
+    },
+];
+
 /// What one case measured.
 struct ClusterRow {
     name: &'static str,
@@ -134,16 +153,24 @@ pub(super) fn run(root: &Path) -> Result<()> {
         load_average()
     );
 
-    let cluster = Cluster::start(&testing, &pin)?;
-    let rows = CASES
+    let cluster = Cluster::start(&testing, &pin, false)?;
+    let mut rows = CASES
         .iter()
         .map(|case| run_case(&loadgen_bin, &pin, &cluster, case))
         .collect::<Result<Vec<_>>>()?;
+    let mut logs = vec![("frontend", cluster.frontend.printed()), ("backend", cluster.backend.printed())];
+    drop(cluster);
+    let grpc = Cluster::start(&testing, &pin, true)?;
+    for case in &GRPC_CASES {
+        rows.push(run_case(&loadgen_bin, &pin, &grpc, case)?);
+    }
+    logs.push(("grpc frontend", grpc.frontend.printed()));
+    logs.push(("grpc backend", grpc.backend.printed()));
+    drop(grpc);
 
     let mut out = String::new();
     render(&mut out, &rows, &pin)?;
-    for (name, server) in [("frontend", &cluster.frontend), ("backend", &cluster.backend)] {
-        let logged = server.printed();
+    for (name, logged) in logs {
         if logged.is_empty() {
             continue;
         }
@@ -152,7 +179,6 @@ pub(super) fn run(root: &Path) -> Result<()> {
             writeln!(out, "  {line}")?;
         }
     }
-    drop(cluster);
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
@@ -169,14 +195,14 @@ impl Cluster {
     /// Starts nats-server and etcd (which panic with the end of their log if they do not
     /// come up), then the backend and the frontend, each once it logged its ready line.
     /// The backend goes first, so that the frontend's first etcd sync already finds it.
-    fn start(testing: &Path, pin: &Pinning) -> Result<Self> {
+    fn start(testing: &Path, pin: &Pinning, grpc: bool) -> Result<Self> {
         let (nats, etcd) = (Nats::start(), Etcd::start());
         // A fresh prefix, so that no server left in this etcd by anything else is found.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let sd_prefix = format!("bench-{}-{nanos}/", std::process::id());
-        let env = Env { nats: nats.url(), etcd: etcd.endpoint(), sd_prefix };
+        let env = Env { nats: nats.url(), etcd: etcd.endpoint(), sd_prefix, grpc };
         let backend = start_server(testing, pin, &env, "game", None)?;
         let port = pitaya_test_services::free_port();
         let frontend = start_server(testing, pin, &env, "connector", Some(port))?;
@@ -196,6 +222,8 @@ struct Env {
     nats: String,
     etcd: String,
     sd_prefix: String,
+    /// gRPC RPC (with etcd binding storage) instead of NATS.
+    grpc: bool,
 }
 
 /// Starts a `testing` server of `server_type`: a frontend on `port` if one is given, else
@@ -213,13 +241,15 @@ fn start_server(
     cmd.env_clear()
         .args(["-type", server_type, "-port", &port.unwrap_or(0).to_string()])
         .arg(format!("-frontend={}", port.is_some()))
-        .args(["-sdprefix", &env.sd_prefix, "-grpc=false", "-grpcport", &free()])
+        .args(["-sdprefix", &env.sd_prefix, "-grpcport", &free()])
+        .arg(format!("-grpc={}", env.grpc))
         .envs(SERVER_ENV)
         // Unused unless metrics are enabled, but never the default port of both servers.
         .env("PITAYA_METRICS_PROMETHEUS_PORT", free())
         .env("PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT", &env.nats)
         .env("PITAYA_CLUSTER_RPC_SERVER_NATS_CONNECT", &env.nats)
-        .env("PITAYA_CLUSTER_SD_ETCD_ENDPOINTS", &env.etcd);
+        .env("PITAYA_CLUSTER_SD_ETCD_ENDPOINTS", &env.etcd)
+        .env("PITAYA_MODULES_BINDINGSTORAGE_ETCD_ENDPOINTS", &env.etcd);
     let name = format!("testing -type {server_type}");
     let mut server = Running::spawn_reading(cmd, &name, Output::Stderr)?;
     server.wait_for(READY_LINE, START_TIMEOUT)?;

@@ -22,6 +22,7 @@ use pitaya_handler::Remotes;
 use crate::builder::{AcceptorSpec, Builder};
 use crate::cluster::{ClusterCore, ClusterFactory, ClusterSetup, RouteFn};
 use crate::dispatch::{HandlerCore, Handlers, LocalDispatch};
+use crate::modules::{UNIQUE_SESSION, UniqueSession};
 use crate::handle::{AppHandle, HandleInner};
 
 /// A configured server, not yet listening. Built by [`Builder::build`].
@@ -43,6 +44,7 @@ pub struct App {
     pub(crate) remotes: Remotes,
     pub(crate) routes: std::collections::HashMap<String, RouteFn>,
     pub(crate) cluster: Option<ClusterFactory>,
+    pub(crate) modules: Vec<(String, Arc<dyn pitaya_modules::Module>)>,
 }
 
 /// A server that is accepting connections.
@@ -56,6 +58,7 @@ pub struct RunningApp {
     config: PitayaConfig,
     cluster: Option<Arc<ClusterCore>>,
     die: DieSignal,
+    modules: pitaya_modules::Modules,
 }
 
 impl App {
@@ -96,11 +99,9 @@ impl App {
             remotes,
             routes,
             cluster: cluster_factory,
+            modules: app_modules,
         } = self;
 
-        if config.session.unique {
-            register_unique_session(&pool);
-        }
         let die = DieSignal::new();
         let handle = AppHandle(Arc::new(HandleInner {
             server_type: server_type.clone(),
@@ -132,6 +133,7 @@ impl App {
             state,
         });
 
+        let mut cluster_modules = Vec::new();
         let cluster = match cluster_factory {
             Some(factory) => {
                 let me = Arc::new(Server::new(server_type.clone(), frontend, metadata));
@@ -143,6 +145,9 @@ impl App {
                         "the cluster's discovery must register the server record it was given",
                     ));
                 }
+                // The transports may have added metadata (the bound gRPC port).
+                let me = parts.discovery.this_server().clone();
+                cluster_modules = parts.modules;
                 let core = Arc::new_cyclic(|this| ClusterCore {
                     this: this.clone(),
                     me,
@@ -157,7 +162,7 @@ impl App {
                 });
                 let incoming = Arc::new(crate::cluster::Incoming(Arc::downgrade(&core)));
                 core.rpc_server.start(incoming).await?;
-                core.register_bind_callbacks(config.session.unique);
+                core.register_bind_callbacks();
                 let _ = handle.0.cluster.set(core.clone());
                 Some(core)
             }
@@ -169,6 +174,25 @@ impl App {
             }
         };
         let dispatch = Arc::new(LocalDispatch { handlers, cluster: cluster.clone() });
+
+        let mut modules = pitaya_modules::Modules::new();
+        if config.session.unique {
+            let cluster = cluster.as_ref().map(Arc::downgrade);
+            modules.register(UNIQUE_SESSION, Arc::new(UniqueSession { cluster }))?;
+        }
+        for (name, module) in cluster_modules.into_iter().chain(app_modules) {
+            modules.register(name, module)?;
+        }
+        let module_ctx = pitaya_modules::ModuleContext {
+            server: match &cluster {
+                Some(core) => core.me.clone(),
+                // Standalone servers have a record too, for modules that want an identity.
+                None => Arc::new(Server::new(server_type.clone(), frontend, Default::default())),
+            },
+            sessions: pool.clone(),
+            die: die.clone(),
+        };
+        modules.start(&module_ctx).await?;
 
         let agent_config = AgentConfig {
             heartbeat: config.heartbeat.interval,
@@ -252,6 +276,7 @@ impl App {
             config,
             cluster,
             die,
+            modules,
         })
     }
 
@@ -266,25 +291,6 @@ impl App {
         running.shutdown().await;
         Ok(())
     }
-}
-
-/// Pitaya's unique-session module, local part (spec §8.5): binding a uid kicks the older
-/// session of this process bound to it, so its client gets a kick packet before the bind
-/// closes it (Go: `pitaya.session.unique`, on by default).
-fn register_unique_session(pool: &SessionPool) {
-    let weak = pool.downgrade();
-    pool.on_session_bind(move |session| {
-        let pool = weak.upgrade();
-        async move {
-            let (Some(pool), Some(uid)) = (pool, session.uid()) else { return Ok(()) };
-            if let Some(old) = pool.by_uid(&uid).filter(|old| !old.ptr_eq(&session)) {
-                tracing::debug!(%uid, old = old.id(), new = session.id(), "unique session: kicking the older session");
-                // A kick that cannot be queued still must not stop the newer login.
-                crate::cluster::kick_or_close(&old).await;
-            }
-            Ok(())
-        }
-    });
 }
 
 async fn accept_loop(
@@ -368,6 +374,7 @@ impl RunningApp {
         for hooks in self.lifecycles.iter().rev() {
             hooks.before_shutdown().await;
         }
+        self.modules.before_shutdown().await;
         let drain = &self.config.session.drain;
         if drain.enabled {
             let deadline = tokio::time::Instant::now() + drain.timeout;
@@ -386,6 +393,7 @@ impl RunningApp {
             core.rpc_server.stop().await;
             core.client.stop().await;
         }
+        self.modules.shutdown().await;
         for hooks in self.lifecycles.iter().rev() {
             hooks.shutdown().await;
         }
@@ -439,7 +447,12 @@ mod tests {
     #[tokio::test]
     async fn unique_session_bind_succeeds_when_the_kick_fails() {
         let pool = SessionPool::new();
-        register_unique_session(&pool);
+        let ctx = pitaya_modules::ModuleContext {
+            server: Arc::new(Server::new("connector", true, Default::default())),
+            sessions: pool.clone(),
+            die: DieSignal::new(),
+        };
+        pitaya_modules::Module::init(&UniqueSession { cluster: None }, &ctx).await.unwrap();
         let old_conn = Arc::new(KickFails::default());
         let old = pool.create(old_conn.clone());
         old.bind("u").await.unwrap();

@@ -64,6 +64,7 @@ pub struct Builder {
     pub(crate) remotes: Vec<RemoteComponent>,
     pub(crate) routes: std::collections::HashMap<String, RouteFn>,
     pub(crate) cluster: Option<ClusterFactory>,
+    pub(crate) modules: Vec<(String, Arc<dyn pitaya_modules::Module>)>,
 }
 
 impl Default for Builder {
@@ -94,6 +95,7 @@ impl Builder {
             remotes: Vec::new(),
             routes: std::collections::HashMap::new(),
             cluster: None,
+            modules: Vec::new(),
         }
     }
 
@@ -203,6 +205,13 @@ impl Builder {
         self
     }
 
+    /// Registers a module under `name` (Go's `RegisterModule`): started with the server
+    /// after the framework's own modules, in registration order, and stopped in reverse.
+    pub fn module(mut self, name: impl Into<String>, module: impl pitaya_modules::Module) -> Self {
+        self.modules.push((name.into(), Arc::new(module)));
+        self
+    }
+
     /// Registers remote methods, called by other servers through user RPC.
     pub fn remote(mut self, component: RemoteComponent) -> Self {
         self.remotes.push(component);
@@ -240,11 +249,7 @@ impl Builder {
         let cluster = cluster.clone();
         self.cluster(move |setup| async move {
             let (discovery, client, server) = cluster.join((*setup.server).clone());
-            Ok(ClusterParts {
-                discovery: Arc::new(discovery),
-                client: Arc::new(client),
-                server: Arc::new(server),
-            })
+            Ok(ClusterParts::new(Arc::new(discovery), Arc::new(client), Arc::new(server)))
         })
     }
 
@@ -272,11 +277,67 @@ impl Builder {
                 (*server).clone(),
                 die,
             );
-            Ok(ClusterParts {
-                discovery: Arc::new(discovery),
-                client: Arc::new(client),
-                server: Arc::new(rpc_server),
-            })
+            Ok(ClusterParts::new(Arc::new(discovery), Arc::new(client), Arc::new(rpc_server)))
+        })
+    }
+
+    /// Runs in cluster mode over etcd discovery and gRPC RPC, with the etcd binding
+    /// storage that gRPC needs to reach users by uid (spec §7, §8.6): Go Pitaya's
+    /// alternative cluster. Configured from `pitaya.cluster.sd.etcd.*`,
+    /// `pitaya.cluster.rpc.{client,server}.grpc.*` and
+    /// `pitaya.modules.bindingstorage.etcd.*`.
+    ///
+    /// The gRPC server listens on all interfaces on `pitaya.cluster.rpc.server.grpc.port`
+    /// (0 picks a free port), as Go's does. The discovery record's `grpcPort` is the
+    /// bound port and `grpcHost` must be given with [`metadata`](Self::metadata) (the
+    /// address peers can reach), unless the application sets both itself.
+    #[cfg(all(feature = "etcd", feature = "grpc"))]
+    pub fn etcd_grpc_cluster(self) -> Self {
+        self.cluster(|setup| async move {
+            use pitaya_cluster::{GRPC_HOST_KEY, GRPC_PORT_KEY};
+            let ClusterSetup { server, config, die } = setup;
+            let listen = std::net::SocketAddr::from((
+                std::net::Ipv4Addr::UNSPECIFIED,
+                config.cluster.rpc.server.grpc.port,
+            ));
+            let rpc_server = pitaya_grpc::GrpcRpcServer::bind(listen).await?;
+            let mut record = (*server).clone();
+            record
+                .metadata
+                .entry(GRPC_PORT_KEY.to_owned())
+                .or_insert_with(|| rpc_server.local_addr().port().to_string());
+            if !record.metadata.contains_key(GRPC_HOST_KEY) {
+                return Err(Error::unknown(
+                    "gRPC listens on all interfaces: set the address peers reach it at with \
+                     .metadata(\"grpcHost\", ...)",
+                ));
+            }
+            let me = Arc::new(record);
+            let bindings = Arc::new(pitaya_etcd::EtcdBindingStorage::new(
+                config.modules.binding_storage.etcd.clone(),
+                me.clone(),
+            ));
+            let client = Arc::new(pitaya_grpc::GrpcRpcClient::new(
+                &config.cluster.rpc.client.grpc,
+                config.cluster.info.region.clone(),
+                me.clone(),
+                Some(bindings.clone() as Arc<dyn pitaya_cluster::BindingStorage>),
+            ));
+            let discovery = pitaya_etcd::EtcdServiceDiscovery::new(
+                config.cluster.sd.etcd.clone(),
+                (*me).clone(),
+                die,
+            );
+            pitaya_cluster::ServiceDiscovery::add_listener(&discovery, client.clone());
+            let module = crate::modules::BindingStorageModule::new(
+                bindings.clone(),
+                |b| async move { b.start().await },
+                |b| async move { b.stop().await },
+            );
+            let mut parts = ClusterParts::new(Arc::new(discovery), client, Arc::new(rpc_server));
+            parts.bindings = Some(bindings as Arc<dyn pitaya_cluster::BindingStorage>);
+            parts.modules.push((crate::modules::BINDING_STORAGE.to_owned(), Arc::new(module)));
+            Ok(parts)
         })
     }
 
@@ -331,6 +392,7 @@ impl Builder {
             remotes,
             routes: self.routes,
             cluster: self.cluster,
+            modules: self.modules,
         })
     }
 }

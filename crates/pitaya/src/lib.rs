@@ -40,13 +40,15 @@
 //! |---|---|---|
 //! | `client` | yes | `pitaya::client`, the async Rust client |
 //! | `etcd` | no | `pitaya::etcd`, etcd service discovery (its build needs `protoc`) |
-//! | `nats` | no | `pitaya::nats`, NATS RPC; with `etcd`, [`Builder::etcd_nats_cluster`] |
+//! | `nats` | no | `pitaya::nats`, NATS RPC; with `etcd`, `Builder::etcd_nats_cluster` |
+//! | `grpc` | no | `pitaya::grpc`, gRPC RPC; with `etcd`, `Builder::etcd_grpc_cluster` (with etcd binding storage) |
 
 mod app;
 mod builder;
 pub mod cluster;
 mod dispatch;
 mod handle;
+pub mod modules;
 
 pub use app::{App, RunningApp};
 pub use builder::{AcceptorSpec, Builder};
@@ -63,6 +65,7 @@ pub use pitaya_core::{BoxFuture, Error, codes};
 #[cfg(feature = "etcd")]
 pub use pitaya_etcd as etcd;
 pub use pitaya_groups as groups;
+pub use pitaya_modules::{BinaryModule, Module, ModuleContext};
 pub use pitaya_handler as handler;
 pub use pitaya_handler::{
     Component, Json, Lifecycle, Msg, Proto, RemoteComponent, RemoteRequest, RouteInfo, State,
@@ -70,6 +73,8 @@ pub use pitaya_handler::{
 };
 #[cfg(feature = "nats")]
 pub use pitaya_nats as nats;
+#[cfg(feature = "grpc")]
+pub use pitaya_grpc as grpc;
 pub use pitaya_serialize as serialize;
 pub use pitaya_serialize::SerializerKind;
 pub use pitaya_session as session;

@@ -103,10 +103,6 @@ pub async fn main() -> ExitCode {
         }
     };
     let _guard = init_logging(flags.debug);
-    if flags.grpc {
-        tracing::error!("gRPC RPC is not available yet: run with -grpc=false (NATS)");
-        return ExitCode::from(2);
-    }
     // As in Go: these two flags beat the environment.
     let config = ConfigLoader::standard(None).and_then(|l| {
         l.set("pitaya.cluster.sd.etcd.prefix", &flags.sd_prefix)
@@ -120,7 +116,9 @@ pub async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = builder(&flags.opts).config(config).etcd_nats_cluster().build();
+    // As Go's example: gRPC comes with the etcd binding storage, NATS needs none.
+    let builder = builder(&flags.opts).config(config);
+    let app = if flags.grpc { builder.etcd_grpc_cluster() } else { builder.etcd_nats_cluster() }.build();
     let result = match app {
         Ok(app) => app.run().await,
         Err(e) => Err(e),

@@ -36,13 +36,19 @@ pub const NO_SERVERS: &str = "no servers available of this type";
 
 /// The transports of a cluster server: its discovery and its RPC client and server.
 pub struct ClusterParts {
-    /// Service discovery; its `this_server()` must be the record given in
-    /// [`ClusterSetup`].
+    /// Service discovery. Its `this_server()` is this server's record: the one given in
+    /// [`ClusterSetup`], possibly with metadata added (e.g. the bound gRPC port).
     pub discovery: Arc<dyn ServiceDiscovery>,
     /// Sends RPCs, pushes and kicks.
     pub client: Arc<dyn RpcClient>,
     /// Receives them.
     pub server: Arc<dyn RpcServer>,
+    /// Where users are bound (needed by transports without per-user subjects, gRPC):
+    /// kept up to date by the binding-storage module on frontends.
+    pub bindings: Option<Arc<dyn BindingStorage>>,
+    /// Modules the transports need (e.g. the binding storage's lifecycle), started
+    /// before the application's own.
+    pub modules: Vec<(String, Arc<dyn pitaya_modules::Module>)>,
 }
 
 impl std::fmt::Debug for ClusterParts {
@@ -60,6 +66,17 @@ pub struct ClusterSetup {
     pub config: PitayaConfig,
     /// Raise it when a transport cannot go on: the server then shuts down.
     pub die: DieSignal,
+}
+
+impl ClusterParts {
+    /// Parts without binding storage or modules.
+    pub fn new(
+        discovery: Arc<dyn ServiceDiscovery>,
+        client: Arc<dyn RpcClient>,
+        server: Arc<dyn RpcServer>,
+    ) -> Self {
+        Self { discovery, client, server, bindings: None, modules: Vec::new() }
+    }
 }
 
 pub(crate) type ClusterFactory =
@@ -298,9 +315,8 @@ impl ClusterCore {
         futures_util::future::join_all(kicks).await.into_iter().flatten().collect()
     }
 
-    /// Registers the frontend's bind callbacks: per-user subscriptions (spec §6.2) and,
-    /// with `unique`, the cluster half of the unique-session module (spec §8.5).
-    pub(crate) fn register_bind_callbacks(self: &Arc<Self>, unique: bool) {
+    /// Registers the frontend's bind callback: per-user subscriptions (spec §6.2).
+    pub(crate) fn register_bind_callbacks(self: &Arc<Self>) {
         if !self.me.frontend {
             return;
         }
@@ -314,16 +330,6 @@ impl ClusterCore {
                 Ok(())
             }
         });
-        if unique {
-            let core = Arc::downgrade(self);
-            self.pool.on_session_bind(move |session| {
-                let core = core.upgrade();
-                async move {
-                    let (Some(core), Some(uid)) = (core, session.uid()) else { return Ok(()) };
-                    core.client.broadcast_session_bind(&uid).await
-                }
-            });
-        }
     }
 }
 
