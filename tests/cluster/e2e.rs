@@ -28,7 +28,22 @@ macro_rules! both_transports {
     };
 }
 
-both_transports!(handler_call_to_front, group_front, kick, unique_session_should_kick, unique_session_should_succeed_if_kick_fails, same_uid_user_should_be_kicked, same_uid_user_should_be_kicked_in_different_servers_from_same_type, same_uid_user_should_not_be_kicked_in_different_servers_from_diff_type, kick_on_back, push_to_users, forward_to_backend, group_back, user_rpc, loopback_rpc);
+both_transports!(
+    handler_call_to_front,
+    group_front,
+    kick,
+    unique_session_should_kick,
+    unique_session_should_succeed_if_kick_fails,
+    same_uid_user_should_be_kicked,
+    same_uid_user_should_be_kicked_in_different_servers_from_same_type,
+    same_uid_user_should_not_be_kicked_in_different_servers_from_diff_type,
+    kick_on_back,
+    push_to_users,
+    forward_to_backend,
+    group_back,
+    user_rpc,
+    loopback_rpc
+);
 
 const NONSENSE: &[u8] = br#"{"code":"PIT-000","msg":"you are making a rpc that may be processed locally, either specify a different server type or specify a server id"}"#;
 

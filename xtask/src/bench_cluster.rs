@@ -158,7 +158,8 @@ pub(super) fn run(root: &Path) -> Result<()> {
         .iter()
         .map(|case| run_case(&loadgen_bin, &pin, &cluster, case))
         .collect::<Result<Vec<_>>>()?;
-    let mut logs = vec![("frontend", cluster.frontend.printed()), ("backend", cluster.backend.printed())];
+    let mut logs =
+        vec![("frontend", cluster.frontend.printed()), ("backend", cluster.backend.printed())];
     drop(cluster);
     let grpc = Cluster::start(&testing, &pin, true)?;
     for case in &GRPC_CASES {

@@ -1,5 +1,10 @@
-//! etcd service discovery for Pitaya for Rust, wire-compatible with Go Pitaya (spec §5):
-//! Rust and Go servers sharing an etcd prefix form one cluster.
+//! Pitaya for Rust on etcd, wire-compatible with Go Pitaya: Rust and Go servers sharing
+//! an etcd form one cluster.
+//!
+//! - [`EtcdServiceDiscovery`]: service discovery (spec §5).
+//! - [`EtcdBindingStorage`]: which frontend holds each uid (spec §8.6), needed by the
+//!   gRPC transport.
+//! - [`EtcdGroups`]: groups shared by every server of the cluster (spec §9).
 //!
 //! ```no_run
 //! use std::collections::BTreeMap;
@@ -62,8 +67,10 @@
 //! discovery has no TLS settings either).
 
 mod backoff;
+mod bindings;
 mod discovery;
 mod error;
+mod groups;
 mod keys;
 mod lease;
 mod shared;
@@ -71,7 +78,13 @@ mod sync;
 mod view;
 mod watch;
 
+pub use bindings::{BindingStorageError, EtcdBindingStorage};
 pub use discovery::EtcdServiceDiscovery;
 pub use error::SdError;
+pub use groups::EtcdGroups;
+/// The configuration [`EtcdBindingStorage::new`] takes (`pitaya.modules.bindingstorage.etcd.*`).
+pub use pitaya_config::model::EtcdBindingStorageConfig;
+/// The configuration [`EtcdGroups::connect`] takes (`pitaya.groups.etcd.*`).
+pub use pitaya_config::model::EtcdGroupsConfig;
 /// The configuration [`EtcdServiceDiscovery::new`] takes (`pitaya.cluster.sd.etcd.*`).
 pub use pitaya_config::model::EtcdSdConfig;

@@ -22,6 +22,9 @@ pub enum GroupError {
     /// Renewing the TTL of a memory group created without one.
     #[error("memory group TTL not found")]
     TtlNotFound,
+    /// Renewing the TTL of an etcd group created without one (Go's etcd text).
+    #[error("etcd lease not found in group")]
+    EtcdLeaseNotFound,
     /// The backing store failed (etcd implementation).
     #[error("group storage error: {0}")]
     Storage(String),

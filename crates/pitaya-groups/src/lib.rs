@@ -52,6 +52,7 @@ pub trait Groups: Send + Sync + 'static {
     fn count(&self, name: &str) -> BoxFuture<'_, GroupResult<usize>>;
 
     /// Restarts the TTL countdown. Errors: [`GroupError::NotFound`],
-    /// [`GroupError::TtlNotFound`] for a group without TTL.
+    /// [`GroupError::TtlNotFound`] (memory) or [`GroupError::EtcdLeaseNotFound`] (etcd)
+    /// for a group without TTL, with each of Go's texts.
     fn renew_ttl(&self, name: &str) -> BoxFuture<'_, GroupResult<()>>;
 }

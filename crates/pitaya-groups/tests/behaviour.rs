@@ -1,39 +1,19 @@
-//! Behaviour every `Groups` implementation must show (spec §9). The etcd implementation
-//! runs the same checks through `check_basic_behaviour`.
+//! `MemoryGroups` against the behaviour every `Groups` implementation shows (`suite`,
+//! shared with the etcd implementation's tests in `pitaya-etcd`), plus memory-only TTL
+//! checks on a paused clock.
+
+mod suite;
 
 use std::time::Duration;
 
 use pitaya_groups::{GroupError, Groups, MemoryGroups};
 
-async fn check_basic_behaviour(g: &dyn Groups) {
-    g.create("room").await.unwrap();
-    assert_eq!(g.create("room").await, Err(GroupError::AlreadyExists));
-    assert_eq!(g.add_member("nope", "a").await, Err(GroupError::NotFound));
-    assert_eq!(g.add_member("room", "").await, Err(GroupError::EmptyUid));
-    g.add_member("room", "b").await.unwrap();
-    g.add_member("room", "a").await.unwrap();
-    assert_eq!(g.add_member("room", "a").await, Err(GroupError::MemberAlreadyExists));
-    let mut members = g.members("room").await.unwrap();
-    members.sort();
-    assert_eq!(members, ["a", "b"]);
-    assert_eq!(g.contains("room", "a").await, Ok(true));
-    assert_eq!(g.contains("room", "z").await, Ok(false));
-    assert_eq!(g.count("room").await, Ok(2));
-    assert_eq!(g.remove_member("room", "z").await, Err(GroupError::MemberNotFound));
-    g.remove_member("room", "a").await.unwrap();
-    assert_eq!(g.count("room").await, Ok(1));
-    g.remove_all("room").await.unwrap();
-    assert_eq!(g.count("room").await, Ok(0));
-    assert_eq!(g.renew_ttl("room").await, Err(GroupError::TtlNotFound));
-    g.delete("room").await.unwrap();
-    assert_eq!(g.delete("room").await, Err(GroupError::NotFound));
-    assert_eq!(g.members("room").await, Err(GroupError::NotFound));
-    assert_eq!(GroupError::MemberNotFound.to_string(), "member not found in the group");
-}
-
-#[tokio::test]
-async fn memory_basic_behaviour() {
-    check_basic_behaviour(&MemoryGroups::default()).await;
+/// The shared behaviours, in real time: a 100 ms sweep tick against their 2 s TTLs.
+mod memory {
+    crate::suite::behaviour_tests!(
+        crate::suite::Flavor::Memory,
+        pitaya_groups::MemoryGroups::new(std::time::Duration::from_millis(100))
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -32,7 +32,10 @@ struct Running {
 
 impl BinaryModule {
     /// A module running `program` with `args`.
-    pub fn new(program: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn new(
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         Self {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
@@ -80,7 +83,9 @@ impl Module for BinaryModule {
                 .stderr(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|e| Error::unknown(format!("binary module: cannot start {}: {e}", self.program)))?;
+                .map_err(|e| {
+                    Error::unknown(format!("binary module: cannot start {}: {e}", self.program))
+                })?;
             if let Some(out) = child.stdout.take() {
                 forward(out, self.program.clone(), false);
             }
@@ -135,6 +140,9 @@ async fn wait_exit(mut exited: watch::Receiver<bool>) {
 
 impl std::fmt::Debug for BinaryModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BinaryModule").field("program", &self.program).field("args", &self.args).finish()
+        f.debug_struct("BinaryModule")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .finish()
     }
 }

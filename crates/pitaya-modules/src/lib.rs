@@ -72,7 +72,11 @@ impl Modules {
     ///
     /// # Errors
     /// `PIT-000` when `name` is taken (Go refuses it too).
-    pub fn register(&mut self, name: impl Into<String>, module: Arc<dyn Module>) -> Result<(), Error> {
+    pub fn register(
+        &mut self,
+        name: impl Into<String>,
+        module: Arc<dyn Module>,
+    ) -> Result<(), Error> {
         let name = name.into();
         if self.get(&name).is_some() {
             return Err(Error::unknown(format!("a module named {name} is already registered")));
@@ -183,7 +187,16 @@ mod tests {
         m.shutdown().await;
         assert_eq!(
             *log.lock().unwrap(),
-            ["init a", "init b", "after a", "after b", "before b", "before a", "shutdown b", "shutdown a"]
+            [
+                "init a",
+                "init b",
+                "after a",
+                "after b",
+                "before b",
+                "before a",
+                "shutdown b",
+                "shutdown a"
+            ]
         );
     }
 

@@ -20,7 +20,8 @@ async fn the_program_dying_stops_the_server() {
     let ctx = ctx();
     let m = BinaryModule::new("sh", ["-c", "echo hello; sleep 0.2; exit 3"]);
     m.init(&ctx).await.unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(5), ctx.die.wait()).await.expect("die signal");
+    let reason =
+        tokio::time::timeout(Duration::from_secs(5), ctx.die.wait()).await.expect("die signal");
     assert!(reason.contains("exited"), "{reason}");
     assert!(m.exited());
 }
@@ -48,6 +49,9 @@ async fn a_program_ignoring_sigterm_is_killed_after_the_grace_period() {
 
 #[tokio::test]
 async fn a_missing_program_fails_init() {
-    let e = BinaryModule::new("/nonexistent/program", Vec::<String>::new()).init(&ctx()).await.unwrap_err();
+    let e = BinaryModule::new("/nonexistent/program", Vec::<String>::new())
+        .init(&ctx())
+        .await
+        .unwrap_err();
     assert!(e.message().contains("cannot start"));
 }

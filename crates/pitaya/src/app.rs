@@ -22,8 +22,8 @@ use pitaya_handler::Remotes;
 use crate::builder::{AcceptorSpec, Builder};
 use crate::cluster::{ClusterCore, ClusterFactory, ClusterSetup, RouteFn};
 use crate::dispatch::{HandlerCore, Handlers, LocalDispatch};
-use crate::modules::{UNIQUE_SESSION, UniqueSession};
 use crate::handle::{AppHandle, HandleInner};
+use crate::modules::{UNIQUE_SESSION, UniqueSession};
 
 /// A configured server, not yet listening. Built by [`Builder::build`].
 pub struct App {

@@ -331,7 +331,7 @@ impl Builder {
             pitaya_cluster::ServiceDiscovery::add_listener(&discovery, client.clone());
             let module = crate::modules::BindingStorageModule::new(
                 bindings.clone(),
-                |b| async move { b.start().await },
+                |b| async move { b.start().await.map_err(Error::from) },
                 |b| async move { b.stop().await },
             );
             let mut parts = ClusterParts::new(Arc::new(discovery), client, Arc::new(rpc_server));

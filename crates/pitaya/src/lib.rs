@@ -65,16 +65,16 @@ pub use pitaya_core::{BoxFuture, Error, codes};
 #[cfg(feature = "etcd")]
 pub use pitaya_etcd as etcd;
 pub use pitaya_groups as groups;
-pub use pitaya_modules::{BinaryModule, Module, ModuleContext};
+#[cfg(feature = "grpc")]
+pub use pitaya_grpc as grpc;
 pub use pitaya_handler as handler;
 pub use pitaya_handler::{
     Component, Json, Lifecycle, Msg, Proto, RemoteComponent, RemoteRequest, RouteInfo, State,
     Valid, after_fn, before_fn,
 };
+pub use pitaya_modules::{BinaryModule, Module, ModuleContext};
 #[cfg(feature = "nats")]
 pub use pitaya_nats as nats;
-#[cfg(feature = "grpc")]
-pub use pitaya_grpc as grpc;
 pub use pitaya_serialize as serialize;
 pub use pitaya_serialize::SerializerKind;
 pub use pitaya_session as session;

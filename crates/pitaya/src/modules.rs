@@ -61,7 +61,11 @@ type StopFn = Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 impl BindingStorageModule {
     /// A module keeping `storage` up to date; `start` and `stop` run at the module's
     /// `init` and `shutdown`.
-    pub fn new<S, Fs, Ft>(storage: Arc<S>, start: impl Fn(Arc<S>) -> Fs + Send + Sync + 'static, stop: impl Fn(Arc<S>) -> Ft + Send + Sync + 'static) -> Self
+    pub fn new<S, Fs, Ft>(
+        storage: Arc<S>,
+        start: impl Fn(Arc<S>) -> Fs + Send + Sync + 'static,
+        stop: impl Fn(Arc<S>) -> Ft + Send + Sync + 'static,
+    ) -> Self
     where
         S: BindingStorage,
         Fs: std::future::Future<Output = Result<(), Error>> + Send + 'static,

@@ -118,7 +118,8 @@ pub async fn main() -> ExitCode {
     };
     // As Go's example: gRPC comes with the etcd binding storage, NATS needs none.
     let builder = builder(&flags.opts).config(config);
-    let app = if flags.grpc { builder.etcd_grpc_cluster() } else { builder.etcd_nats_cluster() }.build();
+    let app =
+        if flags.grpc { builder.etcd_grpc_cluster() } else { builder.etcd_nats_cluster() }.build();
     let result = match app {
         Ok(app) => app.run().await,
         Err(e) => Err(e),

@@ -1,0 +1,145 @@
+//! Go's error texts and the mapping of gRPC statuses to Pitaya errors (spec §2.5, §7).
+
+use std::time::Duration;
+
+use pitaya_core::Error;
+use tonic::{Code, Status};
+
+/// Go's `ErrNoConnectionToServer`: the target has no usable gRPC address, or left
+/// service discovery (spec §7).
+pub const NO_CONNECTION: &str = "rpc client has no connection to the chosen server";
+
+/// Go's `ErrNoBindingStorageModule`: reaching a user by uid over gRPC needs the binding
+/// storage (spec §8.6).
+pub const NO_BINDING_STORAGE: &str = "for sending remote pushes or using unique session module while using grpc you need to pass it a BindingStorage";
+
+/// Go's `ErrNoContextFound`: the status of a `Call` whose `Request.metadata` is missing
+/// or not a JSON object (spec §6.5, §7).
+pub const NO_CONTEXT: &str = "no context found";
+
+/// The message of a status after the client stopped.
+pub(crate) const STOPPED: &str = "rpc client: stopped";
+
+pub(crate) fn no_connection() -> Error {
+    Error::unknown(NO_CONNECTION)
+}
+
+pub(crate) fn no_binding_storage() -> Error {
+    Error::unknown(NO_BINDING_STORAGE)
+}
+
+pub(crate) fn stopped() -> Error {
+    Error::unknown(STOPPED)
+}
+
+/// What went wrong with one gRPC call, before it becomes an [`Error`].
+pub(crate) enum CallFailure {
+    /// No answer within the timeout (our timer, or the peer's deadline status).
+    TimedOut,
+    /// Any other status: dial failures, the peer's `Unknown` errors.
+    Status(Status),
+}
+
+impl From<Status> for CallFailure {
+    fn from(status: Status) -> Self {
+        // Go's server reports an expired deadline as DeadlineExceeded; tonic's own
+        // server-side `grpc-timeout` enforcement answers Cancelled "Timeout expired".
+        let tonic_timeout =
+            status.code() == Code::Cancelled && status.message() == "Timeout expired";
+        if status.code() == Code::DeadlineExceeded || tonic_timeout {
+            Self::TimedOut
+        } else {
+            Self::Status(status)
+        }
+    }
+}
+
+impl CallFailure {
+    /// The error a caller gets. A timeout becomes `PIT-408` with Go's metadata (what the
+    /// Go NATS client reports). Go's gRPC client passes its own deadline error through
+    /// raw instead, so a Go caller sees `PIT-000` `rpc error: code = DeadlineExceeded desc
+    /// = context deadline exceeded`; we report it as the timeout it is. Other statuses
+    /// become `PIT-000` with grpc-go's text, `rpc error: code = <Code> desc = <message>`.
+    pub(crate) fn into_error(
+        self,
+        timeout: Duration,
+        route: &str,
+        me: &str,
+        target: &str,
+    ) -> Error {
+        match self {
+            Self::TimedOut => pitaya_cluster::timeout_error(timeout, route, me, target),
+            Self::Status(status) => status_error(status),
+        }
+    }
+}
+
+/// `PIT-000` with grpc-go's `status.Error` text.
+///
+/// A status made on this side from a transport error (a failed dial) says little by
+/// itself (`tcp connect error`), so the error's causes are appended.
+pub(crate) fn status_error(status: Status) -> Error {
+    let mut desc = status.message().to_owned();
+    let mut cause = std::error::Error::source(&status);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !desc.ends_with(&text) {
+            desc.push_str(": ");
+            desc.push_str(&text);
+        }
+        cause = c.source();
+    }
+    let text = format!("rpc error: code = {} desc = {desc}", go_code(status.code()));
+    Error::unknown(text).with_source(status)
+}
+
+/// grpc-go's name of `code` (`codes.Code.String()`); it spells `Canceled` with one l.
+fn go_code(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_like_grpc_go() {
+        let e = status_error(Status::unknown("session not found"));
+        assert_eq!(e.code(), "PIT-000");
+        assert_eq!(e.message(), "rpc error: code = Unknown desc = session not found");
+        let e = status_error(Status::cancelled("x"));
+        assert_eq!(e.message(), "rpc error: code = Canceled desc = x");
+        assert_eq!(go_code(Code::Unavailable), "Unavailable");
+    }
+
+    #[test]
+    fn deadlines_become_pit_408() {
+        let d = Duration::from_secs(1);
+        for status in [Status::deadline_exceeded("x"), Status::cancelled("Timeout expired")] {
+            let e = CallFailure::from(status).into_error(d, "g.s.m", "me", "peer");
+            assert_eq!((e.code(), e.message()), ("PIT-408", "rpc client: request timeout"));
+            assert_eq!(e.metadata().get("timeout").map(String::as_str), Some("1s"));
+            assert_eq!(e.metadata().get("route").map(String::as_str), Some("g.s.m"));
+        }
+        let e = CallFailure::from(Status::cancelled("other")).into_error(d, "r", "me", "peer");
+        assert_eq!(e.code(), "PIT-000");
+    }
+}
