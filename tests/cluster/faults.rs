@@ -64,11 +64,22 @@ fn registered(etcd: &str, prefix: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn killed_backend_gives_errors_not_hangs_and_is_routed_around() {
+    killed_backend_gives_errors_not_hangs_and_is_routed_around_over(false).await;
+}
+
+#[tokio::test]
+async fn killed_backend_gives_errors_not_hangs_and_is_routed_around_grpc() {
+    killed_backend_gives_errors_not_hangs_and_is_routed_around_over(true).await;
+}
+
+async fn killed_backend_gives_errors_not_hangs_and_is_routed_around_over(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
-        let mut b1 = launch(&with_env(Launch::new("game", false, &prefix), &[TTL]));
-        let _b2 = launch(&with_env(Launch::new("game", false, &prefix), &[TTL]));
-        let front = launch(&with_env(Launch::new("connector", true, &prefix), &[TTL]));
+        let mut b1 =
+            launch(&with_env(Launch { grpc, ..Launch::new("game", false, &prefix) }, &[TTL]));
+        let _b2 = launch(&with_env(Launch { grpc, ..Launch::new("game", false, &prefix) }, &[TTL]));
+        let front =
+            launch(&with_env(Launch { grpc, ..Launch::new("connector", true, &prefix) }, &[TTL]));
         let (c, _p) = connect(&front.addr).await;
         assert!(recovers(&c, 10, Duration::from_secs(10)).await, "cluster never worked");
         // Clients keep sending while the backend dies: requests in flight on it fail
@@ -105,11 +116,20 @@ async fn killed_backend_gives_errors_not_hangs_and_is_routed_around() {
 
 #[tokio::test]
 async fn graceful_stop_deregisters_at_once_and_a_restart_is_seen_again() {
+    graceful_stop_deregisters_at_once_and_a_restart_is_seen_again_over(false).await;
+}
+
+#[tokio::test]
+async fn graceful_stop_deregisters_at_once_and_a_restart_is_seen_again_grpc() {
+    graceful_stop_deregisters_at_once_and_a_restart_is_seen_again_over(true).await;
+}
+
+async fn graceful_stop_deregisters_at_once_and_a_restart_is_seen_again_over(grpc: bool) {
     within(async {
         let prefix = sd_prefix();
         let etcd = pitaya_test_services::shared_etcd_endpoint();
-        let front = launch(&Launch::new("connector", true, &prefix));
-        let mut back = launch(&Launch::new("game", false, &prefix));
+        let front = launch(&Launch { grpc, ..Launch::new("connector", true, &prefix) });
+        let mut back = launch(&Launch { grpc, ..Launch::new("game", false, &prefix) });
         let (c, _p) = connect(&front.addr).await;
         assert!(recovers(&c, 5, Duration::from_secs(10)).await);
         assert_eq!(registered(&etcd, &prefix).len(), 2);
@@ -119,7 +139,7 @@ async fn graceful_stop_deregisters_at_once_and_a_restart_is_seen_again() {
         // Without a backend the frontend answers at once.
         let e = c.request(ROUTE, "{}").await.unwrap_err();
         assert_eq!(e.server_code(), Some("PIT-500"));
-        let _again: ServerProc = launch(&Launch::new("game", false, &prefix));
+        let _again: ServerProc = launch(&Launch { grpc, ..Launch::new("game", false, &prefix) });
         assert!(recovers(&c, 5, Duration::from_secs(10)).await, "restarted backend not used");
         assert_eq!(registered(&etcd, &prefix).len(), 2);
     })

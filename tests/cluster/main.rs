@@ -6,10 +6,12 @@
 //!   launched as separate processes over real etcd and NATS.
 //! - [`interop`]: a raw NATS client and etcdctl playing Go peers, with the bytes of
 //!   spec Appendix A.
+//! - [`modules`]: the module lifecycle and the binary module on a running server.
 //! - [`faults`]: backends killed under load, NATS and etcd restarted.
 
 mod e2e;
 mod faults;
 mod interop;
 mod memory;
+mod modules;
 mod support;
