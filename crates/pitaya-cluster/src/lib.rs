@@ -10,6 +10,7 @@
 //! - [`memory`]: in-process implementations of both, for tests and single-process
 //!   clusters.
 //! - [`context`]: the `reqTimeout` rules of the propagated context.
+//! - [`gate`]: in-flight accounting for transports that drain on stop.
 //! - [`DieSignal`]: how a layer that cannot go on asks the application to stop.
 //!
 //! Swapping NATS for gRPC, or etcd for another discovery, means passing another
@@ -19,6 +20,7 @@ mod binding;
 pub mod context;
 mod die;
 mod discovery;
+pub mod gate;
 pub mod memory;
 mod rpc;
 mod server;

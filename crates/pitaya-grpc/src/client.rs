@@ -13,7 +13,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use crate::errors::{CallFailure, no_binding_storage, no_connection, stopped};
-use crate::gate::Gate;
+use pitaya_cluster::gate::Gate;
 use crate::peers::{DialSettings, Peers};
 use crate::proto::pitaya_client::PitayaClient;
 

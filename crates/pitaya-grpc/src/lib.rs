@@ -42,7 +42,7 @@
 //! - `errors`: Go's error texts and the mapping of gRPC statuses to Pitaya errors.
 //! - [`proto`]: the tonic client and server generated from `proto/protos/service.proto`
 //!   (no system `protoc`: protox compiles it), over the messages of `pitaya_protos`.
-//! - `gate`: in-flight tracking for a bounded `stop`.
+//! - in-flight tracking for a bounded `stop` is `pitaya_cluster::gate`.
 //!
 //! # Features
 //! None. There is no TLS, as in Go Pitaya.
@@ -50,7 +50,6 @@
 mod address;
 mod client;
 mod errors;
-mod gate;
 mod peers;
 mod server;
 mod service;

@@ -12,7 +12,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
-use crate::gate::Gate;
+use pitaya_cluster::gate::Gate;
 use crate::proto::pitaya_server::PitayaServer;
 use crate::service::PitayaService;
 

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tonic::Status;
 
 use crate::errors::NO_CONTEXT;
-use crate::gate::Gate;
+use pitaya_cluster::gate::Gate;
 use crate::proto::pitaya_server::Pitaya;
 
 /// Serves the four methods. Each handler call runs in its own task, counted by `gate`: a

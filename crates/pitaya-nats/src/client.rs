@@ -13,7 +13,7 @@ use pitaya_core::{BoxFuture, Context, Error};
 use prost::Message;
 
 use crate::connection::{ConnSettings, Connection};
-use crate::gate::Gate;
+use pitaya_cluster::gate::Gate;
 use crate::subjects::{
     bindings_subject, check_subject, server_subject, user_kick_subject, user_push_subject,
 };

@@ -31,14 +31,13 @@
 //!   `services` concurrent handlers, replies).
 //! - `users`: per-user push and kick subscriptions, counted per uid; `ordered`: in-order
 //!   delivery behind a bounded queue, for them and for bind announcements.
-//! - `gate`: in-flight tracking for a bounded `stop`.
+//! - in-flight tracking for a bounded `stop` is `pitaya_cluster::gate`.
 //!
 //! # Features
 //! None. TLS (`tls://` URLs) uses rustls with ring.
 
 mod client;
 mod connection;
-mod gate;
 mod ordered;
 mod requests;
 mod server;
