@@ -66,7 +66,10 @@ async fn modules_start_in_order_after_unique_session_and_stop_in_reverse() {
             .await
             .unwrap();
         app.shutdown().await;
-        assert_eq!(*log.lock().unwrap(), ["init a lobby", "init b lobby", "shutdown b", "shutdown a"]);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["init a lobby", "init b lobby", "shutdown b", "shutdown a"]
+        );
         let dup = Pitaya::builder()
             .tcp("127.0.0.1:0")
             .component(component())

@@ -13,9 +13,9 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use crate::errors::{CallFailure, no_binding_storage, no_connection, stopped};
-use pitaya_cluster::gate::Gate;
 use crate::peers::{DialSettings, Peers};
 use crate::proto::pitaya_client::PitayaClient;
+use pitaya_cluster::gate::Gate;
 
 /// gRPC method paths, used as the `route` of a timeout error when there is no Pitaya
 /// route.

@@ -12,9 +12,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
-use pitaya_cluster::gate::Gate;
 use crate::proto::pitaya_server::PitayaServer;
 use crate::service::PitayaService;
+use pitaya_cluster::gate::Gate;
 
 /// How long [`RpcServer::stop`] lets the calls being served finish before it abandons
 /// them. A caller with the default 5 s request timeout has given up by then anyway.

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tonic::Status;
 
 use crate::errors::NO_CONTEXT;
-use pitaya_cluster::gate::Gate;
 use crate::proto::pitaya_server::Pitaya;
+use pitaya_cluster::gate::Gate;
 
 /// Serves the four methods. Each handler call runs in its own task, counted by `gate`: a
 /// caller that gives up (deadline, reset stream) does not cancel it, as in Go, and the

@@ -13,10 +13,10 @@ use pitaya_core::{BoxFuture, Context, Error};
 use prost::Message;
 
 use crate::connection::{ConnSettings, Connection};
-use pitaya_cluster::gate::Gate;
 use crate::subjects::{
     bindings_subject, check_subject, server_subject, user_kick_subject, user_push_subject,
 };
+use pitaya_cluster::gate::Gate;
 
 /// Go's text for a request nobody is subscribed to (spec §6.3).
 const NO_RESPONDERS: &str = "nats: no responders available for request";
