@@ -162,10 +162,12 @@ async fn rust_frontend_forwards_to_a_go_backend() {
         assert_eq!(raw[0], 0x12, "first field is the session");
         let ctx: serde_json::Value = serde_json::from_slice(&req.metadata).unwrap();
         let keys: Vec<&str> = ctx.as_object().unwrap().keys().map(String::as_str).collect();
+        // Go v2's keys, plus v3's W3C trace context (v2 peers forward unknown keys).
         assert_eq!(
             keys,
             [
                 "opentracing-span",
+                "otel-span",
                 "peer.id",
                 "peer.service",
                 "req-route",
@@ -180,6 +182,8 @@ async fn rust_frontend_forwards_to_a_go_backend() {
         assert_eq!(ctx["reqTimeout"], "5s");
         assert_eq!(ctx["opentracing-span"], serde_json::json!({}));
         assert_eq!(ctx["request.id"].as_str().map(str::len), Some(22));
+        let tp = ctx["otel-span"]["traceparent"].as_str().unwrap();
+        assert!(pitaya::context::TraceParent::parse(tp).is_some(), "{tp}");
         assert!(ctx["req-start-time"].as_i64().is_some_and(|t| t > 0));
 
         let (_, notify) = &seen[2];

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use pitaya::cluster::memory::MemoryCluster;
 use pitaya::config::ConfigLoader;
 use pitaya::{AppHandle, Component, Error, RunningApp, SerializerKind, Session};
-use pitaya_cluster_examples::testing::{Options, builder};
+use pitaya_cluster_examples::testing::{Options, TestResponse, builder};
 
 use crate::support::{connect, expect_error_body, wait, within};
 
@@ -22,7 +22,28 @@ fn extra() -> Component {
     async fn whoami(app: AppHandle) -> Result<Bytes, Error> {
         Ok(Bytes::from(app.server().map(|s| s.id.clone()).unwrap_or_default()))
     }
-    Component::new("extra").handler("set", set).handler("get", get).handler("whoami", whoami)
+    /// This hop's trace parent, then the one a nested RPC to `connector` arrived with.
+    async fn tracehop(app: AppHandle, ctx: pitaya::Context) -> Result<Bytes, Error> {
+        let here = ctx.trace_parent().map(|t| t.to_string()).unwrap_or_default();
+        let there: TestResponse = app.rpc_no_args(&ctx, "connector.trace.get").await?;
+        Ok(Bytes::from(format!("{here}|{}", there.msg)))
+    }
+    Component::new("extra")
+        .handler("set", set)
+        .handler("get", get)
+        .handler("whoami", whoami)
+        .handler("tracehop", tracehop)
+}
+
+/// Answers the trace parent its RPC arrived with.
+fn trace_remote() -> pitaya::RemoteComponent {
+    pitaya::RemoteComponent::new("trace").remote_no_args(
+        "get",
+        |r: pitaya::RemoteRequest| async move {
+            let msg = r.ctx.trace_parent().map(|t| t.to_string()).unwrap_or_default();
+            Ok(TestResponse { code: 200, msg })
+        },
+    )
 }
 
 async fn start(cluster: &MemoryCluster, ty: &str, frontend: bool, loopback: bool) -> RunningApp {
@@ -48,7 +69,7 @@ async fn start_with(
         .set("pitaya.cluster.rpc.server.loopbackenabled", loopback)
         .load()
         .expect("config");
-    let mut b = f(builder(&opts).component(extra()))
+    let mut b = f(builder(&opts).component(extra()).remote(trace_remote()))
         .frontend(frontend)
         .config(config)
         .memory_cluster(cluster);
@@ -321,6 +342,33 @@ async fn rpc_to_a_given_server() {
             .await
             .unwrap_err();
         assert!(e.message().starts_with("no server type chosen for sending RPC"));
+    })
+    .await;
+}
+
+/// The W3C trace context crosses hops: frontend → backend (forward) → frontend (RPC)
+/// keeps one trace id with a new span id per hop.
+#[tokio::test]
+async fn trace_context_crosses_server_hops() {
+    within(async {
+        let cluster = MemoryCluster::new();
+        let _game = start(&cluster, "game", false, false).await;
+        let front = start(&cluster, "connector", true, false).await;
+        let (c, _p) = connect(&addr(&front)).await;
+        let body = c.request("game.extra.tracehop", "").await.unwrap();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let (here, there) = body.split_once('|').unwrap();
+        let here = pitaya::context::TraceParent::parse(here).expect("the backend got a trace");
+        let there = pitaya::context::TraceParent::parse(there).expect("the nested RPC carried it");
+        assert_eq!(here.trace_id, there.trace_id, "one trace across hops");
+        assert_ne!(here.span_id, there.span_id, "a span per hop");
+        // A second request starts another trace.
+        let again = c.request("game.extra.tracehop", "").await.unwrap();
+        let again = pitaya::context::TraceParent::parse(
+            String::from_utf8_lossy(&again).split('|').next().unwrap(),
+        )
+        .unwrap();
+        assert_ne!(again.trace_id, here.trace_id);
     })
     .await;
 }

@@ -151,3 +151,118 @@ mod tests {
         assert_eq!(back, c);
     }
 }
+
+/// Key of the W3C trace context Pitaya v3 propagates: an object with `traceparent`
+/// (and optionally `tracestate`, `baggage`).
+pub const OTEL_SPAN: &str = "otel-span";
+
+/// A W3C `traceparent` (version 00): the trace a request belongs to and the span that
+/// sent it. Carried in [`OTEL_SPAN`] so that Pitaya v3 peers with OpenTelemetry join
+/// the same trace, and so that logs of every hop share one `trace_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    /// 16 bytes, not all zero.
+    pub trace_id: u128,
+    /// 8 bytes, not all zero.
+    pub span_id: u64,
+    /// The W3C flags byte (01 = sampled).
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// A new trace with a random id, sampled.
+    pub fn new_root() -> Self {
+        let (hi, lo) = (random_u64(), random_u64());
+        Self {
+            trace_id: (u128::from(hi) << 64) | u128::from(lo) | 1,
+            span_id: random_u64() | 1,
+            flags: 1,
+        }
+    }
+
+    /// A child of this span: same trace, new span id.
+    pub fn child(&self) -> Self {
+        Self { span_id: random_u64() | 1, ..*self }
+    }
+
+    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.split('-');
+        let (v, t, p, f) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || v != "00" || t.len() != 32 || p.len() != 16 || f.len() != 2 {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(t, 16).ok().filter(|&t| t != 0)?;
+        let span_id = u64::from_str_radix(p, 16).ok().filter(|&s| s != 0)?;
+        Some(Self { trace_id, span_id, flags: u8::from_str_radix(f, 16).ok()? })
+    }
+
+    /// The trace id as 32 lowercase hex digits (what logs show).
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+}
+
+impl std::fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
+impl Context {
+    /// The trace this context carries in [`OTEL_SPAN`], if any.
+    pub fn trace_parent(&self) -> Option<TraceParent> {
+        self.get(OTEL_SPAN)?.get("traceparent")?.as_str().and_then(TraceParent::parse)
+    }
+
+    /// Sets the `traceparent` of [`OTEL_SPAN`], keeping its other entries.
+    pub fn set_trace_parent(&mut self, tp: TraceParent) {
+        let mut obj = match self.0.remove(OTEL_SPAN) {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        obj.insert("traceparent".to_owned(), Value::String(tp.to_string()));
+        self.0.insert(OTEL_SPAN.to_owned(), Value::Object(obj));
+    }
+
+    /// Makes this context continue its trace on a new hop: a child span of the carried
+    /// trace, or a new trace when there is none. Returns the hop's trace parent.
+    pub fn next_hop(&mut self) -> TraceParent {
+        let tp = self.trace_parent().map_or_else(TraceParent::new_root, |p| p.child());
+        self.set_trace_parent(tp);
+        tp
+    }
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trip_and_hops() {
+        let tp =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(tp.to_string(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-xyz-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad}");
+        }
+        let mut c = Context::new();
+        c.insert(OTEL_SPAN, serde_json::json!({"tracestate": "k=v"}));
+        let first = c.next_hop();
+        let second = c.next_hop();
+        assert_eq!(first.trace_id, second.trace_id);
+        assert_ne!(first.span_id, second.span_id);
+        assert_eq!(c.get(OTEL_SPAN).unwrap()["tracestate"], "k=v");
+        assert_eq!(c.trace_parent(), Some(second));
+    }
+}

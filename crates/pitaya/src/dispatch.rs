@@ -74,6 +74,12 @@ impl Dispatch for LocalDispatch {
             state: self.handlers.state.clone(),
             ctx: pitaya_core::Context::new(),
         };
-        self.handlers.call(req)
+        let span =
+            tracing::debug_span!("pitaya.handler", route = %req.route, session = req.session.id());
+        if span.is_disabled() {
+            // The hot path stays free of the span's extra boxing when nobody records it.
+            return self.handlers.call(req);
+        }
+        Box::pin(tracing::Instrument::instrument(self.handlers.call(req), span))
     }
 }

@@ -60,8 +60,8 @@ pub use pitaya_agent as agent;
 pub use pitaya_client as client;
 pub use pitaya_codec as codec;
 pub use pitaya_config as config;
-pub use pitaya_core::Context;
 pub use pitaya_core::{BoxFuture, Error, codes};
+pub use pitaya_core::{Context, context};
 #[cfg(feature = "etcd")]
 pub use pitaya_etcd as etcd;
 pub use pitaya_groups as groups;

@@ -101,6 +101,13 @@ impl ClusterCore {
         let msg =
             req.msg.clone().ok_or_else(|| Error::bad_request("route field can not be empty"))?;
         ctx.insert(REQ_ROUTE, msg.route.as_str());
+        let span = tracing::info_span!(
+            "pitaya.rpc.server",
+            route = %msg.route,
+            kind = if req.r#type == RpcType::User as i32 { "user" } else { "sys" },
+            peer = ctx.get_str(pitaya_core::context::PEER_ID).unwrap_or(""),
+            trace_id = %ctx.trace_parent().map(|t| t.trace_id_hex()).unwrap_or_default(),
+        );
         let work = async {
             match RpcType::try_from(req.r#type) {
                 Ok(RpcType::Sys) => self.serve_sys(ctx, req, msg).await,
@@ -108,6 +115,7 @@ impl ClusterCore {
                 Err(_) => Err(Error::bad_request("invalid rpc type")),
             }
         };
+        let work = tracing::Instrument::instrument(work, span);
         match timeout {
             // Spec §6.3: past the caller's timeout nobody waits for the answer any more.
             Some(t) => tokio::time::timeout(t, work)

@@ -172,6 +172,16 @@ impl ClusterCore {
         let route_str = route.as_str().to_owned();
         let mut ctx = Context::for_request(&route_str);
         self.stamp(&mut ctx);
+        let trace = ctx.next_hop();
+        let span = tracing::info_span!(
+            "pitaya.forward",
+            route = %route_str,
+            session = session.id(),
+            uid = session.uid().as_deref().unwrap_or(""),
+            target = %target.id,
+            trace_id = %trace.trace_id_hex(),
+            code = tracing::field::Empty,
+        );
         let req = protos::Request {
             r#type: RpcType::Sys as i32,
             session: Some(protos::Session {
@@ -190,14 +200,21 @@ impl ClusterCore {
             metadata: Bytes::new(),
         };
         let core = self.clone();
-        Box::pin(async move {
-            let resp = core.client.call(&target, ctx, req).await?;
-            if let Some(e) = resp.error {
-                return Err(error_from_proto(e));
+        let fut = async move {
+            let result = match core.client.call(&target, ctx, req).await {
+                Ok(resp) => match resp.error {
+                    Some(e) => Err(error_from_proto(e)),
+                    // A notify's "ack" is only there to complete the request/reply.
+                    None => Ok(is_request.then_some(resp.data)),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &result {
+                tracing::Span::current().record("code", e.code());
             }
-            // A notify's "ack" is only there to complete the request/reply.
-            Ok(is_request.then_some(resp.data))
-        })
+            result
+        };
+        Box::pin(tracing::Instrument::instrument(fut, span))
     }
 
     /// Sends a user RPC (spec §6.6) and returns the reply's protobuf bytes.
@@ -219,6 +236,7 @@ impl ClusterCore {
         let mut ctx = ctx.clone();
         self.stamp(&mut ctx);
         if to_self {
+            ctx.next_hop();
             if !self.loopback {
                 return Err(Error::unknown(NONSENSE_RPC));
             }
@@ -246,6 +264,13 @@ impl ClusterCore {
         data: Bytes,
     ) -> Result<Bytes, Error> {
         self.stamp(&mut ctx);
+        let trace = ctx.next_hop();
+        let span = tracing::info_span!(
+            "pitaya.rpc",
+            route = %route,
+            target = %target.id,
+            trace_id = %trace.trace_id_hex(),
+        );
         let req = protos::Request {
             r#type: RpcType::User as i32,
             session: None,
@@ -259,7 +284,8 @@ impl ClusterCore {
             frontend_id: self.frontend_id(),
             metadata: Bytes::new(),
         };
-        let resp = self.client.call(target, ctx, req).await?;
+        let resp =
+            tracing::Instrument::instrument(self.client.call(target, ctx, req), span).await?;
         match resp.error {
             Some(e) => Err(error_from_proto(e)),
             None => Ok(resp.data),
