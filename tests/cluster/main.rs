@@ -7,11 +7,13 @@
 //! - [`interop`]: a raw NATS client and etcdctl playing Go peers, with the bytes of
 //!   spec Appendix A.
 //! - [`modules`]: the module lifecycle and the binary module on a running server.
+//! - [`metrics`]: Prometheus scrape and statsd datagrams after real traffic.
 //! - [`faults`]: backends killed under load, NATS and etcd restarted.
 
 mod e2e;
 mod faults;
 mod interop;
 mod memory;
+mod metrics;
 mod modules;
 mod support;

@@ -45,6 +45,7 @@ pub struct App {
     pub(crate) routes: std::collections::HashMap<String, RouteFn>,
     pub(crate) cluster: Option<ClusterFactory>,
     pub(crate) modules: Vec<(String, Arc<dyn pitaya_modules::Module>)>,
+    pub(crate) reporters: Vec<Arc<dyn pitaya_metrics::Reporter>>,
 }
 
 /// A server that is accepting connections.
@@ -59,6 +60,7 @@ pub struct RunningApp {
     cluster: Option<Arc<ClusterCore>>,
     die: DieSignal,
     modules: pitaya_modules::Modules,
+    metrics: Option<crate::metrics_wiring::MetricsRuntime>,
 }
 
 impl App {
@@ -100,6 +102,7 @@ impl App {
             routes,
             cluster: cluster_factory,
             modules: app_modules,
+            reporters: extra_reporters,
         } = self;
 
         let die = DieSignal::new();
@@ -109,6 +112,7 @@ impl App {
             groups,
             serializer: serializer.clone(),
             cluster: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
         }));
         state.insert(handle.clone());
         state.insert(pitaya_handler::StructValidation(
@@ -159,6 +163,7 @@ impl App {
                     remotes,
                     routes,
                     loopback: config.cluster.rpc.server.loopback_enabled,
+                    metrics: std::sync::OnceLock::new(),
                 });
                 let incoming = Arc::new(crate::cluster::Incoming(Arc::downgrade(&core)));
                 core.rpc_server.start(incoming).await?;
@@ -173,7 +178,20 @@ impl App {
                 None
             }
         };
-        let dispatch = Arc::new(LocalDispatch { handlers, cluster: cluster.clone() });
+        let metrics = crate::metrics_wiring::start(&server_type, &config, extra_reporters)
+            .await?
+            .map(|parts| parts.run(config.metrics.period, pool.clone(), cluster.clone()));
+        if let Some(m) = &metrics {
+            let _ = handle.0.metrics.set(m.reporter.clone());
+            if let Some(core) = &cluster {
+                let _ = core.metrics.set(m.reporter.clone());
+            }
+        }
+        let dispatch = Arc::new(LocalDispatch {
+            handlers,
+            cluster: cluster.clone(),
+            metrics: metrics.as_ref().map(|m| m.reporter.clone()),
+        });
 
         let mut modules = pitaya_modules::Modules::new();
         if config.session.unique {
@@ -277,6 +295,7 @@ impl App {
             cluster,
             die,
             modules,
+            metrics,
         })
     }
 
@@ -329,6 +348,11 @@ impl RunningApp {
     /// The bound addresses, in acceptor order (useful with port 0).
     pub fn local_addrs(&self) -> &[(Transport, SocketAddr)] {
         &self.addrs
+    }
+
+    /// Where Prometheus metrics are served (`pitaya.metrics.prometheus.enabled`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.prometheus_addr)
     }
 
     /// A handle on sessions and groups.

@@ -65,6 +65,7 @@ pub struct Builder {
     pub(crate) routes: std::collections::HashMap<String, RouteFn>,
     pub(crate) cluster: Option<ClusterFactory>,
     pub(crate) modules: Vec<(String, Arc<dyn pitaya_modules::Module>)>,
+    pub(crate) reporters: Vec<Arc<dyn pitaya_metrics::Reporter>>,
 }
 
 impl Default for Builder {
@@ -96,6 +97,7 @@ impl Builder {
             routes: std::collections::HashMap::new(),
             cluster: None,
             modules: Vec::new(),
+            reporters: Vec::new(),
         }
     }
 
@@ -209,6 +211,13 @@ impl Builder {
     /// after the framework's own modules, in registration order, and stopped in reverse.
     pub fn module(mut self, name: impl Into<String>, module: impl pitaya_modules::Module) -> Self {
         self.modules.push((name.into(), Arc::new(module)));
+        self
+    }
+
+    /// Adds a metrics reporter besides those `pitaya.metrics.prometheus.enabled` and
+    /// `pitaya.metrics.statsd.enabled` create (Go's `AddMetricsReporter`).
+    pub fn reporter(mut self, reporter: impl pitaya_metrics::Reporter + 'static) -> Self {
+        self.reporters.push(Arc::new(reporter));
         self
     }
 
@@ -393,6 +402,7 @@ impl Builder {
             routes: self.routes,
             cluster: self.cluster,
             modules: self.modules,
+            reporters: self.reporters,
         })
     }
 }

@@ -43,10 +43,40 @@ impl HandlerCore {
 pub(crate) struct LocalDispatch {
     pub(crate) handlers: Arc<HandlerCore>,
     pub(crate) cluster: Option<Arc<ClusterCore>>,
+    /// Set when metrics are on; `None` keeps the hot path free of timing.
+    pub(crate) metrics: Option<Arc<dyn pitaya_metrics::Reporter>>,
 }
 
 impl Dispatch for LocalDispatch {
     fn dispatch(
+        &self,
+        session: Session,
+        msg: ClientMessage,
+    ) -> BoxFuture<'static, Result<Option<Bytes>, Error>> {
+        let Some(reporter) = self.metrics.clone() else { return self.route(session, msg) };
+        let route = if msg.route.server_type().is_empty() {
+            msg.route.clone().with_server_type(&self.handlers.server_type)
+        } else {
+            msg.route.clone()
+        };
+        let started = std::time::Instant::now();
+        let fut = self.route(session, msg);
+        Box::pin(async move {
+            let result = fut.await;
+            crate::metrics_wiring::report_response(
+                reporter.as_ref(),
+                route.as_str(),
+                "handler",
+                started,
+                result.as_ref().map(|_| ()),
+            );
+            result
+        })
+    }
+}
+
+impl LocalDispatch {
+    fn route(
         &self,
         session: Session,
         msg: ClientMessage,

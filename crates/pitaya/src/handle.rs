@@ -25,6 +25,8 @@ pub(crate) struct HandleInner {
     pub(crate) serializer: Arc<dyn Serializer>,
     /// Set once the cluster is up; empty on a standalone server.
     pub(crate) cluster: std::sync::OnceLock<Arc<ClusterCore>>,
+    /// Set when metrics are on.
+    pub(crate) metrics: std::sync::OnceLock<Arc<dyn pitaya_metrics::Reporter>>,
 }
 
 impl AppHandle {
@@ -36,6 +38,13 @@ impl AppHandle {
     /// The sessions of this process.
     pub fn sessions(&self) -> &SessionPool {
         &self.0.pool
+    }
+
+    /// The metrics reporters, to report custom metrics from `pitaya.metrics.custom` by
+    /// name (an unknown name or a wrong label set is an error, never a panic); `None`
+    /// when metrics are off.
+    pub fn metrics(&self) -> Option<&Arc<dyn pitaya_metrics::Reporter>> {
+        self.0.metrics.get()
     }
 
     /// The groups service.

@@ -48,6 +48,7 @@ mod builder;
 pub mod cluster;
 mod dispatch;
 mod handle;
+mod metrics_wiring;
 pub mod modules;
 
 pub use app::{App, RunningApp};
@@ -72,6 +73,7 @@ pub use pitaya_handler::{
     Component, Json, Lifecycle, Msg, Proto, RemoteComponent, RemoteRequest, RouteInfo, State,
     Valid, after_fn, before_fn,
 };
+pub use pitaya_metrics as metrics;
 pub use pitaya_modules::{BinaryModule, Module, ModuleContext};
 #[cfg(feature = "nats")]
 pub use pitaya_nats as nats;

@@ -119,6 +119,8 @@ pub(crate) struct ClusterCore {
     pub(crate) remotes: Remotes,
     pub(crate) routes: HashMap<String, RouteFn>,
     pub(crate) loopback: bool,
+    /// Set when metrics are on: user RPCs report `response_time_ns` with type `rpc`.
+    pub(crate) metrics: std::sync::OnceLock<Arc<dyn pitaya_metrics::Reporter>>,
 }
 
 impl ClusterCore {
@@ -284,12 +286,30 @@ impl ClusterCore {
             frontend_id: self.frontend_id(),
             metadata: Bytes::new(),
         };
-        let resp =
-            tracing::Instrument::instrument(self.client.call(target, ctx, req), span).await?;
-        match resp.error {
-            Some(e) => Err(error_from_proto(e)),
-            None => Ok(resp.data),
+        let started = std::time::Instant::now();
+        let metric_route = self
+            .metrics
+            .get()
+            .map(|_| req.msg.as_ref().map(|m| m.route.clone()).unwrap_or_default());
+        let result =
+            match tracing::Instrument::instrument(self.client.call(target, ctx, req), span).await {
+                Ok(resp) => match resp.error {
+                    Some(e) => Err(error_from_proto(e)),
+                    None => Ok(resp.data),
+                },
+                Err(e) => Err(e),
+            };
+        if let (Some(reporter), Some(route)) = (self.metrics.get(), metric_route) {
+            let outcome = result.as_ref().map(|_| ());
+            crate::metrics_wiring::report_response(
+                reporter.as_ref(),
+                &route,
+                "rpc",
+                started,
+                outcome,
+            );
         }
+        result
     }
 
     /// Pushes to users by uid (spec §8.4): locally when this server is a frontend of
