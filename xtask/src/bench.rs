@@ -361,6 +361,8 @@ enum ServerKind {
     Baseline,
     Echo,
     EchoCompressed,
+    /// The echo example with Prometheus metrics on (response time per request).
+    EchoMetrics,
 }
 
 impl ServerKind {
@@ -369,6 +371,7 @@ impl ServerKind {
             Self::Baseline => "baseline",
             Self::Echo => "echo",
             Self::EchoCompressed => "echo --compression",
+            Self::EchoMetrics => "echo +metrics",
         }
     }
 }
@@ -383,7 +386,7 @@ struct LoadCase {
     against: Option<&'static str>,
 }
 
-const CASES: [LoadCase; 9] = [
+const CASES: [LoadCase; 10] = [
     LoadCase {
         label: "tcp 64B",
         server: ServerKind::Baseline,
@@ -444,6 +447,14 @@ const CASES: [LoadCase; 9] = [
         label: "ws 64B",
         server: ServerKind::Echo,
         ws: true,
+        payload: 64,
+        against: Some("echo tcp 64B"),
+    },
+    // Metrics on vs off, in the same run (issue: at most 5 % of echo req/s).
+    LoadCase {
+        label: "tcp 64B",
+        server: ServerKind::EchoMetrics,
+        ws: false,
         payload: 64,
         against: Some("echo tcp 64B"),
     },
@@ -713,7 +724,9 @@ impl Server {
     fn start(bins: &Bins, pin: &Pinning, kind: ServerKind) -> Result<Self> {
         let mut cmd = match kind {
             ServerKind::Baseline => pin.command(&bins.baseline, 0),
-            ServerKind::Echo | ServerKind::EchoCompressed => pin.command(&bins.echo, 0),
+            ServerKind::Echo | ServerKind::EchoCompressed | ServerKind::EchoMetrics => {
+                pin.command(&bins.echo, 0)
+            }
         };
         cmd.args(["--tcp", "127.0.0.1:0"]).envs(SERVER_ENV);
         match kind {
@@ -723,6 +736,12 @@ impl Server {
             }
             ServerKind::EchoCompressed => {
                 cmd.arg("--compression");
+            }
+            ServerKind::EchoMetrics => {
+                cmd.env("PITAYA_METRICS_PROMETHEUS_ENABLED", "true").env(
+                    "PITAYA_METRICS_PROMETHEUS_PORT",
+                    pitaya_test_services::free_port().to_string(),
+                );
             }
         }
         let mut process = Running::spawn(cmd, kind.name())?;
@@ -747,10 +766,15 @@ fn loadgen(bin: &Path, pin: &Pinning, args: &[&str], timeout: Duration) -> Resul
 /// other work on the machine can only slow a round down, so the best is the one least
 /// disturbed, and the spread between rounds tells how much to trust it.
 fn request_cases(bins: &Bins, pin: &Pinning) -> Result<Vec<LoadRow>> {
-    let servers = [ServerKind::Baseline, ServerKind::Echo, ServerKind::EchoCompressed]
-        .into_iter()
-        .map(|kind| Server::start(bins, pin, kind))
-        .collect::<Result<Vec<_>>>()?;
+    let servers = [
+        ServerKind::Baseline,
+        ServerKind::Echo,
+        ServerKind::EchoCompressed,
+        ServerKind::EchoMetrics,
+    ]
+    .into_iter()
+    .map(|kind| Server::start(bins, pin, kind))
+    .collect::<Result<Vec<_>>>()?;
     let mut best: Vec<Option<LoadRow>> = CASES.iter().map(|_| None).collect();
     let mut worst = vec![f64::INFINITY; CASES.len()];
     for round in 1..=ROUNDS {
