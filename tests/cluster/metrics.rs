@@ -177,3 +177,53 @@ async fn a_bad_custom_metric_fails_the_start_clearly() {
     })
     .await;
 }
+
+/// In cluster mode the servers per type (which Go registers but never reports) and the
+/// RPC server's dropped messages are reported every period.
+#[tokio::test]
+async fn cluster_gauges_are_reported() {
+    within(async {
+        let cluster = pitaya::cluster::memory::MemoryCluster::new();
+        let config = || {
+            ConfigLoader::new()
+                .set("pitaya.metrics.prometheus.enabled", true)
+                .set("pitaya.metrics.prometheus.port", 0)
+                .set("pitaya.metrics.period", "50ms")
+                .load()
+                .expect("config")
+        };
+        let _game = Pitaya::builder()
+            .server_type("game")
+            .frontend(false)
+            .config(config())
+            .component(component())
+            .memory_cluster(&cluster)
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        let front = Pitaya::builder()
+            .server_type("lobby")
+            .tcp("127.0.0.1:0")
+            .config(config())
+            .component(component())
+            .memory_cluster(&cluster)
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let text = scrape(front.metrics_addr().unwrap().port()).await;
+        for (prefix, value) in [
+            (r#"pitaya_service_discovery_count_servers{game="",serverType="lobby",type="game"}"#, " 1"),
+            (r#"pitaya_service_discovery_count_servers{game="",serverType="lobby",type="lobby"}"#, " 1"),
+            (r#"pitaya_rpc_server_dropped_messages{game="",serverType="lobby"}"#, " 0"),
+        ] {
+            let l = line(&text, prefix);
+            assert!(l.ends_with(value), "{l}");
+        }
+    })
+    .await;
+}

@@ -81,6 +81,12 @@ pub trait RpcServer: Send + Sync + 'static {
     /// Stops receiving, waits for the requests being handled to be answered, and closes.
     /// Idempotent.
     fn stop(&self) -> BoxFuture<'_, ()>;
+
+    /// Messages dropped since start because a bounded buffer was full (reported as the
+    /// `dropped_messages` gauge). Transports without such buffers keep the default, 0.
+    fn dropped_messages(&self) -> u64 {
+        0
+    }
 }
 
 /// What a server does with what it receives. Implemented by the cluster runtime.

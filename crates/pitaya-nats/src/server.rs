@@ -204,6 +204,12 @@ impl RpcServer for NatsRpcServer {
             self.conn.close().await;
         })
     }
+
+    fn dropped_messages(&self) -> u64 {
+        // Requests and per-user pushes and kicks alike: Go's gauge counts every message
+        // its server connection dropped.
+        NatsRpcServer::dropped_messages(self) + self.dropped_user_messages()
+    }
 }
 
 async fn join_bounded(mut task: JoinHandle<()>, bound: Duration, what: &'static str) {

@@ -91,6 +91,8 @@ impl MetricsRuntimeParts {
                     pool.count() as f64,
                 ));
                 if let Some(core) = &cluster {
+                    let dropped = core.rpc_server.dropped_messages() as f64;
+                    log(reporter.report_gauge(names::DROPPED_MESSAGES, &no_labels, dropped));
                     let mut per_type = std::collections::BTreeMap::<String, usize>::new();
                     for s in core.discovery.servers() {
                         *per_type.entry(s.server_type.clone()).or_default() += 1;
