@@ -101,12 +101,9 @@ impl Context {
 /// A random 22-character alphanumeric id, the shape of the nuid Go uses for
 /// `request.id`.
 pub fn new_request_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    // Each RandomState is freshly keyed, so two of them give 128 unpredictable bits
-    // without a random-number crate; 62^22 > 2^128, so 22 digits hold them all.
-    let half = || std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let mut bits = (u128::from(half()) << 64) | u128::from(half());
+    // 62^22 > 2^128, so 22 digits hold all 128 random bits.
+    let mut bits = (u128::from(random_u64()) << 64) | u128::from(random_u64());
     let mut id = String::with_capacity(22);
     for _ in 0..22 {
         id.push(char::from(ALPHABET[(bits % 62) as usize]));
@@ -209,7 +206,11 @@ impl std::fmt::Display for TraceParent {
     }
 }
 
-fn random_u64() -> u64 {
+/// 64 random bits, for ids, jitter and load spreading (not for cryptography).
+///
+/// Each `RandomState` is freshly keyed from the OS's randomness, so hashing nothing
+/// with it gives unpredictable bits without a random-number crate.
+pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     std::collections::hash_map::RandomState::new().build_hasher().finish()
 }

@@ -2,8 +2,6 @@
 //! application: a connection that is lost for good raises the [`DieSignal`], a clean close
 //! is only logged.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -304,10 +302,7 @@ fn random_below(max: Duration) -> Duration {
     if max_nanos == 0 {
         return Duration::ZERO;
     }
-    // Each RandomState gets fresh random SipHash keys: enough spread for reconnect jitter
-    // without a dependency on rand.
-    let r = RandomState::new().build_hasher().finish();
-    Duration::from_nanos(r % max_nanos)
+    Duration::from_nanos(pitaya_core::context::random_u64() % max_nanos)
 }
 
 #[cfg(test)]

@@ -400,8 +400,5 @@ pub(crate) fn error_to_proto(e: &Error) -> protos::Error {
 }
 
 fn random_index(len: usize) -> usize {
-    use std::hash::{BuildHasher, Hasher};
-    // A freshly keyed hasher is random enough to spread load, without a rand crate.
-    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    (r % len as u64) as usize
+    (pitaya_core::context::random_u64() % len as u64) as usize
 }
