@@ -105,6 +105,68 @@ async fn prometheus_sees_gos_series_after_real_traffic() {
         assert!(!tasks.ends_with(" 0"), "{tasks}");
         let custom = line(&text, r#"pitaya_shop_items_total{game="g",kind="sword",serverType="lobby"}"#);
         assert!(custom.ends_with(" 2"), "{custom}");
+        // Every message's wait before its handler ran, by route and `local`.
+        let delay = line(&text, r#"pitaya_handler_handler_delay_ns_count{game="g",route="lobby.m.ok",serverType="lobby",type="local"}"#);
+        assert!(delay.ends_with(" 3"), "{delay}");
+        let delay = line(&text, r#"pitaya_handler_handler_delay_ns_count{game="g",route="lobby.m.fail",serverType="lobby",type="local"}"#);
+        assert!(delay.ends_with(" 2"), "{delay}");
+        // The handler pool (`pitaya.concurrency.handler.dispatch`, 25 by default), idle.
+        let total = line(&text, r#"pitaya_worker_pool_total_workers{game="g",pool="handler_dispatch",serverType="lobby"}"#);
+        assert!(total.ends_with(" 25"), "{total}");
+        let busy = line(&text, r#"pitaya_worker_pool_busy_workers{game="g",pool="handler_dispatch",serverType="lobby"}"#);
+        assert!(busy.ends_with(" 0"), "{busy}");
+        // The idle connection's queues are empty: all their room is free.
+        let send = line(&text, r#"pitaya_channel_channel_capacity{channel="agent_chsend",game="g",serverType="lobby"}"#);
+        assert!(send.ends_with(" 100"), "{send}");
+        let local = line(&text, r#"pitaya_channel_channel_capacity{channel="handler_chlocalprocess",game="g",serverType="lobby"}"#);
+        assert!(local.ends_with(" 20"), "{local}");
+        app.shutdown().await;
+    })
+    .await;
+}
+
+/// Packets refused by the acceptor's rate limiter are counted.
+#[tokio::test]
+async fn refused_packets_are_counted() {
+    within(async {
+        let config = ConfigLoader::new()
+            .set("pitaya.metrics.prometheus.enabled", true)
+            .set("pitaya.metrics.prometheus.port", 0)
+            .set("pitaya.metrics.period", "50ms")
+            .set("pitaya.conn.ratelimiting.limit", 2)
+            .set("pitaya.conn.ratelimiting.interval", "1m")
+            .load()
+            .expect("config");
+        let app = Pitaya::builder()
+            .server_type("lobby")
+            .tcp("127.0.0.1:0")
+            .config(config)
+            .component(component())
+            .rate_limiting(true)
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        let addr = app.local_addrs()[0].1.to_string();
+        let (c, _p) = connect(&addr).await;
+        for _ in 0..10 {
+            c.notify("lobby.m.ok", "").await.unwrap();
+        }
+        let port = app.metrics_addr().unwrap().port();
+        let prefix = r#"pitaya_acceptor_exceeded_rate_limiting{game="",serverType="lobby"}"#;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let text = scrape(port).await;
+            let count: f64 = line(&text, prefix).rsplit(' ').next().unwrap().parse().unwrap();
+            // The handshake packets count too; at least the 8 notifies beyond the 2
+            // allowed are refused (other tests of this process may add their own).
+            if count >= 8.0 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "only {count} refused:\n{text}");
+        }
         app.shutdown().await;
     })
     .await;

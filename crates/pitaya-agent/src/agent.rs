@@ -38,6 +38,7 @@ pub struct AgentShared {
     pool: SessionPool,
     dispatch: Arc<dyn Dispatch>,
     dispatch_limit: Arc<Semaphore>,
+    max_concurrent_handlers: usize,
     handshake_ok: Bytes,
     handshake_rejected: Bytes,
     shutdown: watch::Sender<bool>,
@@ -80,6 +81,7 @@ impl AgentShared {
             pool,
             dispatch,
             dispatch_limit: Arc::new(Semaphore::new(max_concurrent_handlers.max(1))),
+            max_concurrent_handlers: max_concurrent_handlers.max(1),
             shutdown: watch::Sender::new(false),
             config,
         }
@@ -88,6 +90,13 @@ impl AgentShared {
     /// The session pool.
     pub fn pool(&self) -> &SessionPool {
         &self.pool
+    }
+
+    /// Handlers running now and the limit on them (`pitaya.concurrency.handler.dispatch`):
+    /// the `busy_workers` and `total_workers` gauges of the `handler_dispatch` pool.
+    pub fn handler_slots(&self) -> (usize, usize) {
+        let free = self.dispatch_limit.available_permits();
+        (self.max_concurrent_handlers.saturating_sub(free), self.max_concurrent_handlers)
     }
 
     /// Starts a graceful shutdown of every agent: they stop reading, let the messages
@@ -119,11 +128,14 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
     let Connection { mut reader, writer, remote_addr, .. } = conn;
     let (tx, rx) = mpsc::channel(shared.config.outgoing_capacity.max(1));
     let control = Control::new();
+    let pending = Arc::new(AtomicUsize::new(0));
     let entity = Arc::new(AgentEntity {
         tx,
         control: control.clone(),
         remote: remote_addr,
         write_timeout: shared.config.write_timeout,
+        pending: pending.clone(),
+        dispatch_capacity: shared.config.dispatch_capacity.max(1),
     });
     let session = shared.pool.create(entity.clone());
     let writer = tokio::spawn(
@@ -149,7 +161,7 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
             entity: &entity,
             control: &control,
             dispatcher: None,
-            pending: Arc::new(AtomicUsize::new(0)),
+            pending,
             phase: Phase::Start,
             remote: remote_addr,
             heard: false,
@@ -357,7 +369,11 @@ impl ReaderState<'_> {
         };
         let (id, data) = (msg.id, msg.data);
         let msg = match Route::parse_owned(msg.route) {
-            Ok(route) => ClientMessage { route, id, is_request, data },
+            Ok(route) => {
+                let received =
+                    self.shared.dispatch.wants_receipt_time().then(std::time::Instant::now);
+                ClientMessage { route, id, is_request, data, received }
+            }
             // Spec §1.8: a request gets PIT-400 with Go's text, a notify nothing. The
             // answer waits its turn behind the requests before it.
             Err(e) if is_request && id != 0 => {

@@ -17,6 +17,9 @@ pub struct ClientMessage {
     pub is_request: bool,
     /// The payload, inflated.
     pub data: Bytes,
+    /// When the agent decoded the message, if [`Dispatch::wants_receipt_time`] asked for
+    /// it: the start of the `handler_delay_ns` metric (time spent waiting for its turn).
+    pub received: Option<std::time::Instant>,
 }
 
 /// The application side of the agent: runs one client message and returns the response
@@ -31,4 +34,10 @@ pub trait Dispatch: Send + Sync + 'static {
         session: Session,
         msg: ClientMessage,
     ) -> BoxFuture<'static, Result<Option<Bytes>, Error>>;
+
+    /// Whether messages should carry [`ClientMessage::received`]. `false` by default, so
+    /// that a server without metrics does not read the clock for every message.
+    fn wants_receipt_time(&self) -> bool {
+        false
+    }
 }

@@ -1,12 +1,14 @@
 //! The agent as its session's [`NetworkEntity`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use pitaya_codec::Message;
 use pitaya_core::{BoxFuture, Error, codes};
-use pitaya_session::NetworkEntity;
+use pitaya_session::{NetworkEntity, QueueFree};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -30,6 +32,9 @@ pub(crate) struct AgentEntity {
     pub(crate) control: Control,
     pub(crate) remote: SocketAddr,
     pub(crate) write_timeout: Duration,
+    /// Client messages queued to the session's dispatcher and not yet answered.
+    pub(crate) pending: Arc<AtomicUsize>,
+    pub(crate) dispatch_capacity: usize,
 }
 
 fn closed() -> Error {
@@ -67,6 +72,14 @@ impl AgentEntity {
 }
 
 impl NetworkEntity for AgentEntity {
+    fn queue_free(&self) -> Option<QueueFree> {
+        let pending = self.pending.load(Ordering::Relaxed);
+        Some(QueueFree {
+            outgoing: self.tx.capacity(),
+            dispatch: self.dispatch_capacity.saturating_sub(pending),
+        })
+    }
+
     fn push(&self, route: &str, data: Bytes) -> BoxFuture<'_, Result<(), Error>> {
         let msg = Message::push(route, data);
         Box::pin(self.enqueue(Outgoing::Message(Box::new(msg))))

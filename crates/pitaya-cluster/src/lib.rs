@@ -29,7 +29,7 @@ pub use binding::{BINDING_NOT_FOUND, BindingStorage};
 pub use die::DieSignal;
 pub use discovery::{SdListener, ServiceDiscovery};
 pub use pitaya_protos::protos;
-pub use rpc::{RpcClient, RpcHandler, RpcServer, UserSubscription};
+pub use rpc::{RpcClient, RpcHandler, RpcServer, RpcServerLoad, UserSubscription};
 pub use server::{
     GRPC_EXTERNAL_HOST_KEY, GRPC_EXTERNAL_PORT_KEY, GRPC_HOST_KEY, GRPC_PORT_KEY, REGION_KEY,
     Server,

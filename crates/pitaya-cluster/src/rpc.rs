@@ -87,6 +87,23 @@ pub trait RpcServer: Send + Sync + 'static {
     fn dropped_messages(&self) -> u64 {
         0
     }
+
+    /// The server's request queue and handler pool right now, for the
+    /// `channel_capacity{channel="rpc_server_subchan"}` and
+    /// `busy_workers`/`total_workers{pool="rpc_server_remote"}` gauges. Transports
+    /// without a bounded queue or pool keep the default: nothing to report.
+    fn load(&self) -> RpcServerLoad {
+        RpcServerLoad::default()
+    }
+}
+
+/// What [`RpcServer::load`] reports; `None` for what the transport does not have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RpcServerLoad {
+    /// Free slots of the queue of received requests waiting for a handler.
+    pub request_queue_free: Option<usize>,
+    /// Requests being handled, and the most that may be handled at once.
+    pub workers: Option<(usize, usize)>,
 }
 
 /// What a server does with what it receives. Implemented by the cluster runtime.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::MetricsError;
+use crate::{MetricKind, MetricsError};
 
 /// Label name → value of one report. Sorted, so statsd tags come out in a stable order.
 pub type Labels = BTreeMap<String, String>;
@@ -32,6 +32,29 @@ pub trait Reporter: Send + Sync {
     fn report_count(&self, metric: &str, labels: &Labels, count: f64) -> Result<(), MetricsError>;
     /// Sets a gauge to `value` (Go: `ReportGauge`).
     fn report_gauge(&self, metric: &str, labels: &Labels, value: f64) -> Result<(), MetricsError>;
+
+    /// Reports `value` to the metric of `kind` with borrowed label pairs, in any order,
+    /// each name at most once; same contract as the method of that kind.
+    ///
+    /// This is the hot-path entry: the server reports every response through it. The
+    /// default builds a [`Labels`] map and calls the kind's method; the built-in reporters
+    /// override it so that a report to an existing series allocates nothing.
+    fn report(
+        &self,
+        kind: MetricKind,
+        metric: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> Result<(), MetricsError> {
+        let labels: Labels =
+            labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        match kind {
+            MetricKind::Summary => self.report_summary(metric, &labels, value),
+            MetricKind::Histogram => self.report_histogram(metric, &labels, value),
+            MetricKind::Counter => self.report_count(metric, &labels, value),
+            MetricKind::Gauge => self.report_gauge(metric, &labels, value),
+        }
+    }
 }
 
 /// Several reporters behind one [`Reporter`], e.g. Prometheus and statsd at once.
@@ -119,6 +142,21 @@ impl Reporter for Reporters {
     fn report_gauge(&self, metric: &str, labels: &Labels, value: f64) -> Result<(), MetricsError> {
         self.each(|r| r.report_gauge(metric, labels, value))
     }
+
+    fn report(
+        &self,
+        kind: MetricKind,
+        metric: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> Result<(), MetricsError> {
+        self.each(|r| r.report(kind, metric, labels, value))
+    }
+}
+
+/// Borrowed pairs of a [`Labels`] map, for reporters whose core takes pairs.
+pub(crate) fn pairs(labels: &Labels) -> Vec<(&str, &str)> {
+    labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 /// Builds a [`Labels`] map from pairs: `labels([("route", "room.join")])`.

@@ -1,6 +1,7 @@
 //! [`StatsdReporter`]: DogStatsD lines over UDP, as Go Pitaya's DataDog client sends them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::{ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,7 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pitaya_config::model::MetricsConfig;
 
 use crate::names::label;
-use crate::{Labels, MetricsError, Reporter};
+use crate::reporter::pairs;
+use crate::{Labels, MetricKind, MetricsError, Reporter};
 
 /// Sends `<prefix><name>:<value>|<type>[|@<rate>][|#<tags>]` datagrams to
 /// `pitaya.metrics.statsd.host` (spec §11.4).
@@ -64,12 +66,15 @@ impl StatsdReporter {
         })
     }
 
-    fn send(&self, metric: &str, value: &str, kind: &str, labels: &Labels) {
+    /// Sends one line; `labels` in any order (tags come out sorted by name).
+    fn send(&self, metric: &str, value: &str, kind: &str, labels: &[(&str, &str)]) {
         if self.rate < 1.0 && self.next_unit() >= self.rate {
             return;
         }
+        let mut sorted = labels.to_vec();
+        sorted.sort_unstable();
         let line =
-            format_line(&self.prefix, metric, value, kind, self.rate, &self.base_tags, labels);
+            format_line(&self.prefix, metric, value, kind, self.rate, &self.base_tags, &sorted);
         if let Err(e) = self.socket.send(line.as_bytes()) {
             tracing::debug!(error = %e, metric, "statsd datagram dropped");
         }
@@ -105,7 +110,8 @@ pub(crate) fn go_fixed(v: f64, precision: Option<usize>) -> String {
     }
 }
 
-/// One DogStatsD line. `base_tags` is already `k:v,...`; `labels` follow it.
+/// One DogStatsD line. `base_tags` is already `k:v,...`; `labels` follow it in the order
+/// given.
 pub(crate) fn format_line(
     prefix: &str,
     metric: &str,
@@ -113,24 +119,37 @@ pub(crate) fn format_line(
     kind: &str,
     rate: f64,
     base_tags: &str,
-    labels: &Labels,
+    labels: &[(&str, &str)],
 ) -> String {
     let mut line = format!("{prefix}{metric}:{value}|{kind}");
     if rate < 1.0 {
-        line.push_str(&format!("|@{rate}"));
+        let _ = write!(line, "|@{rate}");
     }
-    let mut tags = base_tags.to_owned();
-    for (k, v) in labels {
-        if !tags.is_empty() {
-            tags.push(',');
-        }
-        tags.push_str(&format!("{k}:{v}"));
-    }
-    if !tags.is_empty() {
+    if !base_tags.is_empty() || !labels.is_empty() {
         line.push_str("|#");
-        line.push_str(&tags);
+        line.push_str(base_tags);
+        let mut first = base_tags.is_empty();
+        for (k, v) in labels {
+            if !first {
+                line.push(',');
+            }
+            first = false;
+            let _ = write!(line, "{k}:{v}");
+        }
     }
     line
+}
+
+/// The value as the kind's statsd line writes it, with the line's type.
+fn value_and_type(kind: MetricKind, value: f64) -> (String, &'static str) {
+    match kind {
+        // datadog-go's `TimeInMilliseconds` writes six decimals (`'f', 6`).
+        MetricKind::Summary => (go_fixed(value, Some(6)), "ms"),
+        MetricKind::Histogram => (go_fixed(value, None), "h"),
+        // Go: `client.Count(metric, int64(count), ...)`; `as` saturates, NaN becomes 0.
+        MetricKind::Counter => ((value as i64).to_string(), "c"),
+        MetricKind::Gauge => (go_fixed(value, None), "g"),
+    }
 }
 
 impl Reporter for StatsdReporter {
@@ -140,9 +159,7 @@ impl Reporter for StatsdReporter {
         labels: &Labels,
         value: f64,
     ) -> Result<(), MetricsError> {
-        // datadog-go's `TimeInMilliseconds` writes six decimals (`'f', 6`).
-        self.send(metric, &go_fixed(value, Some(6)), "ms", labels);
-        Ok(())
+        self.report(MetricKind::Summary, metric, &pairs(labels), value)
     }
 
     fn report_histogram(
@@ -151,18 +168,26 @@ impl Reporter for StatsdReporter {
         labels: &Labels,
         value: f64,
     ) -> Result<(), MetricsError> {
-        self.send(metric, &go_fixed(value, None), "h", labels);
-        Ok(())
+        self.report(MetricKind::Histogram, metric, &pairs(labels), value)
     }
 
     fn report_count(&self, metric: &str, labels: &Labels, count: f64) -> Result<(), MetricsError> {
-        // Go: `client.Count(metric, int64(count), ...)`; `as` saturates, NaN becomes 0.
-        self.send(metric, &(count as i64).to_string(), "c", labels);
-        Ok(())
+        self.report(MetricKind::Counter, metric, &pairs(labels), count)
     }
 
     fn report_gauge(&self, metric: &str, labels: &Labels, value: f64) -> Result<(), MetricsError> {
-        self.send(metric, &go_fixed(value, None), "g", labels);
+        self.report(MetricKind::Gauge, metric, &pairs(labels), value)
+    }
+
+    fn report(
+        &self,
+        kind: MetricKind,
+        metric: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> Result<(), MetricsError> {
+        let (value, line_type) = value_and_type(kind, value);
+        self.send(metric, &value, line_type, labels);
         Ok(())
     }
 }
@@ -170,21 +195,13 @@ impl Reporter for StatsdReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels;
 
     #[test]
     fn sample_rate_and_tags() {
-        let line = format_line(
-            "pitaya.",
-            "x",
-            "1",
-            "c",
-            0.5,
-            "serverType:c",
-            &labels([("b", "2"), ("a", "1")]),
-        );
+        let line =
+            format_line("pitaya.", "x", "1", "c", 0.5, "serverType:c", &[("a", "1"), ("b", "2")]);
         assert_eq!(line, "pitaya.x:1|c|@0.5|#serverType:c,a:1,b:2");
-        assert_eq!(format_line("", "x", "1.5", "g", 1.0, "", &Labels::new()), "x:1.5|g");
+        assert_eq!(format_line("", "x", "1.5", "g", 1.0, "", &[]), "x:1.5|g");
         assert_eq!(go_fixed(1500.0, Some(6)), "1500.000000");
         assert_eq!(go_fixed(3.0, None), "3");
         assert_eq!(go_fixed(f64::NEG_INFINITY, None), "-Inf");

@@ -202,6 +202,32 @@ fn unknown_metrics_and_wrong_labels_are_errors() {
     assert!(!p.render().contains("pitaya_acceptor_connected_clients{"), "nothing recorded");
 }
 
+/// The borrowed-pairs entry the server uses on every response: same series as the map
+/// form, label order irrelevant, a repeated label refused, and values that would collide
+/// if they were simply concatenated stay apart.
+#[test]
+fn pairs_reports_match_map_reports() {
+    use pitaya_metrics::MetricKind;
+    let p = PrometheusReporter::new("connector", &config()).unwrap();
+    let map = labels([("kind", "pvp")]);
+    p.report_gauge("players", &map, 1.0).unwrap();
+    p.report(MetricKind::Gauge, "players", &[("kind", "pvp"), ("tenant", "t")], 2.0).unwrap();
+    p.report(MetricKind::Gauge, "players", &[("tenant", "none"), ("kind", "pvp")], 3.0).unwrap();
+    let text = p.render();
+    assert!(text.contains("pitaya_room_players{game=\"g\",kind=\"pvp\",region=\"us\",serverType=\"connector\",tenant=\"none\"} 3\n"), "{text}");
+    assert!(text.contains("pitaya_room_players{game=\"g\",kind=\"pvp\",region=\"us\",serverType=\"connector\",tenant=\"t\"} 2\n"), "{text}");
+    let twice = p.report(MetricKind::Gauge, "players", &[("kind", "a"), ("kind", "b")], 1.0);
+    assert!(matches!(twice, Err(MetricsError::WrongLabels { .. })), "{twice:?}");
+    // "1:a" + "b" and "1" + ":ab" must not share a series.
+    p.report(MetricKind::Gauge, "players", &[("kind", "1:a"), ("tenant", "b")], 4.0).unwrap();
+    p.report(MetricKind::Gauge, "players", &[("kind", "1"), ("tenant", ":ab")], 5.0).unwrap();
+    let text = p.render();
+    assert!(text.contains("kind=\"1:a\",region=\"us\",serverType=\"connector\",tenant=\"b\"} 4\n"), "{text}");
+    assert!(text.contains("kind=\"1\",region=\"us\",serverType=\"connector\",tenant=\":ab\"} 5\n"), "{text}");
+    let unknown = p.report(MetricKind::Counter, "players", &[("kind", "x")], 1.0);
+    assert!(matches!(unknown, Err(MetricsError::UnknownMetric { .. })), "{unknown:?}");
+}
+
 #[test]
 fn bad_custom_definitions_are_clear_errors() {
     let check = |edit: &dyn Fn(&mut MetricsConfig), want: &str| {

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::{Subject, Subscriber};
@@ -30,6 +30,15 @@ pub(crate) struct Dispatch {
     /// At most this many accepted requests wait for a handler.
     pub(crate) capacity: usize,
     pub(crate) dropped: Arc<AtomicU64>,
+    /// Requests waiting and running, published for [`crate::NatsRpcServer`]'s load.
+    pub(crate) load: Arc<QueueLoad>,
+}
+
+/// Requests waiting for a handler and handlers running, as last seen by the request loop.
+#[derive(Debug, Default)]
+pub(crate) struct QueueLoad {
+    pub(crate) waiting: AtomicUsize,
+    pub(crate) running: AtomicUsize,
 }
 
 /// A request accepted for serving.
@@ -57,6 +66,8 @@ pub(crate) async fn serve_requests(
     let mut closed = false;
     loop {
         dispatch.fill(&mut queue, &mut running);
+        dispatch.load.waiting.store(queue.len(), Ordering::Relaxed);
+        dispatch.load.running.store(running.len(), Ordering::Relaxed);
         tokio::select! {
             biased;
             _ = &mut stop => break,

@@ -45,6 +45,7 @@ pub struct NatsRpcServer {
     messages: usize,
     users: Arc<Users>,
     dropped: Arc<AtomicU64>,
+    load: Arc<crate::requests::QueueLoad>,
     life: tokio::sync::Mutex<Life>,
 }
 
@@ -92,6 +93,7 @@ impl NatsRpcServer {
             messages: config.buffer.messages.get(),
             users: Arc::new(users),
             dropped,
+            load: Arc::default(),
             life: tokio::sync::Mutex::new(Life::Idle),
         })
     }
@@ -147,6 +149,7 @@ impl RpcServer for NatsRpcServer {
                 services: self.services,
                 capacity: self.messages,
                 dropped: self.dropped.clone(),
+                load: self.load.clone(),
             };
             let (stop_requests, stop) = oneshot::channel();
             let requests = tokio::spawn(serve_requests(requests, dispatch, stop));
@@ -209,6 +212,15 @@ impl RpcServer for NatsRpcServer {
         // Requests and per-user pushes and kicks alike: Go's gauge counts every message
         // its server connection dropped.
         NatsRpcServer::dropped_messages(self) + self.dropped_user_messages()
+    }
+
+    fn load(&self) -> pitaya_cluster::RpcServerLoad {
+        let waiting = self.load.waiting.load(Ordering::Relaxed);
+        let running = self.load.running.load(Ordering::Relaxed);
+        pitaya_cluster::RpcServerLoad {
+            request_queue_free: Some(self.messages.saturating_sub(waiting)),
+            workers: Some((running, self.services)),
+        }
     }
 }
 

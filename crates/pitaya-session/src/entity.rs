@@ -47,6 +47,22 @@ pub trait NetworkEntity: Send + Sync + 'static {
     fn frontend(&self) -> Option<(&str, i64)> {
         None
     }
+
+    /// Free slots of the connection's bounded queues right now, for the
+    /// `channel_capacity` gauges; `None` (the default) for entities without queues.
+    fn queue_free(&self) -> Option<QueueFree> {
+        None
+    }
+}
+
+/// Free slots of a client connection's two bounded queues (Go's `agent_chsend` and
+/// `handler_chlocalprocess` channels), as reported by [`NetworkEntity::queue_free`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFree {
+    /// Messages (responses, pushes) that can still be queued for the writer.
+    pub outgoing: usize,
+    /// Client messages that can still wait for their turn to be handled.
+    pub dispatch: usize,
 }
 
 /// An entity with no connection behind it: pushes and responses are dropped, kick and

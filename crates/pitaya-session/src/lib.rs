@@ -19,7 +19,7 @@ mod entity;
 mod pool;
 mod session;
 
-pub use entity::{NetworkEntity, NoopEntity};
+pub use entity::{NetworkEntity, NoopEntity, QueueFree};
 pub use pitaya_serialize::session_data::SessionData;
 pub use pool::{HandshakeValidator, SessionPool, WeakSessionPool};
 pub use session::Session;

@@ -188,6 +188,12 @@ impl Session {
         *lock(&self.0.handshake) = Some(Arc::new(handshake));
     }
 
+    /// Free slots of the connection's bounded queues right now (see
+    /// [`NetworkEntity::queue_free`]); `None` for a session without a client connection.
+    pub fn queue_free(&self) -> Option<crate::QueueFree> {
+        self.0.entity.queue_free()
+    }
+
     /// The client's address, when known.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.0.entity.remote_addr()

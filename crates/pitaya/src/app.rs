@@ -178,20 +178,17 @@ impl App {
                 None
             }
         };
-        let metrics = crate::metrics_wiring::start(&server_type, &config, extra_reporters)
-            .await?
-            .map(|parts| parts.run(config.metrics.period, pool.clone(), cluster.clone()));
-        if let Some(m) = &metrics {
-            let _ = handle.0.metrics.set(m.reporter.clone());
+        let metrics_parts =
+            crate::metrics_wiring::start(&server_type, &config, extra_reporters).await?;
+        let reporter = metrics_parts.as_ref().map(|m| m.reporter.clone());
+        if let Some(r) = &reporter {
+            let _ = handle.0.metrics.set(r.clone());
             if let Some(core) = &cluster {
-                let _ = core.metrics.set(m.reporter.clone());
+                let _ = core.metrics.set(r.clone());
             }
         }
-        let dispatch = Arc::new(LocalDispatch {
-            handlers,
-            cluster: cluster.clone(),
-            metrics: metrics.as_ref().map(|m| m.reporter.clone()),
-        });
+        let dispatch =
+            Arc::new(LocalDispatch { handlers, cluster: cluster.clone(), metrics: reporter });
 
         let mut modules = pitaya_modules::Modules::new();
         if config.session.unique {
@@ -229,6 +226,8 @@ impl App {
             dispatch,
             config.concurrency.handler.dispatch,
         ));
+        let metrics = metrics_parts
+            .map(|parts| parts.run(config.metrics.period, agents.clone(), cluster.clone()));
 
         let limits = &config.conn.rate_limiting;
         let rate_limit = (rate_limiting && !limits.force_disable)

@@ -60,6 +60,19 @@ impl Dispatch for LocalDispatch {
             msg.route.clone()
         };
         let started = std::time::Instant::now();
+        if let Some(received) = msg.received {
+            let kind = if route.server_type() == self.handlers.server_type {
+                pitaya_metrics::names::delay_type::LOCAL
+            } else {
+                pitaya_metrics::names::delay_type::REMOTE
+            };
+            crate::metrics_wiring::report_delay(
+                reporter.as_ref(),
+                route.as_str(),
+                kind,
+                started.saturating_duration_since(received),
+            );
+        }
         let fut = self.route(session, msg);
         Box::pin(async move {
             let result = fut.await;
@@ -72,6 +85,10 @@ impl Dispatch for LocalDispatch {
             );
             result
         })
+    }
+
+    fn wants_receipt_time(&self) -> bool {
+        self.metrics.is_some()
     }
 }
 

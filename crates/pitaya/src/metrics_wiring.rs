@@ -5,16 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pitaya_agent::AgentShared;
 use pitaya_config::PitayaConfig;
 use pitaya_core::Error;
-use pitaya_metrics::{Labels, Reporter, Reporters, names};
-use pitaya_session::SessionPool;
+use pitaya_metrics::names::label;
+use pitaya_metrics::{MetricKind, Reporter, Reporters, names};
+use pitaya_session::QueueFree;
 
 use crate::cluster::ClusterCore;
 
 /// The running metrics of a server; dropping it stops serving and reporting.
 pub(crate) struct MetricsRuntime {
-    pub(crate) reporter: Arc<dyn Reporter>,
     pub(crate) prometheus_addr: Option<SocketAddr>,
     _server: Option<pitaya_metrics::MetricsServer>,
     _runtime: pitaya_metrics::RuntimeReporter,
@@ -70,48 +71,124 @@ pub(crate) struct MetricsRuntimeParts {
 }
 
 impl MetricsRuntimeParts {
-    /// Starts the gauges reported every `period`: runtime, connected clients and, in
-    /// cluster mode, servers per type (which Go registers but never reports).
+    /// Starts the gauges reported every `period`: runtime, connected clients, the
+    /// handler pool and the connections' queues, packets refused by rate limiting and,
+    /// in cluster mode, the RPC server's queue and pool, dropped messages and servers per
+    /// type (which Go registers but never reports).
     pub(crate) fn run(
         self,
         period: Duration,
-        pool: SessionPool,
+        agents: Arc<AgentShared>,
         cluster: Option<Arc<ClusterCore>>,
     ) -> MetricsRuntime {
         let runtime = pitaya_metrics::spawn_runtime_reporter(self.reporter.clone(), period);
         let reporter = self.reporter.clone();
         let periodic = tokio::spawn(async move {
             let mut tick = tokio::time::interval(period.max(Duration::from_millis(10)));
+            let mut rate_limited = pitaya_acceptor::exceeded_rate_limiting_total();
             loop {
                 tick.tick().await;
-                let no_labels = Labels::new();
-                log(reporter.report_gauge(
-                    names::CONNECTED_CLIENTS,
-                    &no_labels,
-                    pool.count() as f64,
-                ));
+                report_agents(reporter.as_ref(), &agents);
+                // A counter: what was refused since the last tick. The total is
+                // process-wide, like Go's package-level reporters.
+                let total = pitaya_acceptor::exceeded_rate_limiting_total();
+                let refused = total.saturating_sub(rate_limited) as f64;
+                rate_limited = total;
+                gauge(
+                    reporter.as_ref(),
+                    MetricKind::Counter,
+                    names::EXCEEDED_RATE_LIMITING,
+                    &[],
+                    refused,
+                );
                 if let Some(core) = &cluster {
-                    let dropped = core.rpc_server.dropped_messages() as f64;
-                    log(reporter.report_gauge(names::DROPPED_MESSAGES, &no_labels, dropped));
-                    let mut per_type = std::collections::BTreeMap::<String, usize>::new();
-                    for s in core.discovery.servers() {
-                        *per_type.entry(s.server_type.clone()).or_default() += 1;
-                    }
-                    for (t, n) in per_type {
-                        let labels = pitaya_metrics::labels([("type", t.as_str())]);
-                        log(reporter.report_gauge(names::COUNT_SERVERS, &labels, n as f64));
-                    }
+                    report_cluster(reporter.as_ref(), core);
                 }
             }
         });
         MetricsRuntime {
-            reporter: self.reporter,
             prometheus_addr: self.prometheus_addr,
             _server: self.server,
             _runtime: runtime,
             periodic,
         }
     }
+}
+
+/// Connected clients, the handler pool, and the fullest connection's queues: Go's
+/// channels are shared, ours are per connection, so the gauge shows the smallest free
+/// room of any connection, which is what a "queue about to fill" alert wants.
+fn report_agents(reporter: &dyn Reporter, agents: &AgentShared) {
+    let pool = agents.pool();
+    gauge(reporter, MetricKind::Gauge, names::CONNECTED_CLIENTS, &[], pool.count() as f64);
+    let (busy, total) = agents.handler_slots();
+    let dispatch_pool = [(label::POOL, names::pool::HANDLER_DISPATCH)];
+    gauge(
+        reporter,
+        MetricKind::Gauge,
+        names::WORKER_POOL_BUSY_WORKERS,
+        &dispatch_pool,
+        busy as f64,
+    );
+    gauge(
+        reporter,
+        MetricKind::Gauge,
+        names::WORKER_POOL_TOTAL_WORKERS,
+        &dispatch_pool,
+        total as f64,
+    );
+    let mut least: Option<QueueFree> = None;
+    for session in pool.sessions() {
+        if let Some(q) = session.queue_free() {
+            least = Some(match least {
+                None => q,
+                Some(l) => QueueFree {
+                    outgoing: l.outgoing.min(q.outgoing),
+                    dispatch: l.dispatch.min(q.dispatch),
+                },
+            });
+        }
+    }
+    if let Some(q) = least {
+        let channel = |c| [(label::CHANNEL, c)];
+        let send = channel(names::channel::AGENT_CHSEND);
+        gauge(reporter, MetricKind::Gauge, names::CHANNEL_CAPACITY, &send, q.outgoing as f64);
+        let local = channel(names::channel::HANDLER_CHLOCALPROCESS);
+        gauge(reporter, MetricKind::Gauge, names::CHANNEL_CAPACITY, &local, q.dispatch as f64);
+    }
+}
+
+fn report_cluster(reporter: &dyn Reporter, core: &ClusterCore) {
+    let dropped = core.rpc_server.dropped_messages() as f64;
+    gauge(reporter, MetricKind::Gauge, names::DROPPED_MESSAGES, &[], dropped);
+    let load = core.rpc_server.load();
+    if let Some(free) = load.request_queue_free {
+        let l = [(label::CHANNEL, names::channel::RPC_SERVER_SUBCHAN)];
+        gauge(reporter, MetricKind::Gauge, names::CHANNEL_CAPACITY, &l, free as f64);
+    }
+    if let Some((busy, total)) = load.workers {
+        let l = [(label::POOL, names::pool::RPC_SERVER_REMOTE)];
+        gauge(reporter, MetricKind::Gauge, names::WORKER_POOL_BUSY_WORKERS, &l, busy as f64);
+        gauge(reporter, MetricKind::Gauge, names::WORKER_POOL_TOTAL_WORKERS, &l, total as f64);
+    }
+    let mut per_type = std::collections::BTreeMap::<String, usize>::new();
+    for s in core.discovery.servers() {
+        *per_type.entry(s.server_type.clone()).or_default() += 1;
+    }
+    for (t, n) in per_type {
+        let l = [(label::TYPE, t.as_str())];
+        gauge(reporter, MetricKind::Gauge, names::COUNT_SERVERS, &l, n as f64);
+    }
+}
+
+fn gauge(
+    reporter: &dyn Reporter,
+    kind: MetricKind,
+    metric: &str,
+    labels: &[(&str, &str)],
+    value: f64,
+) {
+    log(reporter.report(kind, metric, labels, value));
 }
 
 fn log(r: Result<(), pitaya_metrics::MetricsError>) {
@@ -130,13 +207,17 @@ pub(crate) fn report_response(
     result: Result<(), &Error>,
 ) {
     let code = result.err().map_or("", Error::code);
-    let status = if result.is_ok() { "ok" } else { "failed" };
-    let labels = pitaya_metrics::labels([
-        ("route", route),
-        ("status", status),
-        ("type", kind),
-        ("code", code),
-    ]);
+    let status = if result.is_ok() { names::status::OK } else { names::status::FAILED };
+    let labels =
+        [(label::ROUTE, route), (label::STATUS, status), (label::TYPE, kind), (label::CODE, code)];
     let ns = started.elapsed().as_nanos() as f64;
-    log(reporter.report_summary(names::RESPONSE_TIME, &labels, ns));
+    log(reporter.report(MetricKind::Summary, names::RESPONSE_TIME, &labels, ns));
+}
+
+/// Reports `handler_delay_ns` for `route`: how long a client message waited between
+/// being read and being handled (`local`) or forwarded (`remote`).
+pub(crate) fn report_delay(reporter: &dyn Reporter, route: &str, kind: &str, waited: Duration) {
+    let labels = [(label::ROUTE, route), (label::TYPE, kind)];
+    let ns = waited.as_nanos() as f64;
+    log(reporter.report(MetricKind::Summary, names::PROCESS_DELAY, &labels, ns));
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use pitaya_config::model::MetricsConfig;
 
 use crate::names::label;
+use crate::reporter::pairs;
 use crate::{Labels, MetricKind, MetricsError, Reporter, spec};
 
 pub use server::MetricsServer;
@@ -24,7 +25,8 @@ pub use server::MetricsServer;
 /// Registered: the built-in metrics of [`crate::names`] and the custom metrics of
 /// `pitaya.metrics.custom`, histograms included (Go leaves those out).
 ///
-/// Cheap to clone; clones share the registry. Reports take one short mutex per metric.
+/// Cheap to clone; clones share the registry. Reports take one short mutex per metric; a
+/// report to an existing series through [`Reporter::report`] allocates nothing.
 #[derive(Debug, Clone)]
 pub struct PrometheusReporter {
     registry: Arc<registry::Registry>,
@@ -73,7 +75,7 @@ impl Reporter for PrometheusReporter {
         labels: &Labels,
         value: f64,
     ) -> Result<(), MetricsError> {
-        self.registry.report(MetricKind::Summary, metric, labels, value)
+        self.registry.report(MetricKind::Summary, metric, &pairs(labels), value)
     }
 
     fn report_histogram(
@@ -82,14 +84,24 @@ impl Reporter for PrometheusReporter {
         labels: &Labels,
         value: f64,
     ) -> Result<(), MetricsError> {
-        self.registry.report(MetricKind::Histogram, metric, labels, value)
+        self.registry.report(MetricKind::Histogram, metric, &pairs(labels), value)
     }
 
     fn report_count(&self, metric: &str, labels: &Labels, count: f64) -> Result<(), MetricsError> {
-        self.registry.report(MetricKind::Counter, metric, labels, count)
+        self.registry.report(MetricKind::Counter, metric, &pairs(labels), count)
     }
 
     fn report_gauge(&self, metric: &str, labels: &Labels, value: f64) -> Result<(), MetricsError> {
-        self.registry.report(MetricKind::Gauge, metric, labels, value)
+        self.registry.report(MetricKind::Gauge, metric, &pairs(labels), value)
+    }
+
+    fn report(
+        &self,
+        kind: MetricKind,
+        metric: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> Result<(), MetricsError> {
+        self.registry.report(kind, metric, labels, value)
     }
 }

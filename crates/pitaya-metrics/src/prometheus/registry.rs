@@ -1,5 +1,6 @@
 //! The registry behind [`super::PrometheusReporter`]: families, label checks, rendering.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
@@ -8,7 +9,7 @@ use std::time::Instant;
 use crate::prometheus::summary::Summary;
 use crate::prometheus::text::{escape_help, escape_label, go_float};
 use crate::spec::{self, MetricDef};
-use crate::{Labels, MetricKind, MetricsError};
+use crate::{MetricKind, MetricsError};
 
 /// All registered families, keyed by kind and short name as Go's reporter maps are.
 #[derive(Debug)]
@@ -17,7 +18,9 @@ pub(crate) struct Registry {
     const_labels: BTreeMap<String, String>,
     /// Label → default value, on every metric.
     additional: BTreeMap<String, String>,
-    families: HashMap<(MetricKind, String), Family>,
+    /// Short name → the families of that name, one per kind at most. Keyed by name alone
+    /// so that a report looks its family up with the caller's `&str`, without allocating.
+    families: HashMap<String, Vec<Family>>,
 }
 
 #[derive(Debug)]
@@ -26,8 +29,16 @@ struct Family {
     full_name: String,
     /// Variable label names (metric's plus additional), sorted.
     label_names: Vec<String>,
-    /// Label values in `label_names` order → series.
-    series: Mutex<BTreeMap<Vec<String>, Series>>,
+    /// [`series_key`] of the label values → series. A report that hits an existing series
+    /// allocates nothing: the key is built in a reused thread-local buffer.
+    series: Mutex<HashMap<Box<str>, Entry>>,
+}
+
+/// One series: its label values (in `label_names` order, for rendering) and its numbers.
+#[derive(Debug)]
+struct Entry {
+    values: Vec<String>,
+    series: Series,
 }
 
 #[derive(Debug)]
@@ -78,79 +89,101 @@ impl Registry {
             if !full_names.insert(full_name.clone()) {
                 return Err(err("duplicate metric".to_owned()));
             }
-            let key = (def.kind, def.name.clone());
-            let family = Family {
+            let same_name: &mut Vec<Family> = families.entry(def.name.clone()).or_default();
+            if same_name.iter().any(|f| f.def.kind == def.kind) {
+                return Err(err("duplicate metric".to_owned()));
+            }
+            same_name.push(Family {
                 def,
                 full_name: full_name.clone(),
                 label_names,
-                series: Mutex::new(BTreeMap::new()),
-            };
-            if families.insert(key, family).is_some() {
-                return Err(err("duplicate metric".to_owned()));
-            }
+                series: Mutex::new(HashMap::new()),
+            });
         }
         Ok(Self { const_labels, additional, families })
     }
 
-    /// Records one report.
+    /// Records one report; `labels` are name/value pairs in any order.
     pub(crate) fn report(
         &self,
         kind: MetricKind,
         name: &str,
-        labels: &Labels,
+        labels: &[(&str, &str)],
         value: f64,
     ) -> Result<(), MetricsError> {
         let family = self
             .families
-            .get(&(kind, name.to_owned()))
+            .get(name)
+            .and_then(|fs| fs.iter().find(|f| f.def.kind == kind))
             .ok_or_else(|| MetricsError::UnknownMetric { kind, name: name.to_owned() })?;
-        let values = self.label_values(family, labels)?;
         if kind == MetricKind::Counter && !(value >= 0.0 && value.is_finite()) {
             return Err(MetricsError::InvalidCount { name: name.to_owned(), value });
         }
-        let mut series = lock(&family.series);
-        let entry = series.entry(values).or_insert_with(|| match kind {
-            MetricKind::Summary => Series::Summary(Summary::default()),
-            MetricKind::Histogram => {
-                Series::Histogram { counts: vec![0; family.def.buckets.len()], sum: 0.0, count: 0 }
-            }
-            MetricKind::Counter | MetricKind::Gauge => Series::Value(0.0),
-        });
-        match entry {
-            Series::Value(v) if kind == MetricKind::Counter => *v += value,
-            Series::Value(v) => *v = value,
-            Series::Summary(s) => s.observe(Instant::now(), value),
-            Series::Histogram { counts, sum, count } => {
-                // Buckets are cumulative when rendered; here each observation lands in the
-                // first bucket whose bound holds it (none: only `+Inf`).
-                if let Some(i) = family.def.buckets.iter().position(|b| value <= *b) {
-                    if let Some(c) = counts.get_mut(i) {
-                        *c += 1;
-                    }
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            self.series_key(family, labels, key)?;
+            let mut series = lock(&family.series);
+            let entry = match series.get_mut(key.as_str()) {
+                Some(entry) => entry,
+                None => {
+                    let values = self.owned_values(family, labels);
+                    let series_value = match kind {
+                        MetricKind::Summary => Series::Summary(Summary::default()),
+                        MetricKind::Histogram => Series::Histogram {
+                            counts: vec![0; family.def.buckets.len()],
+                            sum: 0.0,
+                            count: 0,
+                        },
+                        MetricKind::Counter | MetricKind::Gauge => Series::Value(0.0),
+                    };
+                    series
+                        .entry(Box::from(key.as_str()))
+                        .or_insert(Entry { values, series: series_value })
                 }
-                *sum += value;
-                *count += 1;
-            }
-        }
-        Ok(())
+            };
+            observe(&mut entry.series, kind, &family.def.buckets, value);
+            Ok(())
+        })
     }
 
-    /// The call's values in `label_names` order, additional labels defaulted (Go's
-    /// `ensureLabels`), or [`MetricsError::WrongLabels`].
-    fn label_values(&self, family: &Family, labels: &Labels) -> Result<Vec<String>, MetricsError> {
-        let mut values = Vec::with_capacity(family.label_names.len());
+    /// Writes the call's label values, in `label_names` order with additional labels
+    /// defaulted (Go's `ensureLabels`), into `key` as `<len>:<value>` pieces: unambiguous
+    /// whatever the values contain. [`MetricsError::WrongLabels`] when the call's label
+    /// names are not exactly the family's (additional labels may be left out).
+    fn series_key(
+        &self,
+        family: &Family,
+        labels: &[(&str, &str)],
+        key: &mut String,
+    ) -> Result<(), MetricsError> {
         let mut ok = labels.len() <= family.label_names.len();
         for l in &family.label_names {
-            match labels.get(l).or_else(|| self.additional.get(l)) {
-                Some(v) => values.push(v.clone()),
+            let value = labels
+                .iter()
+                .find(|(k, _)| *k == l.as_str())
+                .map(|(_, v)| *v)
+                .or_else(|| self.additional.get(l).map(String::as_str));
+            match value {
+                Some(v) => {
+                    let _ = write!(key, "{}:", v.len());
+                    key.push_str(v);
+                }
                 None => ok = false,
             }
         }
-        ok &= labels.keys().all(|k| family.label_names.binary_search(k).is_ok());
+        // Every given label must be one of the family's, each given once.
+        ok &= labels.iter().enumerate().all(|(i, (k, _))| {
+            family.label_names.binary_search_by(|l| l.as_str().cmp(k)).is_ok()
+                && !labels[..i].iter().any(|(other, _)| other == k)
+        });
         if ok {
-            return Ok(values);
+            return Ok(());
         }
-        let mut got: Vec<String> = labels.keys().chain(self.additional.keys()).cloned().collect();
+        let mut got: Vec<String> = labels
+            .iter()
+            .map(|(k, _)| (*k).to_owned())
+            .chain(self.additional.keys().cloned())
+            .collect();
         got.sort();
         got.dedup();
         Err(MetricsError::WrongLabels {
@@ -160,23 +193,44 @@ impl Registry {
         })
     }
 
+    /// The call's label values in `label_names` order; only called after
+    /// [`Self::series_key`] accepted the labels.
+    fn owned_values(&self, family: &Family, labels: &[(&str, &str)]) -> Vec<String> {
+        family
+            .label_names
+            .iter()
+            .map(|l| {
+                labels
+                    .iter()
+                    .find(|(k, _)| *k == l.as_str())
+                    .map(|(_, v)| *v)
+                    .or_else(|| self.additional.get(l).map(String::as_str))
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
     /// The text exposition format 0.0.4: families sorted by name, each with `# HELP` and
     /// `# TYPE`; series sorted by label values; labels sorted by name. Families without a
     /// series are left out, as Go's registry does.
     pub(crate) fn render(&self) -> String {
         let now = Instant::now();
-        let mut families: Vec<&Family> = self.families.values().collect();
+        let mut families: Vec<&Family> = self.families.values().flatten().collect();
         families.sort_by(|a, b| a.full_name.cmp(&b.full_name));
         let mut out = String::new();
         for f in families {
-            let mut series = lock(&f.series);
-            if series.is_empty() {
+            let mut guard = lock(&f.series);
+            if guard.is_empty() {
                 continue;
             }
+            let mut series: Vec<&mut Entry> = guard.values_mut().collect();
+            series.sort_by(|a, b| a.values.cmp(&b.values));
             let name = &f.full_name;
             let _ = writeln!(out, "# HELP {name} {}", escape_help(&f.def.help));
             let _ = writeln!(out, "# TYPE {name} {}", f.def.kind);
-            for (values, s) in series.iter_mut() {
+            for entry in series {
+                let (values, s) = (&entry.values, &mut entry.series);
                 let mut pairs: Vec<(&str, &str)> =
                     self.const_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 pairs.extend(
@@ -213,6 +267,31 @@ impl Registry {
             }
         }
         out
+    }
+}
+
+thread_local! {
+    /// The series key of the report in progress, reused so that hits allocate nothing.
+    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Adds one report to a series.
+fn observe(series: &mut Series, kind: MetricKind, buckets: &[f64], value: f64) {
+    match series {
+        Series::Value(v) if kind == MetricKind::Counter => *v += value,
+        Series::Value(v) => *v = value,
+        Series::Summary(s) => s.observe(Instant::now(), value),
+        Series::Histogram { counts, sum, count } => {
+            // Buckets are cumulative when rendered; here each observation lands in the
+            // first bucket whose bound holds it (none: only `+Inf`).
+            if let Some(i) = buckets.iter().position(|b| value <= *b) {
+                if let Some(c) = counts.get_mut(i) {
+                    *c += 1;
+                }
+            }
+            *sum += value;
+            *count += 1;
+        }
     }
 }
 
