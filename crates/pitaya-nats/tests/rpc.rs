@@ -253,6 +253,10 @@ async fn overflow_drops_and_counts() {
         }
     })
     .await;
+    // The load gauges see one handler of one busy and the two-slot queue full.
+    let load = pitaya_cluster::RpcServer::load(&backend.server);
+    assert_eq!(load.workers, Some((1, 1)));
+    assert_eq!(load.request_queue_free, Some(0));
     backend.handler.release();
     let mut answered = Vec::new();
     for _ in 0..3 {
@@ -262,6 +266,12 @@ async fn overflow_drops_and_counts() {
     let expected: Vec<String> = (0..3).map(|i| format!("{inbox}.{i}")).collect();
     assert_eq!(answered, expected);
     assert_eq!(backend.server.dropped_messages(), 18);
+    bounded("queue drained", async {
+        while pitaya_cluster::RpcServer::load(&backend.server).request_queue_free != Some(2) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 
     // Still serving.
     let req = request("g.svc.echo", b"").encode_to_vec();
