@@ -64,7 +64,7 @@ pub(crate) fn run(root: &Path, sections: Sections) -> Result<()> {
 struct Case {
     name: String,
     iterations: u64,
-    /// The case the "vs small plain" column divides by.
+    /// The case the "vs reference" column divides by (the codec's `<op>/small/plain`).
     base: String,
     /// For a zlib case, the same case without zlib.
     uncompressed: Option<String>,
@@ -96,8 +96,8 @@ fn callgrind(root: &Path) -> Result<()> {
 }
 
 /// Packages with an `instructions` bench target speaking the `--list` / `<case> <N>`
-/// protocol: the hot paths, codec and dispatch.
-const DRIVERS: [&str; 2] = ["pitaya-codec", "pitaya-handler"];
+/// protocol: the hot paths, codec, dispatch and the per-response metrics.
+const DRIVERS: [&str; 3] = ["pitaya-codec", "pitaya-handler", "pitaya-metrics"];
 
 fn callgrind_package(root: &Path, valgrind: &Path, package: &str, out_dir: &Path) -> Result<()> {
     let bin = build_driver(root, package)?;
@@ -309,13 +309,14 @@ fn render(cases: &[Case], per_op: &[f64]) -> Result<String> {
     writeln!(
         table,
         "\ncallgrind instructions per operation = (Ir(N) - Ir(0)) / N\n\
-         vs small plain: against <op>/small/plain; vs no zlib: against the same case without \
-         zlib (both from this run)\n"
+         vs reference: against the case the driver names (codec: <op>/small/plain; dispatch: \
+         dispatch/raw; metrics: report/map); vs no zlib: against the same case without zlib \
+         (both from this run)\n"
     )?;
     writeln!(
         table,
         "{:<width$}  {:>5}  {:>12}  {:>14}  {:>10}",
-        "case", "N", "instr/op", "vs small plain", "vs no zlib"
+        "case", "N", "instr/op", "vs reference", "vs no zlib"
     )?;
     for (case, &value) in cases.iter().zip(per_op) {
         writeln!(

@@ -11,6 +11,10 @@ use crate::prometheus::text::{escape_help, escape_label, go_float};
 use crate::spec::{self, MetricDef};
 use crate::{MetricKind, MetricsError};
 
+/// The maps' hasher: keys are our own metric names and label values, not chosen by an
+/// attacker to collide, so a fast hash beats SipHash on every report.
+type FastHash = foldhash::fast::RandomState;
+
 /// All registered families, keyed by kind and short name as Go's reporter maps are.
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -20,7 +24,7 @@ pub(crate) struct Registry {
     additional: BTreeMap<String, String>,
     /// Short name → the families of that name, one per kind at most. Keyed by name alone
     /// so that a report looks its family up with the caller's `&str`, without allocating.
-    families: HashMap<String, Vec<Family>>,
+    families: HashMap<String, Vec<Family>, FastHash>,
 }
 
 #[derive(Debug)]
@@ -29,9 +33,11 @@ struct Family {
     full_name: String,
     /// Variable label names (metric's plus additional), sorted.
     label_names: Vec<String>,
+    /// The additional labels' defaults, in `label_names` order (`None` for own labels).
+    defaults: Vec<Option<String>>,
     /// [`series_key`] of the label values → series. A report that hits an existing series
     /// allocates nothing: the key is built in a reused thread-local buffer.
-    series: Mutex<HashMap<Box<str>, Entry>>,
+    series: Mutex<HashMap<Box<[u8]>, Entry, FastHash>>,
 }
 
 /// One series: its label values (in `label_names` order, for rendering) and its numbers.
@@ -46,6 +52,32 @@ enum Series {
     Value(f64),
     Summary(Summary),
     Histogram { counts: Vec<u64>, sum: f64, count: u64 },
+}
+
+/// Label values placed without allocating for metrics with at most this many labels.
+const INLINE_LABELS: usize = 8;
+
+impl Family {
+    /// Puts each of the call's values in the slot of its label (`label_names` order) and
+    /// fills the additional labels it left out with their defaults (Go's `ensureLabels`).
+    /// `false` when a label is not the family's, is given twice, or is missing.
+    fn place<'a>(&'a self, labels: &[(&str, &'a str)], slots: &mut [Option<&'a str>]) -> bool {
+        for (k, v) in labels {
+            match self.label_names.binary_search_by(|l| l.as_str().cmp(k)) {
+                Ok(i) => match slots.get_mut(i) {
+                    Some(slot @ None) => *slot = Some(v),
+                    _ => return false,
+                },
+                Err(_) => return false,
+            }
+        }
+        for (slot, default) in slots.iter_mut().zip(&self.defaults) {
+            if slot.is_none() {
+                *slot = default.as_deref();
+            }
+        }
+        slots.iter().all(Option::is_some)
+    }
 }
 
 impl Registry {
@@ -66,7 +98,7 @@ impl Registry {
                 reason: "label is both a const label and an additional label".to_owned(),
             });
         }
-        let mut families = HashMap::new();
+        let mut families = HashMap::with_hasher(FastHash::default());
         let mut full_names = HashSet::new();
         for def in defs {
             spec::validate(&def)?;
@@ -93,11 +125,13 @@ impl Registry {
             if same_name.iter().any(|f| f.def.kind == def.kind) {
                 return Err(err("duplicate metric".to_owned()));
             }
+            let defaults = label_names.iter().map(|l| additional.get(l).cloned()).collect();
             same_name.push(Family {
                 def,
                 full_name: full_name.clone(),
                 label_names,
-                series: Mutex::new(HashMap::new()),
+                defaults,
+                series: Mutex::new(HashMap::with_hasher(FastHash::default())),
             });
         }
         Ok(Self { const_labels, additional, families })
@@ -119,14 +153,30 @@ impl Registry {
         if kind == MetricKind::Counter && !(value >= 0.0 && value.is_finite()) {
             return Err(MetricsError::InvalidCount { name: name.to_owned(), value });
         }
+        let mut inline = [None; INLINE_LABELS];
+        let mut spilled = Vec::new();
+        let n = family.label_names.len();
+        let slots = if n <= INLINE_LABELS {
+            &mut inline[..n]
+        } else {
+            spilled.resize(n, None);
+            &mut spilled[..]
+        };
+        if !family.place(labels, slots) {
+            return Err(self.wrong_labels(family, labels));
+        }
         KEY.with_borrow_mut(|key| {
             key.clear();
-            self.series_key(family, labels, key)?;
+            // `<len><bytes>` per value: unambiguous whatever the values contain.
+            for v in slots.iter().flatten() {
+                key.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                key.extend_from_slice(v.as_bytes());
+            }
             let mut series = lock(&family.series);
-            let entry = match series.get_mut(key.as_str()) {
+            let entry = match series.get_mut(key.as_slice()) {
                 Some(entry) => entry,
                 None => {
-                    let values = self.owned_values(family, labels);
+                    let values = slots.iter().map(|v| v.unwrap_or_default().to_owned()).collect();
                     let series_value = match kind {
                         MetricKind::Summary => Series::Summary(Summary::default()),
                         MetricKind::Histogram => Series::Histogram {
@@ -137,48 +187,17 @@ impl Registry {
                         MetricKind::Counter | MetricKind::Gauge => Series::Value(0.0),
                     };
                     series
-                        .entry(Box::from(key.as_str()))
+                        .entry(Box::from(key.as_slice()))
                         .or_insert(Entry { values, series: series_value })
                 }
             };
             observe(&mut entry.series, kind, &family.def.buckets, value);
-            Ok(())
-        })
+        });
+        Ok(())
     }
 
-    /// Writes the call's label values, in `label_names` order with additional labels
-    /// defaulted (Go's `ensureLabels`), into `key` as `<len>:<value>` pieces: unambiguous
-    /// whatever the values contain. [`MetricsError::WrongLabels`] when the call's label
-    /// names are not exactly the family's (additional labels may be left out).
-    fn series_key(
-        &self,
-        family: &Family,
-        labels: &[(&str, &str)],
-        key: &mut String,
-    ) -> Result<(), MetricsError> {
-        let mut ok = labels.len() <= family.label_names.len();
-        for l in &family.label_names {
-            let value = labels
-                .iter()
-                .find(|(k, _)| *k == l.as_str())
-                .map(|(_, v)| *v)
-                .or_else(|| self.additional.get(l).map(String::as_str));
-            match value {
-                Some(v) => {
-                    let _ = write!(key, "{}:", v.len());
-                    key.push_str(v);
-                }
-                None => ok = false,
-            }
-        }
-        // Every given label must be one of the family's, each given once.
-        ok &= labels.iter().enumerate().all(|(i, (k, _))| {
-            family.label_names.binary_search_by(|l| l.as_str().cmp(k)).is_ok()
-                && !labels[..i].iter().any(|(other, _)| other == k)
-        });
-        if ok {
-            return Ok(());
-        }
+    /// [`MetricsError::WrongLabels`] for a call whose label names are not the family's.
+    fn wrong_labels(&self, family: &Family, labels: &[(&str, &str)]) -> MetricsError {
         let mut got: Vec<String> = labels
             .iter()
             .map(|(k, _)| (*k).to_owned())
@@ -186,29 +205,11 @@ impl Registry {
             .collect();
         got.sort();
         got.dedup();
-        Err(MetricsError::WrongLabels {
+        MetricsError::WrongLabels {
             name: family.def.name.clone(),
             expected: family.label_names.clone(),
             got,
-        })
-    }
-
-    /// The call's label values in `label_names` order; only called after
-    /// [`Self::series_key`] accepted the labels.
-    fn owned_values(&self, family: &Family, labels: &[(&str, &str)]) -> Vec<String> {
-        family
-            .label_names
-            .iter()
-            .map(|l| {
-                labels
-                    .iter()
-                    .find(|(k, _)| *k == l.as_str())
-                    .map(|(_, v)| *v)
-                    .or_else(|| self.additional.get(l).map(String::as_str))
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect()
+        }
     }
 
     /// The text exposition format 0.0.4: families sorted by name, each with `# HELP` and
@@ -272,7 +273,7 @@ impl Registry {
 
 thread_local! {
     /// The series key of the report in progress, reused so that hits allocate nothing.
-    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+    static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Adds one report to a series.
