@@ -1,9 +1,13 @@
-//! A small chat room over TCP and WebSocket: bind a name, join, talk, leave.
+//! A small chat room over TCP and WebSocket: bind a name, join, talk, leave; with a web
+//! page for it.
 //!
 //! ```sh
-//! cargo run --release --example chat                # 127.0.0.1:3250 (tcp), :3251 (ws)
-//! cargo run --release --example chat -- --tcp 127.0.0.1:0 --ws 127.0.0.1:0
+//! cargo run --release --example chat   # 127.0.0.1:3250 (tcp), :3251 (ws), page on http://127.0.0.1:3252/
+//! cargo run --release --example chat -- --tcp 127.0.0.1:0 --ws 127.0.0.1:0 --http 127.0.0.1:0
 //! ```
+//!
+//! It prints `listening tcp=ADDR ws=ADDR`, then `page http://ADDR/`: open that in a
+//! browser (two tabs make two members). The page uses the JS client of `clients/js/`.
 //!
 //! Talk to it with any Pitaya client, e.g. the project's Rust client, libpitaya, or a
 //! pomelo WebSocket client: request `chat.join` `{"name":"ana"}`, notify `chat.message`
@@ -14,7 +18,7 @@
     reason = "the listening line on stdout is part of the example's interface"
 )]
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -26,6 +30,9 @@ struct Args {
     /// WebSocket listen address.
     #[arg(long, default_value = "127.0.0.1:3251")]
     ws: String,
+    /// HTTP listen address of the chat page.
+    #[arg(long, default_value = "127.0.0.1:3252")]
+    http: String,
 }
 
 #[tokio::main]
@@ -34,10 +41,19 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let running = pitaya_examples::chat::start(&args.tcp, &args.ws).await?;
     println!("{}", pitaya_examples::listening_line(running.local_addrs()));
+    let ws = running
+        .local_addrs()
+        .iter()
+        .find(|(transport, _)| transport.is_websocket())
+        .map(|(_, addr)| *addr)
+        .context("the chat server has no WebSocket acceptor")?;
+    let page = pitaya_examples::chat::web::serve(&args.http, ws).await?;
+    println!("page {}", page.url());
     println!(
         "chat room ready: request chat.join {{\"name\":\"...\"}}, notify chat.message {{\"text\":\"...\"}}; Ctrl-C stops"
     );
     running.wait_for_signal().await;
+    page.shutdown().await;
     running.shutdown().await;
     Ok(())
 }

@@ -9,12 +9,18 @@
 //! - `chat.members` → `{"code":200,"members":[...]}`.
 //!
 //! Closing the connection leaves the room too.
+//!
+//! [`web`] serves a browser page for the room (`examples/web/`, with the JS client from
+//! `clients/js/`).
 
 use anyhow::Result;
 use bytes::Bytes;
 use pitaya::groups::GroupError;
 use pitaya::{AppHandle, Component, Error, Json, Pitaya, RunningApp, Session};
 use serde::{Deserialize, Serialize};
+
+#[path = "chat_web.rs"]
+pub mod web;
 
 /// The one room of this example.
 pub const ROOM: &str = "chat";

@@ -1,9 +1,10 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
 //! - `cargo xtask test`: installs the programs the tests need when missing (nats-server,
-//!   etcd, etcdctl, redis-server, protoc, with apt-get), then formatting, lints, the
-//!   dependency-layering check, every test (against a nats-server, etcd and redis-server it
-//!   starts on free loopback ports and exports as `PITAYA_TEST_*`, see
+//!   etcd, etcdctl, redis-server, protoc, chromium, node, npm, with apt-get), then
+//!   formatting, lints, the dependency-layering check, `npm ci` in clients/js, every test
+//!   (against a nats-server, etcd and redis-server it starts on free loopback ports and
+//!   exports as `PITAYA_TEST_*`, see
 //!   `pitaya-test-services`), docs, and `cargo deny` when it is installed. This is what CI
 //!   runs (`.ci/run`).
 //! - `cargo xtask bench`: Criterion benches, callgrind instruction counts, then load on
@@ -66,6 +67,9 @@ fn test(no_lint: bool) -> Result<()> {
         ])?;
     }
     check_layering()?;
+    // The JS client's node tests and the chat page's browser test (examples/tests) run
+    // with its devDependencies (ws, playwright-core), pinned by its package-lock.json.
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir("clients/js"))?;
     let services = services::TestServices::start();
     let tests = run(Command::new("cargo")
         .args(["test", "--workspace", "--all-features"])

@@ -8,22 +8,36 @@ use std::process::Command;
 use anyhow::{Result, bail};
 use pitaya_test_services::{ETCD_ENDPOINTS_ENV, Etcd, NATS_URL_ENV, Nats, REDIS_URL_ENV, Redis};
 
-/// Programs the tests and the build need: the three services, etcd's client, and `protoc`
-/// for etcd-client's build script (which clippy runs too).
-const TOOLS: [&str; 5] = ["nats-server", "etcd", "etcdctl", "redis-server", "protoc"];
+/// Programs the tests and the build need: the three services, etcd's client, `protoc`
+/// for etcd-client's build script (which clippy runs too), and node, npm and Chromium for
+/// the JS client's tests and the chat page's browser test (examples/tests).
+const TOOLS: [&str; 8] =
+    ["nats-server", "etcd", "etcdctl", "redis-server", "protoc", "chromium", "node", "npm"];
 
-/// The Debian packages that provide [`TOOLS`].
-const PACKAGES: [&str; 5] =
-    ["nats-server", "etcd-server", "etcd-client", "redis-server", "protobuf-compiler"];
+/// The Debian packages that provide [`TOOLS`], in the same order.
+const PACKAGES: [&str; 8] = [
+    "nats-server",
+    "etcd-server",
+    "etcd-client",
+    "redis-server",
+    "protobuf-compiler",
+    "chromium",
+    "nodejs",
+    "npm",
+];
 
 /// Searched after `PATH`: Debian installs nats-server in /usr/sbin, which is not on a
 /// non-root user's `PATH`.
 const EXTRA_DIRS: [&str; 2] = ["/usr/sbin", "/usr/local/sbin"];
 
-/// Installs [`PACKAGES`] with apt-get when any of [`TOOLS`] is missing (CI starts from a
-/// machine with only Rust). Needs root, as CI is.
+/// Installs the [`PACKAGES`] of the [`TOOLS`] that are missing with apt-get (CI starts
+/// from a machine with only Rust). Needs root, as CI is.
+///
+/// Only the missing tools' packages: a node from another source (NodeSource's `nodejs`
+/// bundles npm) must not meet Debian's `npm`, which would pull Debian's older nodejs.
 pub(crate) fn ensure_tools() -> Result<()> {
-    let missing: Vec<&str> = TOOLS.into_iter().filter(|tool| find(tool).is_none()).collect();
+    let (missing, packages): (Vec<&str>, Vec<&str>) =
+        TOOLS.into_iter().zip(PACKAGES).filter(|(tool, _)| find(tool).is_none()).unzip();
     if missing.is_empty() {
         eprintln!("xtask: found {}", TOOLS.join(", "));
         return Ok(());
@@ -31,10 +45,10 @@ pub(crate) fn ensure_tools() -> Result<()> {
     eprintln!(
         "xtask: {} not installed; installing the Debian packages {} with apt-get",
         missing.join(", "),
-        PACKAGES.join(", ")
+        packages.join(", ")
     );
     apt_get(&["update"])?;
-    apt_get(&["install", "-y"].into_iter().chain(PACKAGES).collect::<Vec<_>>())?;
+    apt_get(&["install", "-y"].into_iter().chain(packages).collect::<Vec<_>>())?;
     let still: Vec<&str> = TOOLS.into_iter().filter(|tool| find(tool).is_none()).collect();
     if !still.is_empty() {
         bail!("still missing after apt-get install: {}", still.join(", "));
