@@ -107,13 +107,19 @@ impl ClusterCore {
             kind = if req.r#type == RpcType::User as i32 { "user" } else { "sys" },
             peer = ctx.get_str(pitaya_core::context::PEER_ID).unwrap_or(""),
             trace_id = %ctx.trace_parent().map(|t| t.trace_id_hex()).unwrap_or_default(),
+            code = tracing::field::Empty,
         );
+        crate::telemetry::link_incoming(&span, &ctx);
         let work = async {
-            match RpcType::try_from(req.r#type) {
+            let result = match RpcType::try_from(req.r#type) {
                 Ok(RpcType::Sys) => self.serve_sys(ctx, req, msg).await,
                 Ok(RpcType::User) => self.serve_user(ctx, msg).await,
                 Err(_) => Err(Error::bad_request("invalid rpc type")),
+            };
+            if let Err(e) = &result {
+                tracing::Span::current().record("code", e.code());
             }
+            result
         };
         let work = tracing::Instrument::instrument(work, span);
         match timeout {

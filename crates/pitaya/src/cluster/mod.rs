@@ -174,16 +174,17 @@ impl ClusterCore {
         let route_str = route.as_str().to_owned();
         let mut ctx = Context::for_request(&route_str);
         self.stamp(&mut ctx);
-        let trace = ctx.next_hop();
         let span = tracing::info_span!(
             "pitaya.forward",
             route = %route_str,
             session = session.id(),
             uid = session.uid().as_deref().unwrap_or(""),
             target = %target.id,
-            trace_id = %trace.trace_id_hex(),
+            trace_id = tracing::field::Empty,
             code = tracing::field::Empty,
         );
+        let trace = crate::telemetry::link_outgoing(&span, &mut ctx);
+        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
         let req = protos::Request {
             r#type: RpcType::Sys as i32,
             session: Some(protos::Session {
@@ -266,13 +267,15 @@ impl ClusterCore {
         data: Bytes,
     ) -> Result<Bytes, Error> {
         self.stamp(&mut ctx);
-        let trace = ctx.next_hop();
         let span = tracing::info_span!(
             "pitaya.rpc",
             route = %route,
             target = %target.id,
-            trace_id = %trace.trace_id_hex(),
+            trace_id = tracing::field::Empty,
+            code = tracing::field::Empty,
         );
+        let trace = crate::telemetry::link_outgoing(&span, &mut ctx);
+        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
         let req = protos::Request {
             r#type: RpcType::User as i32,
             session: None,
@@ -292,13 +295,18 @@ impl ClusterCore {
             .get()
             .map(|_| req.msg.as_ref().map(|m| m.route.clone()).unwrap_or_default());
         let result =
-            match tracing::Instrument::instrument(self.client.call(target, ctx, req), span).await {
+            match tracing::Instrument::instrument(self.client.call(target, ctx, req), span.clone())
+                .await
+            {
                 Ok(resp) => match resp.error {
                     Some(e) => Err(error_from_proto(e)),
                     None => Ok(resp.data),
                 },
                 Err(e) => Err(e),
             };
+        if let Err(e) = &result {
+            span.record("code", e.code());
+        }
         if let (Some(reporter), Some(route)) = (self.metrics.get(), metric_route) {
             let outcome = result.as_ref().map(|_| ());
             crate::metrics_wiring::report_response(
