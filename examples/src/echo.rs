@@ -113,6 +113,39 @@ pub fn component() -> Component {
         .handler("message", message)
 }
 
+/// The route serving the echo server's documentation (see [`docs`]).
+pub const DOCS_ROUTE: &str = "connector.docsHandler.docs";
+
+/// The echo server's documentation: `room.join` replies [`Code`], message `echo.Code`.
+pub fn docs() -> pitaya::handler::Docs {
+    use pitaya::handler::docs::prost_types::{
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
+        field_descriptor_proto::{Label, Type},
+    };
+    let code = FieldDescriptorProto {
+        name: Some("code".into()),
+        number: Some(1),
+        label: Some(Label::Optional.into()),
+        r#type: Some(Type::Int32.into()),
+        json_name: Some("code".into()),
+        ..Default::default()
+    };
+    let file = FileDescriptorProto {
+        name: Some("echo.proto".into()),
+        package: Some("echo".into()),
+        message_type: vec![DescriptorProto {
+            name: Some("Code".into()),
+            field: vec![code],
+            ..Default::default()
+        }],
+        syntax: Some("proto3".into()),
+        ..Default::default()
+    };
+    pitaya::handler::Docs::new()
+        .descriptors(FileDescriptorSet { file: vec![file] })
+        .message::<Code>("echo.Code")
+}
+
 /// Builds and starts the echo server.
 ///
 /// # Errors
@@ -166,6 +199,8 @@ pub async fn start_with_config(args: &EchoArgs, config: PitayaConfig) -> Result<
     {
         builder = builder.rate_limiting(true);
     }
+    // Self-description for `pitaya-cli --docs connector.docsHandler.docs`.
+    builder = builder.docs("docsHandler", docs());
     if args.dict {
         let routes = ROUTES.iter().copied().chain(["onNotify", "onMessage"]);
         builder = builder.dictionary(routes.zip(1u16..));

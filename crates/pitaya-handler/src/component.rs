@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use pitaya_core::BoxFuture;
 
+use crate::docs::Signature;
 use crate::handler::{Erased, ErasedHandler, Handler};
 
 /// Hooks a component runs with the server (Go's Init, AfterInit, BeforeShutdown and
@@ -72,6 +73,12 @@ impl Component {
     /// The component's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Each method (as registered, after the name function) with its signature, in
+    /// registration order; see [`docs`](crate::docs).
+    pub fn signatures(&self) -> Vec<(String, Signature)> {
+        self.methods.iter().map(|(m, h)| (m.clone(), h.signature())).collect()
     }
 }
 

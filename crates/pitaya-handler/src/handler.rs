@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use pitaya_core::{BoxFuture, Error};
 
+use crate::docs::Signature;
 use crate::extract::{FromRequest, FromRequestParts};
 use crate::reply::IntoReply;
 use crate::{Reply, Request};
@@ -26,6 +27,12 @@ pub trait Handler<T>: Clone + Send + Sync + 'static {
 
     /// Extracts the arguments, runs the function and encodes its reply.
     fn call(&self, req: Request) -> BoxFuture<'static, Result<Reply, Error>>;
+
+    /// The Rust types of its payload and reply, for the documentation route
+    /// ([`docs`](crate::docs)). The default knows neither.
+    fn signature() -> Signature {
+        Signature { kind: Self::KIND, input: None, output: None }
+    }
 }
 
 impl<F, Fut, Out> Handler<()> for F
@@ -39,6 +46,10 @@ where
     fn call(&self, req: Request) -> BoxFuture<'static, Result<Reply, Error>> {
         let fut = self();
         Box::pin(async move { fut.await.into_reply(req.serializer.as_ref()) })
+    }
+
+    fn signature() -> Signature {
+        Signature::without_input::<Out>(Out::KIND)
     }
 }
 
@@ -69,6 +80,16 @@ macro_rules! impl_handler {
                     f($($parts,)* $last).await.into_reply(serializer.as_ref())
                 })
             }
+
+            fn signature() -> Signature {
+                // A context extractor may come last too (`FromRequest` via parts): the
+                // handler then reads no payload.
+                if std::any::type_name::<M>().ends_with("ViaParts") {
+                    Signature::without_input::<Out>(Out::KIND)
+                } else {
+                    Signature::of::<$last, Out>(Out::KIND)
+                }
+            }
         }
     };
 }
@@ -85,6 +106,7 @@ impl_handler!([T1, T2, T3, T4, T5, T6, T7], T8);
 /// A handler with its argument types erased, as stored in the router.
 pub(crate) trait ErasedHandler: Send + Sync + 'static {
     fn kind(&self) -> HandlerKind;
+    fn signature(&self) -> Signature;
     fn call(&self, req: Request) -> BoxFuture<'static, Result<Reply, Error>>;
 }
 
@@ -102,6 +124,10 @@ impl<H, T> Erased<H, T> {
 impl<H: Handler<T>, T: 'static> ErasedHandler for Erased<H, T> {
     fn kind(&self) -> HandlerKind {
         H::KIND
+    }
+
+    fn signature(&self) -> Signature {
+        H::signature()
     }
 
     fn call(&self, req: Request) -> BoxFuture<'static, Result<Reply, Error>> {

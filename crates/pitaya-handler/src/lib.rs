@@ -34,10 +34,13 @@
 //! - [`router`]: [`Router`], the `service.method` table, and [`RouterService`], the tower
 //!   service at the bottom of every pipeline.
 //! - [`pipeline`]: before and after hooks as tower layers ([`before_fn`], [`after_fn`]).
+//! - [`docs`]: [`Docs`], the self-description served to tools (routes, types, protobuf
+//!   descriptors).
 //! - [`remote`]: [`RemoteComponent`]s, the methods other servers call by RPC, and the
 //!   [`Remotes`] table.
 
 pub mod component;
+pub mod docs;
 pub mod extract;
 pub mod handler;
 pub mod pipeline;
@@ -48,6 +51,7 @@ pub mod router;
 pub mod state;
 
 pub use component::{Component, Lifecycle};
+pub use docs::{Docs, Signature};
 pub use extract::{
     FromRequest, FromRequestParts, Json, Msg, Proto, RouteInfo, State, StructValidation, Valid,
     ValidatePayload,

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use pitaya_core::{BoxFuture, Context, Error};
 
 use crate::AppState;
+use crate::docs::Signature;
 
 /// What a remote method receives besides its argument: the caller's propagated context
 /// (pass it on to nested RPCs) and the application state.
@@ -28,6 +29,7 @@ impl RemoteRequest {
 }
 
 trait ErasedRemote: Send + Sync + 'static {
+    fn signature(&self) -> Signature;
     fn call(&self, req: RemoteRequest, data: Bytes) -> BoxFuture<'static, Result<Bytes, Error>>;
 }
 
@@ -41,6 +43,10 @@ where
     R: prost::Message + 'static,
     Fut: Future<Output = Result<R, Error>> + Send + 'static,
 {
+    fn signature(&self) -> Signature {
+        Signature::of::<crate::Proto<A>, crate::Proto<R>>(crate::HandlerKind::Request)
+    }
+
     fn call(&self, req: RemoteRequest, data: Bytes) -> BoxFuture<'static, Result<Bytes, Error>> {
         match A::decode(data) {
             Ok(arg) => {
@@ -58,6 +64,10 @@ where
     R: prost::Message + 'static,
     Fut: Future<Output = Result<R, Error>> + Send + 'static,
 {
+    fn signature(&self) -> Signature {
+        Signature::without_input::<crate::Proto<R>>(crate::HandlerKind::Request)
+    }
+
     fn call(&self, req: RemoteRequest, _: Bytes) -> BoxFuture<'static, Result<Bytes, Error>> {
         let fut = (self.0)(req);
         Box::pin(async move { fut.await.map(|r| Bytes::from(r.encode_to_vec())) })
@@ -128,6 +138,12 @@ impl RemoteComponent {
     /// The component's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Each method with its signature (argument and reply as `Proto<T>`), in
+    /// registration order; see [`docs`](crate::docs).
+    pub fn signatures(&self) -> Vec<(String, Signature)> {
+        self.methods.iter().map(|(m, r)| (m.clone(), r.signature())).collect()
     }
 }
 

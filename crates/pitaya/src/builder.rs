@@ -66,6 +66,7 @@ pub struct Builder {
     pub(crate) cluster: Option<ClusterFactory>,
     pub(crate) modules: Vec<(String, Arc<dyn pitaya_modules::Module>)>,
     pub(crate) reporters: Vec<Arc<dyn pitaya_metrics::Reporter>>,
+    pub(crate) docs: Option<(String, pitaya_handler::Docs)>,
 }
 
 impl Default for Builder {
@@ -98,6 +99,7 @@ impl Builder {
             cluster: None,
             modules: Vec::new(),
             reporters: Vec::new(),
+            docs: None,
         }
     }
 
@@ -369,9 +371,17 @@ impl Builder {
         if !self.frontend && self.cluster.is_none() {
             return Err(Error::unknown("a backend server needs a cluster: call .cluster(...)"));
         }
+        let mut components = self.components;
+        if let Some(docs) = self.docs {
+            let protobuf = match self.serializer {
+                Some(kind) => kind == SerializerKind::Protobuf,
+                None => config.serializer_type == pitaya_config::SerializerType::Protobuf,
+            };
+            crate::docs::attach(&mut components, &self.remotes, &self.server_type, protobuf, docs);
+        }
         let remotes = pitaya_handler::Remotes::new(self.remotes)?;
         let mut router = Router::new();
-        for component in self.components {
+        for component in components {
             router.add(component)?;
         }
         let dict = RouteDict::from_entries(self.dict.iter().map(|(r, c)| (r.as_str(), *c)))?;

@@ -231,6 +231,23 @@ impl AppHandle {
         let members = self.0.groups.members(group).await?;
         Ok(self.send_push_to_users(route, data, &members, frontend_type).await)
     }
+
+    /// Calls the remote `route` with an already encoded argument and returns the
+    /// encoded reply: on `server_id` when given, else on a server of the route's type
+    /// chosen as by [`rpc`](Self::rpc). For callers that hold protobuf bytes, such as
+    /// the reliable-RPC worker.
+    ///
+    /// # Errors
+    /// As [`rpc`](Self::rpc) and [`rpc_to`](Self::rpc_to).
+    pub async fn rpc_raw(
+        &self,
+        ctx: &Context,
+        server_id: Option<&str>,
+        route: &str,
+        data: Option<Bytes>,
+    ) -> Result<Bytes, Error> {
+        self.cluster()?.rpc(ctx, server_id, route, data).await
+    }
 }
 
 impl FromRequestParts for AppHandle {

@@ -42,14 +42,23 @@
 //! | `etcd` | no | `pitaya::etcd`, etcd service discovery (its build needs `protoc`) |
 //! | `nats` | no | `pitaya::nats`, NATS RPC; with `etcd`, `Builder::etcd_nats_cluster` |
 //! | `grpc` | no | `pitaya::grpc`, gRPC RPC; with `etcd`, `Builder::etcd_grpc_cluster` (with etcd binding storage) |
+//! | `worker` | no | `pitaya::worker`, reliable RPC through Redis workers; `AppHandle` is its `RpcSender` |
+//! | `otlp` | no | `pitaya::otel`, OpenTelemetry export of the request spans over OTLP/gRPC (Jaeger), joined across servers |
 
 mod app;
 mod builder;
 pub mod cluster;
 mod dispatch;
+mod docs;
 mod handle;
 mod metrics_wiring;
 pub mod modules;
+// The file is `worker.rs`; the module has another name because `pitaya::worker` is the
+// re-exported worker crate.
+#[cfg(feature = "worker")]
+#[path = "worker.rs"]
+mod worker_sender;
+mod telemetry;
 
 pub use app::{App, RunningApp};
 pub use builder::{AcceptorSpec, Builder};
@@ -77,10 +86,14 @@ pub use pitaya_metrics as metrics;
 pub use pitaya_modules::{BinaryModule, Module, ModuleContext};
 #[cfg(feature = "nats")]
 pub use pitaya_nats as nats;
+#[cfg(feature = "otlp")]
+pub use pitaya_otel as otel;
 pub use pitaya_serialize as serialize;
 pub use pitaya_serialize::SerializerKind;
 pub use pitaya_session as session;
 pub use pitaya_session::{Session, SessionPool};
+#[cfg(feature = "worker")]
+pub use pitaya_worker as worker;
 
 /// Entry point: `Pitaya::builder()`.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,144 @@
+//! The interactive loop: rustyline with history (`PITAYACLI_HISTORY_PATH`, default
+//! `~/.pitayacli_history`, as Go's CLI) and completion of commands and routes.
+//!
+//! The editor blocks, so it runs on its own thread and hands each line to the async
+//! shell, waiting for the command to finish before prompting again. Pushes are printed
+//! as they arrive, over the prompt line (see [`Out::term`]).
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::PoisonError;
+
+use anyhow::{Context as _, Result};
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, Helper};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::NAMES;
+use crate::output::Out;
+use crate::schema::Schema;
+use crate::shell::{Flow, RouteList, Settings, Shell};
+
+/// Commands whose first argument is a route.
+const ROUTE_COMMANDS: [&str; 5] = ["request", "notify", "push", "types", "waitpush"];
+
+struct CliHelper {
+    routes: RouteList,
+}
+
+impl Completer for CliHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let line = line.get(..pos).unwrap_or(line);
+        let start = line.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let word = line.get(start..).unwrap_or("");
+        let before: Vec<&str> = line.get(..start).unwrap_or("").split_whitespace().collect();
+        let pair = |s: &str| Pair { display: s.to_owned(), replacement: format!("{s} ") };
+        let candidates = match before.as_slice() {
+            [] => NAMES.iter().filter(|n| n.starts_with(word)).map(|n| pair(n)).collect(),
+            [cmd] if ROUTE_COMMANDS.contains(cmd) => self
+                .routes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter(|r| r.starts_with(word))
+                .map(|r| pair(r))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok((start, candidates))
+    }
+}
+
+impl Hinter for CliHelper {
+    type Hint = String;
+}
+
+impl Highlighter for CliHelper {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(&'s self, prompt: &'p str, _: bool) -> Cow<'b, str> {
+        Cow::Borrowed(prompt)
+    }
+}
+
+impl Validator for CliHelper {}
+impl Helper for CliHelper {}
+
+fn history_path() -> Option<PathBuf> {
+    match std::env::var_os("PITAYACLI_HISTORY_PATH") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pitayacli_history")),
+    }
+}
+
+/// Prompts until `quit` or end of input.
+pub(crate) fn run(
+    runtime: &tokio::runtime::Runtime,
+    settings: Settings,
+    schema: Schema,
+    pretty: bool,
+) -> Result<()> {
+    let mut editor: Editor<CliHelper, FileHistory> =
+        Editor::new().context("starting the line editor")?;
+    // Escape sequences only make sense on a terminal; piped output stays plain.
+    let out = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        Out::term(pretty)
+    } else {
+        Out::std(pretty)
+    };
+    let mut shell = Shell::new(settings, schema, out.clone());
+    editor.set_helper(Some(CliHelper { routes: shell.route_list() }));
+    let history = history_path();
+    if let Some(path) = &history {
+        // No history yet is the normal first run.
+        let _ = editor.load_history(path);
+    }
+    out.line("Pitaya REPL Client (type help)");
+    let (lines, mut incoming) = mpsc::channel::<(String, oneshot::Sender<Flow>)>(1);
+    let reader = std::thread::spawn(move || {
+        loop {
+            match editor.readline("pitaya> ") {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                    let (done, flow) = oneshot::channel();
+                    if lines.blocking_send((line, done)).is_err()
+                        || flow.blocking_recv() != Ok(Flow::Continue)
+                    {
+                        break;
+                    }
+                }
+                Err(ReadlineError::Interrupted) => continue,
+                Err(_) => break,
+            }
+        }
+        if let Some(path) = &history {
+            let _ = editor.save_history(path);
+        }
+    });
+    runtime.block_on(async {
+        while let Some((line, done)) = incoming.recv().await {
+            // A failed command is reported and the prompt comes back.
+            let flow = shell.run_line(&line).await.unwrap_or(Flow::Continue);
+            let _ = done.send(flow);
+            if flow == Flow::Quit {
+                break;
+            }
+        }
+        shell.close().await;
+    });
+    // The reader ends after quit or end of input; a panic there has nothing to clean up.
+    let _ = reader.join();
+    Ok(())
+}

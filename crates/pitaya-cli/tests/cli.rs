@@ -1,0 +1,323 @@
+//! `pitaya-cli` end to end against the echo example started in-process: file mode over
+//! TCP and WebSocket, errors and exit codes, pushes, docs and protobuf through the docs
+//! route, and the interactive prompt through a pseudo-terminal.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::Output;
+use std::time::Duration;
+
+use expectrl::Expect;
+use pitaya::config::PitayaConfig;
+use pitaya::{RunningApp, SerializerKind};
+use pitaya_examples::echo::{self, DOCS_ROUTE, EchoArgs};
+
+const CLI: &str = env!("CARGO_BIN_EXE_pitaya-cli");
+
+struct Echo {
+    running: RunningApp,
+}
+
+impl Echo {
+    async fn start(serializer: Option<SerializerKind>) -> Self {
+        let args = EchoArgs { serializer, ..Self::args() };
+        Self::start_with(&args, PitayaConfig::default()).await
+    }
+
+    fn args() -> EchoArgs {
+        EchoArgs {
+            tcp: Some("127.0.0.1:0".into()),
+            ws: Some("127.0.0.1:0".into()),
+            ..EchoArgs::default()
+        }
+    }
+
+    async fn start_with(args: &EchoArgs, config: PitayaConfig) -> Self {
+        let running = echo::start_with_config(args, config).await.expect("echo starts");
+        Self { running }
+    }
+
+    fn addr(&self, websocket: bool) -> SocketAddr {
+        self.running
+            .local_addrs()
+            .iter()
+            .find(|(t, _)| t.is_websocket() == websocket)
+            .map(|(_, a)| *a)
+            .expect("acceptor")
+    }
+}
+
+/// Runs the CLI on `script` (file mode) with extra `args`, off the test's runtime.
+async fn run_script(script: &str, args: &[&str]) -> Output {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(script.as_bytes()).unwrap();
+    let path = file.path().to_owned();
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(CLI)
+            .arg("--filename")
+            .arg(&path)
+            .args(&args)
+            .env("PITAYACLI_HISTORY_PATH", "/dev/null")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    drop(file);
+    out
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_notifies_and_pushes_over_tcp_and_ws() {
+    let echo = Echo::start(None).await;
+    for addr in [echo.addr(false).to_string(), format!("ws://{}/", echo.addr(true))] {
+        let script = format!(
+            "connect {addr}\n\
+             request room.echojson {{\"hello\": \"world\", \"n\": [1, 2]}}\n\
+             request room.echo plain text\n\
+             notify room.notify {{\"pushed\": true}}\n\
+             waitpush onNotify\n\
+             disconnect\n"
+        );
+        let out = run_script(&script, &[]).await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{addr}: {stdout}\n{stderr}");
+        assert!(stdout.contains(&format!("connected to {addr}")), "{stdout}");
+        assert!(stdout.contains(r#"sv-> {"hello":"world","n":[1,2]}"#), "{stdout}");
+        assert!(stdout.contains("sv-> plain text"), "{stdout}");
+        assert!(stdout.contains(r#"sv-> push onNotify {"pushed":true}"#), "{stdout}");
+    }
+    echo.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_reply_shows_its_code_and_fails_the_script() {
+    let echo = Echo::start(None).await;
+    let script = format!(
+        "connect {}\nrequest room.fail\nrequest room.nosuchroute\nrequest room.echo still runs\n",
+        echo.addr(false)
+    );
+    let out = run_script(&script, &["--pretty"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("sv-> error PIT-499: fail"), "{stdout}");
+    assert!(stdout.contains("sv-> error PIT-404:"), "{stdout}");
+    assert!(stderr.contains("room.fail failed with PIT-499"), "{stderr}");
+    // Later lines still run.
+    assert!(stdout.contains("sv-> still runs"), "{stdout}");
+    echo.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_and_usage_errors_are_clear() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = run_script(&format!("connect 127.0.0.1:{port}\nrequest room.echo x\n"), &[]).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains(&format!("cannot reach 127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("not connected"), "{stderr}");
+
+    let out = run_script("frobnicate\nconnect nohost\n", &[]).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("unknown command \"frobnicate\""), "{stderr}");
+    assert!(stderr.contains("invalid address"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_list_the_echo_routes() {
+    let echo = Echo::start(None).await;
+    let script = format!("connect {}\ndocs\n", echo.addr(false));
+    let out = run_script(&script, &["--docs", DOCS_ROUTE]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for route in echo::ROUTES {
+        assert!(stdout.contains(&format!("handler connector.{route} ")), "{route}: {stdout}");
+    }
+    // With the JSON serializer, payloads are JSON: types are shown by their Rust names.
+    assert!(stdout.contains("connector.room.join  - -> pitaya_examples::echo::Code"), "{stdout}");
+    assert!(stdout.contains("connector.docsHandler.descriptors "), "{stdout}");
+    echo.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_with_descriptors_from_the_docs_route() {
+    let echo = Echo::start(Some(SerializerKind::Protobuf)).await;
+    let script = format!(
+        "connect {}\n\
+         request room.join\n\
+         request connector.docsHandler.descriptors {{\"name\": [\"echo.Code\"]}}\n\
+         request room.echo raw\n",
+        echo.addr(false)
+    );
+    let out = run_script(&script, &["--docs", DOCS_ROUTE]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("serializer protobuf"), "{stdout}");
+    // On a protobuf server, the docs name protobuf messages.
+    assert!(stdout.contains("connector.room.join  - -> *echo.Code"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "connector.docsHandler.descriptors  *protos.ProtoNames -> *protos.ProtoDescriptors"
+        ),
+        "{stdout}"
+    );
+    // The protobuf reply of room.join, shown as JSON through the fetched echo.Code.
+    assert!(stdout.contains(r#"sv-> {"code":200}"#), "{stdout}");
+    // A JSON request sent as protos.ProtoNames; the reply decoded as ProtoDescriptors.
+    assert!(stdout.contains(r#"sv-> {"desc":[""#), "{stdout}");
+    assert!(stdout.contains("sv-> raw"), "{stdout}");
+
+    // Without descriptors, the same reply is raw protobuf.
+    let script = format!("connect {}\nrequest room.join\n", echo.addr(false));
+    let out = run_script(&script, &[]).await;
+    assert!(text(&out).0.contains("sv-> 0x08c801"), "{:?}", text(&out));
+    echo.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_proto_file_and_types_command() {
+    let echo = Echo::start(Some(SerializerKind::Protobuf)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proto = dir.path().join("echo.proto");
+    std::fs::write(&proto, "syntax = \"proto3\"; package echo; message Code { int32 code = 1; }")
+        .unwrap();
+    let script = format!(
+        "types room.join - echo.Code\ntypes room.echo echo.Code echo.Code\nconnect {}\nrequest room.join\nrequest room.echo {{\"code\": 7}}\n",
+        echo.addr(false)
+    );
+    let out = run_script(&script, &["--proto", proto.to_str().unwrap()]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(r#"sv-> {"code":200}"#), "{stdout}");
+    assert!(stdout.contains(r#"sv-> {"code":7}"#), "{stdout}");
+    echo.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_prompt_in_a_pty() {
+    let echo = Echo::start(None).await;
+    let addr = echo.addr(false);
+    let history = tempfile::NamedTempFile::new().unwrap();
+    let history_path = history.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(CLI);
+        cmd.args(["--docs", DOCS_ROUTE]).env("PITAYACLI_HISTORY_PATH", &history_path);
+        // rustyline edits (and completes) only on terminals it knows; CI may set none.
+        cmd.env("TERM", "xterm");
+        let mut p = expectrl::Session::spawn(cmd).expect("spawn in a pty");
+        p.set_expect_timeout(Some(Duration::from_secs(10)));
+        p.expect("pitaya> ").unwrap();
+        p.send_line(format!("connect {addr}")).unwrap();
+        p.expect(format!("connected to {addr}")).unwrap();
+        p.expect("connector.room.echojson").unwrap();
+        p.send_line(r#"request room.echojson {"from":"pty"}"#).unwrap();
+        p.expect(r#"sv-> {"from":"pty"}"#).unwrap();
+        p.send_line("request room.fail").unwrap();
+        p.expect("sv-> error PIT-499: fail").unwrap();
+        // Completion of a route learned from the docs.
+        p.send("request room.echoj\t").unwrap();
+        p.send_line(r#"{"done":1}"#).unwrap();
+        p.expect(r#"sv-> {"done":1}"#).unwrap();
+        p.send_line("quit").unwrap();
+        p.expect(expectrl::Eof).unwrap();
+        let history = std::fs::read_to_string(&history_path).unwrap();
+        assert!(history.contains("request room.fail"), "{history}");
+    })
+    .await
+    .unwrap();
+    echo.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_replies_are_inflated() {
+    let mut config = PitayaConfig::default();
+    config.handler.messages.compression = true;
+    let echo = Echo::start_with(&Echo::args(), config).await;
+    let long = "abc".repeat(400);
+    let script =
+        format!("connect {}\nrequest room.echojson {{\"long\":\"{long}\"}}\n", echo.addr(false));
+    let out = run_script(&script, &[]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!(r#"sv-> {{"long":"{long}"}}"#)), "{stdout}");
+    echo.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_trusted_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let args = EchoArgs { tls_cert: Some(cert.clone()), tls_key: Some(key), ..Echo::args() };
+    let echo = Echo::start_with(&args, PitayaConfig::default()).await;
+    let (tcp, ws) = (echo.addr(false), echo.addr(true));
+    let script = format!(
+        "connect tls://{tcp}\nrequest room.echo over tls\ndisconnect\nconnect wss://{ws}/\nrequest room.echo over wss\n"
+    );
+    let ca = cert.to_str().unwrap();
+    let out = run_script(&script, &["--ca", ca, "--server-name", "localhost"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("sv-> over tls") && stdout.contains("sv-> over wss"), "{stdout}");
+
+    // Without a CA to trust: refused up front; with the wrong one: the handshake fails.
+    let out = run_script(&format!("connect tls://{tcp}\n"), &[]).await;
+    assert!(text(&out).1.contains("tls needs --ca FILE"), "{:?}", text(&out));
+    let other = dir.path().join("other.pem");
+    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(&other, stranger.cert.pem()).unwrap();
+    let args = ["--ca", other.to_str().unwrap(), "--server-name", "localhost"];
+    let out = run_script(&format!("connect tls://{tcp}\n"), &args).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("tls handshake failed"), "{:?}", text(&out));
+    echo.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_handshake_failures_are_clear() {
+    // A server that completes the handshake (spec §1.4) and then never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut conn, _) = listener.accept().unwrap();
+        let body = br#"{"code":200,"sys":{"heartbeat":30,"serializer":"json"}}"#;
+        let mut packet = vec![1, 0, 0, u8::try_from(body.len()).unwrap()];
+        packet.extend_from_slice(body);
+        conn.write_all(&packet).unwrap();
+        // Read until the client hangs up.
+        let mut sink = Vec::new();
+        let _ = conn.read_to_end(&mut sink);
+    });
+    let script = format!("connect {addr}\nrequest room.echo x\n");
+    let out = run_script(&script, &["--timeout", "0.3"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("no reply to room.echo in time"), "{stderr}");
+    silent.join().unwrap();
+
+    // Something that accepts and hangs up at once is not a Pitaya server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closer = std::thread::spawn(move || drop(listener.accept()));
+    let out = run_script(&format!("connect {addr}\n"), &[]).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("cannot connect to {addr}: pitaya handshake failed")),
+        "{stderr}"
+    );
+    closer.join().unwrap();
+}
