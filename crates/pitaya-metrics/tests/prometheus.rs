@@ -222,8 +222,14 @@ fn pairs_reports_match_map_reports() {
     p.report(MetricKind::Gauge, "players", &[("kind", "1:a"), ("tenant", "b")], 4.0).unwrap();
     p.report(MetricKind::Gauge, "players", &[("kind", "1"), ("tenant", ":ab")], 5.0).unwrap();
     let text = p.render();
-    assert!(text.contains("kind=\"1:a\",region=\"us\",serverType=\"connector\",tenant=\"b\"} 4\n"), "{text}");
-    assert!(text.contains("kind=\"1\",region=\"us\",serverType=\"connector\",tenant=\":ab\"} 5\n"), "{text}");
+    assert!(
+        text.contains("kind=\"1:a\",region=\"us\",serverType=\"connector\",tenant=\"b\"} 4\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kind=\"1\",region=\"us\",serverType=\"connector\",tenant=\":ab\"} 5\n"),
+        "{text}"
+    );
     let unknown = p.report(MetricKind::Counter, "players", &[("kind", "x")], 1.0);
     assert!(matches!(unknown, Err(MetricsError::UnknownMetric { .. })), "{unknown:?}");
 }

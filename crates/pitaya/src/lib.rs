@@ -53,12 +53,12 @@ mod docs;
 mod handle;
 mod metrics_wiring;
 pub mod modules;
+mod telemetry;
 // The file is `worker.rs`; the module has another name because `pitaya::worker` is the
 // re-exported worker crate.
 #[cfg(feature = "worker")]
 #[path = "worker.rs"]
 mod worker_sender;
-mod telemetry;
 
 pub use app::{App, RunningApp};
 pub use builder::{AcceptorSpec, Builder};
