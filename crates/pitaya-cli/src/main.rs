@@ -14,7 +14,9 @@
 //! ```
 //!
 //! Replies are printed as `sv-> BODY` (error responses as `sv-> error CODE: MSG` with
-//! their metadata), pushes as `sv-> push ROUTE BODY`, as they arrive. Compressed bodies
+//! their metadata), pushes as `sv-> push ROUTE BODY`, as they arrive: at the prompt, a
+//! push that comes while a line is being typed is printed above the prompt, which is
+//! redrawn with the line as typed so far (rustyline's external printer). Compressed bodies
 //! are inflated by the client. With protobuf descriptors (`--proto`, `--descriptor-set`,
 //! or fetched through `--docs`), requests are written as JSON and sent as protobuf, and
 //! protobuf replies are shown as JSON.

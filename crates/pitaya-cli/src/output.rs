@@ -1,36 +1,64 @@
-//! [`Out`]: where results go (stdout and stderr, or the terminal under a prompt), and
-//! how replies, pushes and errors are written.
+//! [`Out`]: where results go (stdout and stderr, or the line editor's printer under a
+//! prompt), and how replies, pushes and errors are written.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
 
 use pitaya_client::ErrorPayload;
+use rustyline::ExternalPrinter;
 use serde_json::Value;
 
+/// How long [`Out::flush`] waits for the printer.
+const FLUSH_LIMIT: Duration = Duration::from_millis(250);
+
+/// What [`Out`] writes to, chosen at start-up.
 enum Sink {
+    /// Results to stdout, errors to stderr.
     Std,
-    Term,
+    /// Lines for the thread that owns the line editor's printer.
+    Prompt(mpsc::Sender<Line>),
+}
+
+enum Line {
+    Text(String),
+    /// Answered once every line before it is printed.
+    Flush(mpsc::SyncSender<()>),
 }
 
 /// A shared writer for results and errors. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Out {
-    sink: Arc<Mutex<Sink>>,
+    sink: Arc<Sink>,
     pretty: bool,
 }
 
 impl Out {
     /// Results to stdout, errors to stderr.
     pub(crate) fn std(pretty: bool) -> Self {
-        Self { sink: Arc::new(Mutex::new(Sink::Std)), pretty }
+        Self { sink: Arc::new(Sink::Std), pretty }
     }
 
-    /// Everything to stdout, for a terminal that may be in raw mode under a prompt (a
-    /// push arriving while the user types): each line clears the prompt line first and
-    /// ends with CR LF. rustyline's external printer would redraw the prompt instead, but
-    /// in rustyline 17 it stalls typed-ahead input until the next key press.
-    pub(crate) fn term(pretty: bool) -> Self {
-        Self { sink: Arc::new(Mutex::new(Sink::Term)), pretty }
+    /// Everything through the line editor's `printer`, for a terminal under a prompt:
+    /// a line that arrives while the user types (a push) is shown above the prompt,
+    /// which is redrawn with the partly typed line. Between prompts the printer writes
+    /// straight to the terminal.
+    ///
+    /// The printer runs on its own thread because rustyline's `print` blocks while the
+    /// editor has a line pending and is not reading (a completion list is open), which
+    /// must not stall the runtime.
+    pub(crate) fn prompt(pretty: bool, mut printer: impl ExternalPrinter + Send + 'static) -> Self {
+        let (lines, queue) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in queue {
+                match line {
+                    // The printer only fails when the terminal is gone: nothing to tell.
+                    Line::Text(text) => drop(printer.print(text)),
+                    Line::Flush(done) => drop(done.send(())),
+                }
+            }
+        });
+        Self { sink: Arc::new(Sink::Prompt(lines)), pretty }
     }
 
     /// Writes a result line.
@@ -43,17 +71,26 @@ impl Out {
         self.write(&format!("error: {}", text.as_ref()), true);
     }
 
+    /// Returns once every line written so far is out, or after [`FLUSH_LIMIT`].
+    ///
+    /// The limit guards against a printer blocked on a line that the editor took while
+    /// it was about to return: that line waits for the next prompt.
+    pub(crate) fn flush(&self) {
+        let Sink::Prompt(lines) = &*self.sink else { return };
+        let (done, flushed) = mpsc::sync_channel(1);
+        if lines.send(Line::Flush(done)).is_ok() {
+            // An error means the printer thread is gone, and with it anything to wait for.
+            let _ = flushed.recv_timeout(FLUSH_LIMIT);
+        }
+    }
+
     fn write(&self, text: &str, error: bool) {
-        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        match &mut *sink {
+        match &*self.sink {
             // A closed stdout or stderr leaves nothing to report to.
             Sink::Std if error => drop(writeln!(std::io::stderr().lock(), "{text}")),
             Sink::Std => drop(writeln!(std::io::stdout().lock(), "{text}")),
-            Sink::Term => {
-                let text = text.replace('\n', "\r\n");
-                let mut stdout = std::io::stdout().lock();
-                drop(write!(stdout, "\r\x1b[2K{text}\r\n").and_then(|()| stdout.flush()));
-            }
+            // Outside a prompt the printer writes the text as it is: the newline is ours.
+            Sink::Prompt(lines) => drop(lines.send(Line::Text(format!("{text}\n")))),
         }
     }
 

@@ -2,8 +2,10 @@
 //! `~/.pitayacli_history`, as Go's CLI) and completion of commands and routes.
 //!
 //! The editor blocks, so it runs on its own thread and hands each line to the async
-//! shell, waiting for the command to finish before prompting again. Pushes are printed
-//! as they arrive, over the prompt line (see [`Out::term`]).
+//! shell, waiting for the command and its output to finish before prompting again. On a
+//! terminal, everything is written through the editor's external printer (see
+//! [`Out::prompt`]): a push that arrives while the user types is shown above the prompt,
+//! and the prompt is redrawn with the partly typed line.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -90,11 +92,12 @@ pub(crate) fn run(
 ) -> Result<()> {
     let mut editor: Editor<CliHelper, FileHistory> =
         Editor::new().context("starting the line editor")?;
-    // Escape sequences only make sense on a terminal; piped output stays plain.
-    let out = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        Out::term(pretty)
-    } else {
-        Out::std(pretty)
+    // rustyline refuses a printer unless it edits on a terminal (stdin and stdout ttys,
+    // a TERM it supports); otherwise it reads plain lines, and results are plain output
+    // as in file mode.
+    let out = match editor.create_external_printer() {
+        Ok(printer) => Out::prompt(pretty, printer),
+        Err(_) => Out::std(pretty),
     };
     let mut shell = Shell::new(settings, schema, out.clone());
     editor.set_helper(Some(CliHelper { routes: shell.route_list() }));
@@ -104,7 +107,9 @@ pub(crate) fn run(
         let _ = editor.load_history(path);
     }
     out.line("Pitaya REPL Client (type help)");
+    out.flush();
     let (lines, mut incoming) = mpsc::channel::<(String, oneshot::Sender<Flow>)>(1);
+    let printed = out.clone();
     let reader = std::thread::spawn(move || {
         loop {
             match editor.readline("pitaya> ") {
@@ -118,6 +123,8 @@ pub(crate) fn run(
                     {
                         break;
                     }
+                    // The command's output goes before the next prompt, not over it.
+                    printed.flush();
                 }
                 Err(ReadlineError::Interrupted) => continue,
                 Err(_) => break,
@@ -140,5 +147,6 @@ pub(crate) fn run(
     });
     // The reader ends after quit or end of input; a panic there has nothing to clean up.
     let _ = reader.join();
+    out.flush();
     Ok(())
 }

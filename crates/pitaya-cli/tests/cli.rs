@@ -1,12 +1,15 @@
 //! `pitaya-cli` end to end against the echo example started in-process: file mode over
 //! TCP and WebSocket, errors and exit codes, pushes, docs and protobuf through the docs
-//! route, and the interactive prompt through a pseudo-terminal.
+//! route, and the interactive prompt through a pseudo-terminal (with a push arriving
+//! while a line is half typed).
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use bytes::Bytes;
 use expectrl::Expect;
 use pitaya::config::PitayaConfig;
 use pitaya::{RunningApp, SerializerKind};
@@ -203,6 +206,19 @@ async fn local_proto_file_and_types_command() {
     echo.running.shutdown().await;
 }
 
+/// The CLI with `args` at its first prompt in a pseudo-terminal, keeping its history in
+/// `history`.
+fn repl(args: &[&str], history: &Path) -> expectrl::session::OsSession {
+    let mut cmd = std::process::Command::new(CLI);
+    cmd.args(args).env("PITAYACLI_HISTORY_PATH", history);
+    // rustyline edits (and completes) only on terminals it knows; CI may set none.
+    cmd.env("TERM", "xterm");
+    let mut p = expectrl::Session::spawn(cmd).expect("spawn in a pty");
+    p.set_expect_timeout(Some(Duration::from_secs(10)));
+    p.expect("pitaya> ").unwrap();
+    p
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_prompt_in_a_pty() {
     let echo = Echo::start(None).await;
@@ -210,13 +226,7 @@ async fn interactive_prompt_in_a_pty() {
     let history = tempfile::NamedTempFile::new().unwrap();
     let history_path = history.path().to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut cmd = std::process::Command::new(CLI);
-        cmd.args(["--docs", DOCS_ROUTE]).env("PITAYACLI_HISTORY_PATH", &history_path);
-        // rustyline edits (and completes) only on terminals it knows; CI may set none.
-        cmd.env("TERM", "xterm");
-        let mut p = expectrl::Session::spawn(cmd).expect("spawn in a pty");
-        p.set_expect_timeout(Some(Duration::from_secs(10)));
-        p.expect("pitaya> ").unwrap();
+        let mut p = repl(&["--docs", DOCS_ROUTE], &history_path);
         p.send_line(format!("connect {addr}")).unwrap();
         p.expect(format!("connected to {addr}")).unwrap();
         p.expect("connector.room.echojson").unwrap();
@@ -232,6 +242,42 @@ async fn interactive_prompt_in_a_pty() {
         p.expect(expectrl::Eof).unwrap();
         let history = std::fs::read_to_string(&history_path).unwrap();
         assert!(history.contains("request room.fail"), "{history}");
+    })
+    .await
+    .unwrap();
+    echo.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_while_typing_goes_above_the_prompt_and_keeps_the_line() {
+    let echo = Echo::start(None).await;
+    let addr = echo.addr(false);
+    let app = echo.running.handle().clone();
+    let runtime = tokio::runtime::Handle::current();
+    let history = tempfile::NamedTempFile::new().unwrap();
+    let history_path = history.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut p = repl(&[], &history_path);
+        p.send_line(format!("connect {addr}")).unwrap();
+        p.expect(format!("connected to {addr}")).unwrap();
+        // Joining the echo server's room makes this session a target of its broadcasts.
+        p.send_line("request room.join").unwrap();
+        p.expect(r#"sv-> {"code":200}"#).unwrap();
+        p.expect("pitaya> ").unwrap();
+        // Keys that arrive together, as here, stalled rustyline 17's printer after the
+        // first one.
+        p.send("request room.ec").unwrap();
+        p.expect("request room.ec").unwrap();
+        let push = Bytes::from_static(br#"{"text":"while typing"}"#);
+        let missed = runtime.block_on(app.broadcast("room", "onMessage", push)).unwrap();
+        assert!(missed.is_empty(), "{missed:?}");
+        p.expect(r#"sv-> push onMessage {"text":"while typing"}"#).unwrap();
+        // Below the push: the prompt again, with what was typed so far.
+        p.expect("pitaya> request room.ec").unwrap();
+        p.send_line("ho survived").unwrap();
+        p.expect("sv-> survived").unwrap();
+        p.send_line("quit").unwrap();
+        p.expect(expectrl::Eof).unwrap();
     })
     .await
     .unwrap();
