@@ -9,7 +9,10 @@
 //! - [`modules`]: the module lifecycle and the binary module on a running server.
 //! - [`metrics`]: Prometheus scrape and statsd datagrams after real traffic.
 //! - [`faults`]: backends killed under load, NATS and etcd restarted.
+//! - [`bot`]: `examples/bot/cluster.yaml` run by the pitaya-bot library against the
+//!   `testing` example's frontend and backend.
 
+mod bot;
 mod e2e;
 mod faults;
 mod interop;
