@@ -8,8 +8,11 @@
 //!   borrowed label pairs, as the server does for every response;
 //! - `report/map`: the same observation through `report_summary` with a label map built
 //!   for the call, the general entry point (the reference case);
-//! - `report/response+delay`: what one client request costs with metrics on: the
-//!   response time and the handler delay, two clock reads each.
+//! - `report/response+delay`: the response time and the handler delay through
+//!   [`Reporter::report`], two clock reads each (a request to a route without a cached
+//!   series: forwarded, or failed);
+//! - `recorder/response+delay`: the same through [`Recorder`]s resolved beforehand, as the
+//!   server reports a request to one of its own handlers.
 //!
 //! - `instructions <case> <N>`: builds the case, then reports N times.
 //! - `instructions --list`: name, N, reference case and `-`, tab-separated.
@@ -22,23 +25,51 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use pitaya_config::model::MetricsConfig;
-use pitaya_metrics::{MetricKind, PrometheusReporter, Reporter, labels, names};
+use std::sync::Arc;
 
-const CASES: [&str; 3] = ["report/pairs", "report/map", "report/response+delay"];
+use pitaya_metrics::{MetricKind, PrometheusReporter, Recorder, Reporter, labels, names, nanos};
+
+const CASES: [&str; 4] =
+    ["report/pairs", "report/map", "report/response+delay", "recorder/response+delay"];
 const ITERATIONS: u64 = 5000;
 const ROUTE: &str = "connector.room.echo";
 
-fn reporter() -> PrometheusReporter {
-    let r = PrometheusReporter::new("connector", &MetricsConfig::default())
-        .unwrap_or_else(|e| panic!("building the reporter: {e}"));
-    // Create the series first: the cases measure the steady state.
-    run(&r, "report/response+delay");
-    r
+/// The reporter and the recorders of the route's response and delay series.
+struct Fixture {
+    r: PrometheusReporter,
+    ok: Arc<dyn Recorder>,
+    delay: Arc<dyn Recorder>,
 }
 
-fn run(r: &PrometheusReporter, case: &str) {
+fn reporter() -> Fixture {
+    let r = PrometheusReporter::new("connector", &MetricsConfig::default())
+        .unwrap_or_else(|e| panic!("building the reporter: {e}"));
+    let recorder =
+        |metric, labels: &[(&str, &str)]| match r.recorder(MetricKind::Summary, metric, labels) {
+            Ok(Some(rec)) => rec,
+            other => panic!("recorder for {metric}: {:?}", other.map(|o| o.is_some())),
+        };
+    let ok = recorder(
+        names::RESPONSE_TIME,
+        &[("route", ROUTE), ("status", "ok"), ("type", "handler"), ("code", "")],
+    );
+    let delay = recorder(names::PROCESS_DELAY, &[("route", ROUTE), ("type", "local")]);
+    let f = Fixture { r, ok, delay };
+    // Create the series first: the cases measure the steady state.
+    run(&f, "report/response+delay");
+    f
+}
+
+fn run(f: &Fixture, case: &str) {
+    let r = &f.r;
     let started = Instant::now();
     let result = match case {
+        "recorder/response+delay" => {
+            let waited = nanos(started.elapsed());
+            let delay = black_box(&f.delay).record(waited);
+            let took = nanos(started.elapsed());
+            delay.and(black_box(&f.ok).record(took))
+        }
         "report/map" => {
             let l = labels([("route", ROUTE), ("status", "ok"), ("type", "handler"), ("code", "")]);
             r.report_summary(names::RESPONSE_TIME, black_box(&l), 1500.0)
@@ -84,12 +115,12 @@ fn main() -> ExitCode {
                 for _ in 0..3 {
                     run(&r, case);
                 }
-                let count = r
-                    .render()
-                    .lines()
-                    .filter(|l| l.starts_with("pitaya_handler_response_time_ns_count{"))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                    .sum::<u64>();
+                let count =
+                    r.r.render()
+                        .lines()
+                        .filter(|l| l.starts_with("pitaya_handler_response_time_ns_count{"))
+                        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                        .sum::<u64>();
                 if count != 4 {
                     eprintln!("instructions: case {case} counted {count} responses, not 4");
                     return ExitCode::FAILURE;

@@ -55,6 +55,98 @@ pub trait Reporter: Send + Sync {
             MetricKind::Gauge => self.report_gauge(metric, &labels, value),
         }
     }
+
+    /// This reporter's own handle on the series of `metric` (of `kind`) with `labels`,
+    /// resolved once so that repeated reports skip the name and label look-ups; same
+    /// errors as [`Reporter::report`], checked now. Resolving may create the series (a
+    /// Prometheus series is exported from then on, as after a first report).
+    ///
+    /// `Ok(None)`, the default, means the reporter has no faster path than `report`;
+    /// callers go through [`recorder`], which then reports with owned copies of the labels.
+    fn recorder(
+        &self,
+        kind: MetricKind,
+        metric: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Option<Arc<dyn Recorder>>, MetricsError> {
+        let _ = (kind, metric, labels);
+        Ok(None)
+    }
+}
+
+/// One series of one metric, resolved by [`recorder`]: the hot-path handle for a caller
+/// that reports to the same series again and again (the server keeps one per handler
+/// route).
+pub trait Recorder: Send + Sync {
+    /// Reports `value` as [`Reporter::report`] would to the series: observes it (summary,
+    /// histogram), adds it (counter) or sets it (gauge). Does not block on I/O and never
+    /// panics; a negative or non-finite count is [`MetricsError::InvalidCount`].
+    fn record(&self, value: f64) -> Result<(), MetricsError>;
+}
+
+/// A [`Recorder`] for `reporter`'s series of `metric` with `labels`: the reporter's own
+/// (see [`Reporter::recorder`]) or, when it has none, one that calls [`Reporter::report`]
+/// with owned copies of `labels`.
+///
+/// # Errors
+/// Those of [`Reporter::recorder`]: an unknown metric or a wrong label set.
+pub fn recorder(
+    reporter: &Arc<dyn Reporter>,
+    kind: MetricKind,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Result<Arc<dyn Recorder>, MetricsError> {
+    if let Some(own) = reporter.recorder(kind, metric, labels)? {
+        return Ok(own);
+    }
+    Ok(Arc::new(Fallback {
+        reporter: reporter.clone(),
+        kind,
+        metric: metric.to_owned(),
+        labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+    }))
+}
+
+/// The recorder of a reporter without its own: a report per record.
+struct Fallback {
+    reporter: Arc<dyn Reporter>,
+    kind: MetricKind,
+    metric: String,
+    labels: Vec<(String, String)>,
+}
+
+impl Recorder for Fallback {
+    fn record(&self, value: f64) -> Result<(), MetricsError> {
+        let mut inline = [("", ""); 8];
+        let spilled: Vec<(&str, &str)>;
+        let labels: &[(&str, &str)] = if self.labels.len() <= inline.len() {
+            for (slot, (k, v)) in inline.iter_mut().zip(&self.labels) {
+                *slot = (k.as_str(), v.as_str());
+            }
+            &inline[..self.labels.len()]
+        } else {
+            spilled = self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            &spilled
+        };
+        self.reporter.report(self.kind, &self.metric, labels, value)
+    }
+}
+
+/// The recorders of each reporter of a [`Reporters`], in order.
+struct FanOut(Vec<Arc<dyn Recorder>>);
+
+impl Recorder for FanOut {
+    fn record(&self, value: f64) -> Result<(), MetricsError> {
+        let mut first = Ok(());
+        for r in &self.0 {
+            if let Err(e) = r.record(value) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
 }
 
 /// Several reporters behind one [`Reporter`], e.g. Prometheus and statsd at once.
@@ -152,11 +244,31 @@ impl Reporter for Reporters {
     ) -> Result<(), MetricsError> {
         self.each(|r| r.report(kind, metric, labels, value))
     }
+
+    fn recorder(
+        &self,
+        kind: MetricKind,
+        metric: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Option<Arc<dyn Recorder>>, MetricsError> {
+        let mut each = self
+            .inner
+            .iter()
+            .map(|r| recorder(r, kind, metric, labels))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(if each.len() == 1 { each.remove(0) } else { Arc::new(FanOut(each)) }))
+    }
 }
 
 /// Borrowed pairs of a [`Labels`] map, for reporters whose core takes pairs.
 pub(crate) fn pairs(labels: &Labels) -> Vec<(&str, &str)> {
     labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// `d` in nanoseconds as the value of a `*_ns` metric; exact below 2^53 ns (104 days).
+/// Cheaper than `d.as_nanos() as f64`, whose 128-bit conversion is a library call.
+pub fn nanos(d: std::time::Duration) -> f64 {
+    d.as_secs() as f64 * 1e9 + f64::from(d.subsec_nanos())
 }
 
 /// Builds a [`Labels`] map from pairs: `labels([("route", "room.join")])`.

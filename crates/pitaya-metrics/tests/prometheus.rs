@@ -306,3 +306,90 @@ fn bad_custom_definitions_are_clear_errors() {
         "invalid metric definition \"game\": label is both a const label and an additional label",
     );
 }
+
+/// Recorders (the server's per-route handles) land in the same series as reports, check
+/// names and labels when resolved, and keep the counter rule.
+#[test]
+fn recorders_share_series_with_reports() {
+    use pitaya_metrics::{MetricKind, Reporter};
+    let p = PrometheusReporter::new("connector", &config()).unwrap();
+    let labels = [("route", "connector.room.join"), ("status", "ok"), ("type", "handler")];
+    let rec = |l: &[(&str, &str)]| p.recorder(MetricKind::Summary, names::RESPONSE_TIME, l);
+    let rec = rec(&[labels[0], labels[1], labels[2], ("code", "")]).unwrap().unwrap();
+    for v in [10.0, 20.0, 30.0] {
+        rec.record(v).unwrap();
+    }
+    let pairs = [("code", ""), labels[2], labels[1], labels[0]];
+    p.report(MetricKind::Summary, names::RESPONSE_TIME, &pairs, 40.0).unwrap();
+    let text = p.render();
+    let series = "code=\"\",game=\"g\",region=\"us\",route=\"connector.room.join\",serverType=\"connector\",status=\"ok\",tenant=\"none\",type=\"handler\"";
+    assert!(
+        text.contains(&format!("pitaya_handler_response_time_ns_count{{{series}}} 4\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("pitaya_handler_response_time_ns_sum{{{series}}} 100\n")),
+        "{text}"
+    );
+
+    let missing = p.recorder(MetricKind::Summary, names::RESPONSE_TIME, &labels);
+    assert!(matches!(missing, Err(MetricsError::WrongLabels { .. })), "{:?}", missing.err());
+    let unknown = p.recorder(MetricKind::Counter, names::RESPONSE_TIME, &[]);
+    assert!(matches!(unknown, Err(MetricsError::UnknownMetric { .. })), "{:?}", unknown.err());
+
+    let joins = p.recorder(MetricKind::Counter, "joins", &[]).unwrap().unwrap();
+    joins.record(2.0).unwrap();
+    let negative = joins.record(-1.0);
+    assert!(matches!(negative, Err(MetricsError::InvalidCount { .. })), "{negative:?}");
+    assert!(p.render().contains(
+        "pitaya_joins{game=\"g\",region=\"us\",serverType=\"connector\",tenant=\"none\"} 2\n"
+    ));
+}
+
+/// A reporter without its own recorders gets reports through the fallback, and a fan-out
+/// records to each of its reporters.
+#[test]
+fn fallback_and_fan_out_recorders() {
+    use std::sync::{Arc, Mutex};
+
+    use pitaya_metrics::{Labels, MetricKind, Reporter, Reporters, recorder};
+
+    #[derive(Default)]
+    struct Log(Mutex<Vec<(String, Labels, f64)>>);
+    impl Reporter for Log {
+        fn report_summary(&self, m: &str, l: &Labels, v: f64) -> Result<(), MetricsError> {
+            self.0.lock().unwrap().push((m.to_owned(), l.clone(), v));
+            Ok(())
+        }
+        fn report_histogram(&self, m: &str, l: &Labels, v: f64) -> Result<(), MetricsError> {
+            self.report_summary(m, l, v)
+        }
+        fn report_count(&self, m: &str, l: &Labels, v: f64) -> Result<(), MetricsError> {
+            self.report_summary(m, l, v)
+        }
+        fn report_gauge(&self, m: &str, l: &Labels, v: f64) -> Result<(), MetricsError> {
+            self.report_summary(m, l, v)
+        }
+    }
+    let log = Arc::new(Log::default());
+    let prom = PrometheusReporter::new("connector", &MetricsConfig::default()).unwrap();
+    let both: Arc<dyn Reporter> =
+        Arc::new(Reporters::new().with(log.clone()).with(Arc::new(prom.clone())));
+    let l = [("route", "connector.a.b"), ("type", "local")];
+    let rec = recorder(&both, MetricKind::Summary, names::PROCESS_DELAY, &l).unwrap();
+    rec.record(5.0).unwrap();
+    rec.record(7.0).unwrap();
+    let seen = log.0.lock().unwrap().clone();
+    let want = labels([("route", "connector.a.b"), ("type", "local")]);
+    assert_eq!(
+        seen,
+        vec![
+            (names::PROCESS_DELAY.to_owned(), want.clone(), 5.0),
+            (names::PROCESS_DELAY.to_owned(), want, 7.0)
+        ]
+    );
+    let text = prom.render();
+    assert!(text.contains("pitaya_handler_handler_delay_ns_count{game=\"\",route=\"connector.a.b\",serverType=\"connector\",type=\"local\"} 2\n"), "{text}");
+    // The Prometheus side refuses a wrong label set when resolved, so the fan-out does.
+    assert!(recorder(&both, MetricKind::Summary, names::PROCESS_DELAY, &l[..1]).is_err());
+}

@@ -21,7 +21,7 @@ use pitaya_handler::Remotes;
 
 use crate::builder::{AcceptorSpec, Builder};
 use crate::cluster::{ClusterCore, ClusterFactory, ClusterSetup, RouteFn};
-use crate::dispatch::{HandlerCore, Handlers, LocalDispatch};
+use crate::dispatch::{DispatchMetrics, HandlerCore, Handlers, LocalDispatch};
 use crate::handle::{AppHandle, HandleInner};
 use crate::modules::{UNIQUE_SESSION, UniqueSession};
 
@@ -120,6 +120,7 @@ impl App {
         ));
 
         let lifecycles: Vec<Arc<dyn Lifecycle>> = router.lifecycles().cloned().collect();
+        let handler_routes: Vec<String> = router.routes().into_iter().map(|(r, _)| r).collect();
         let router = router.into_service();
         let service = if layers.is_empty() {
             Handlers::Router(router)
@@ -187,8 +188,8 @@ impl App {
                 let _ = core.metrics.set(r.clone());
             }
         }
-        let dispatch =
-            Arc::new(LocalDispatch { handlers, cluster: cluster.clone(), metrics: reporter });
+        let metrics = reporter.map(|r| DispatchMetrics::new(r, &server_type, handler_routes));
+        let dispatch = Arc::new(LocalDispatch { handlers, cluster: cluster.clone(), metrics });
 
         let mut modules = pitaya_modules::Modules::new();
         if config.session.unique {

@@ -191,7 +191,7 @@ fn gauge(
     log(reporter.report(kind, metric, labels, value));
 }
 
-fn log(r: Result<(), pitaya_metrics::MetricsError>) {
+pub(crate) fn log(r: Result<(), pitaya_metrics::MetricsError>) {
     if let Err(e) = r {
         tracing::debug!(error = %e, "metric not reported");
     }
@@ -210,7 +210,7 @@ pub(crate) fn report_response(
     let status = if result.is_ok() { names::status::OK } else { names::status::FAILED };
     let labels =
         [(label::ROUTE, route), (label::STATUS, status), (label::TYPE, kind), (label::CODE, code)];
-    let ns = started.elapsed().as_nanos() as f64;
+    let ns = pitaya_metrics::nanos(started.elapsed());
     log(reporter.report(MetricKind::Summary, names::RESPONSE_TIME, &labels, ns));
 }
 
@@ -218,6 +218,6 @@ pub(crate) fn report_response(
 /// being read and being handled (`local`) or forwarded (`remote`).
 pub(crate) fn report_delay(reporter: &dyn Reporter, route: &str, kind: &str, waited: Duration) {
     let labels = [(label::ROUTE, route), (label::TYPE, kind)];
-    let ns = waited.as_nanos() as f64;
+    let ns = pitaya_metrics::nanos(waited);
     log(reporter.report(MetricKind::Summary, names::PROCESS_DELAY, &labels, ns));
 }

@@ -12,7 +12,7 @@ use pitaya_config::model::MetricsConfig;
 
 use crate::names::label;
 use crate::reporter::pairs;
-use crate::{Labels, MetricKind, MetricsError, Reporter, spec};
+use crate::{Labels, MetricKind, MetricsError, Recorder, Reporter, spec};
 
 pub use server::MetricsServer;
 
@@ -25,8 +25,9 @@ pub use server::MetricsServer;
 /// Registered: the built-in metrics of [`crate::names`] and the custom metrics of
 /// `pitaya.metrics.custom`, histograms included (Go leaves those out).
 ///
-/// Cheap to clone; clones share the registry. Reports take one short mutex per metric; a
-/// report to an existing series through [`Reporter::report`] allocates nothing.
+/// Cheap to clone; clones share the registry. Reports take one short mutex per metric and
+/// one per series; a report to an existing series through [`Reporter::report`] allocates
+/// nothing, and a [`Recorder`] from [`Reporter::recorder`] takes only the series' lock.
 #[derive(Debug, Clone)]
 pub struct PrometheusReporter {
     registry: Arc<registry::Registry>,
@@ -103,5 +104,15 @@ impl Reporter for PrometheusReporter {
         value: f64,
     ) -> Result<(), MetricsError> {
         self.registry.report(kind, metric, labels, value)
+    }
+
+    fn recorder(
+        &self,
+        kind: MetricKind,
+        metric: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Option<Arc<dyn Recorder>>, MetricsError> {
+        let series: Arc<dyn Recorder> = self.registry.series(kind, metric, labels)?;
+        Ok(Some(series))
     }
 }

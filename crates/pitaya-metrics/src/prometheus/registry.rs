@@ -1,15 +1,13 @@
 //! The registry behind [`super::PrometheusReporter`]: families, label checks, rendering.
 
+use crate::prometheus::summary::{self, Summary};
+use crate::prometheus::text::{escape_help, escape_label, go_float};
+use crate::spec::{self, MetricDef};
+use crate::{MetricKind, MetricsError, Recorder};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
-
-use crate::prometheus::summary::Summary;
-use crate::prometheus::text::{escape_help, escape_label, go_float};
-use crate::spec::{self, MetricDef};
-use crate::{MetricKind, MetricsError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The maps' hasher: keys are our own metric names and label values, not chosen by an
 /// attacker to collide, so a fast hash beats SipHash on every report.
@@ -35,16 +33,34 @@ struct Family {
     label_names: Vec<String>,
     /// The additional labels' defaults, in `label_names` order (`None` for own labels).
     defaults: Vec<Option<String>>,
-    /// [`series_key`] of the label values → series. A report that hits an existing series
-    /// allocates nothing: the key is built in a reused thread-local buffer.
-    series: Mutex<HashMap<Box<[u8]>, Entry, FastHash>>,
+    /// Series key of the label values (see [`Registry::report`]) → series. A report that
+    /// hits an existing series allocates nothing: the key is built in a reused thread-local
+    /// buffer.
+    series: Mutex<HashMap<Box<[u8]>, Arc<SeriesCell>, FastHash>>,
 }
 
-/// One series: its label values (in `label_names` order, for rendering) and its numbers.
+/// One series: its label values (in `label_names` order, for rendering) and its numbers
+/// behind their own lock, so that a [`Recorder`] holding it reports without touching the
+/// family's map.
 #[derive(Debug)]
-struct Entry {
+pub(crate) struct SeriesCell {
+    /// The metric's short name, for errors.
+    name: String,
     values: Vec<String>,
-    series: Series,
+    kind: MetricKind,
+    /// The family's bucket bounds (histograms only).
+    buckets: Box<[f64]>,
+    data: Mutex<Series>,
+}
+
+impl Recorder for SeriesCell {
+    fn record(&self, value: f64) -> Result<(), MetricsError> {
+        if self.kind == MetricKind::Counter && !(value >= 0.0 && value.is_finite()) {
+            return Err(MetricsError::InvalidCount { name: self.name.clone(), value });
+        }
+        observe(&mut lock(&self.data), self.kind, &self.buckets, value);
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -63,7 +79,17 @@ impl Family {
     /// `false` when a label is not the family's, is given twice, or is missing.
     fn place<'a>(&'a self, labels: &[(&str, &'a str)], slots: &mut [Option<&'a str>]) -> bool {
         for (k, v) in labels {
-            match self.label_names.binary_search_by(|l| l.as_str().cmp(k)) {
+            // Few labels: a scan that compares lengths first skips most byte comparisons,
+            // which a binary search cannot (it orders by content).
+            let found = if self.label_names.len() <= INLINE_LABELS {
+                self.label_names
+                    .iter()
+                    .position(|l| l.len() == k.len() && l.as_bytes() == k.as_bytes())
+                    .ok_or(())
+            } else {
+                self.label_names.binary_search_by(|l| l.as_str().cmp(k)).map_err(|_| ())
+            };
+            match found {
                 Ok(i) => match slots.get_mut(i) {
                     Some(slot @ None) => *slot = Some(v),
                     _ => return false,
@@ -134,6 +160,7 @@ impl Registry {
                 series: Mutex::new(HashMap::with_hasher(FastHash::default())),
             });
         }
+        summary::start_coarse_clock();
         Ok(Self { const_labels, additional, families })
     }
 
@@ -145,14 +172,38 @@ impl Registry {
         labels: &[(&str, &str)],
         value: f64,
     ) -> Result<(), MetricsError> {
+        if kind == MetricKind::Counter && !(value >= 0.0 && value.is_finite()) {
+            return Err(MetricsError::InvalidCount { name: name.to_owned(), value });
+        }
+        self.with_series(kind, name, labels, |cell| {
+            observe(&mut lock(&cell.data), kind, &cell.buckets, value);
+        })
+    }
+
+    /// The series of `name` with `labels`, created when missing, for a [`Recorder`].
+    pub(crate) fn series(
+        &self,
+        kind: MetricKind,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Arc<SeriesCell>, MetricsError> {
+        self.with_series(kind, name, labels, Arc::clone)
+    }
+
+    /// Runs `f` on the series of `name` with `labels` (created when missing) under the
+    /// family's lock; errors for an unknown metric or a wrong label set.
+    fn with_series<R>(
+        &self,
+        kind: MetricKind,
+        name: &str,
+        labels: &[(&str, &str)],
+        f: impl FnOnce(&Arc<SeriesCell>) -> R,
+    ) -> Result<R, MetricsError> {
         let family = self
             .families
             .get(name)
             .and_then(|fs| fs.iter().find(|f| f.def.kind == kind))
             .ok_or_else(|| MetricsError::UnknownMetric { kind, name: name.to_owned() })?;
-        if kind == MetricKind::Counter && !(value >= 0.0 && value.is_finite()) {
-            return Err(MetricsError::InvalidCount { name: name.to_owned(), value });
-        }
         let mut inline = [None; INLINE_LABELS];
         let mut spilled = Vec::new();
         let n = family.label_names.len();
@@ -165,7 +216,7 @@ impl Registry {
         if !family.place(labels, slots) {
             return Err(self.wrong_labels(family, labels));
         }
-        KEY.with_borrow_mut(|key| {
+        Ok(KEY.with_borrow_mut(|key| {
             key.clear();
             // `<len><bytes>` per value: unambiguous whatever the values contain.
             for v in slots.iter().flatten() {
@@ -173,11 +224,10 @@ impl Registry {
                 key.extend_from_slice(v.as_bytes());
             }
             let mut series = lock(&family.series);
-            let entry = match series.get_mut(key.as_slice()) {
-                Some(entry) => entry,
+            let cell = match series.get(key.as_slice()) {
+                Some(cell) => cell,
                 None => {
-                    let values = slots.iter().map(|v| v.unwrap_or_default().to_owned()).collect();
-                    let series_value = match kind {
+                    let data = match kind {
                         MetricKind::Summary => Series::Summary(Summary::default()),
                         MetricKind::Histogram => Series::Histogram {
                             counts: vec![0; family.def.buckets.len()],
@@ -186,14 +236,18 @@ impl Registry {
                         },
                         MetricKind::Counter | MetricKind::Gauge => Series::Value(0.0),
                     };
-                    series
-                        .entry(Box::from(key.as_slice()))
-                        .or_insert(Entry { values, series: series_value })
+                    let cell = SeriesCell {
+                        name: family.def.name.clone(),
+                        values: slots.iter().map(|v| v.unwrap_or_default().to_owned()).collect(),
+                        kind,
+                        buckets: family.def.buckets.clone().into_boxed_slice(),
+                        data: Mutex::new(data),
+                    };
+                    series.entry(Box::from(key.as_slice())).or_insert(Arc::new(cell))
                 }
             };
-            observe(&mut entry.series, kind, &family.def.buckets, value);
-        });
-        Ok(())
+            f(cell)
+        }))
     }
 
     /// [`MetricsError::WrongLabels`] for a call whose label names are not the family's.
@@ -216,22 +270,24 @@ impl Registry {
     /// `# TYPE`; series sorted by label values; labels sorted by name. Families without a
     /// series are left out, as Go's registry does.
     pub(crate) fn render(&self) -> String {
-        let now = Instant::now();
+        let now = summary::precise_ms();
         let mut families: Vec<&Family> = self.families.values().flatten().collect();
         families.sort_by(|a, b| a.full_name.cmp(&b.full_name));
         let mut out = String::new();
         for f in families {
-            let mut guard = lock(&f.series);
+            let guard = lock(&f.series);
             if guard.is_empty() {
                 continue;
             }
-            let mut series: Vec<&mut Entry> = guard.values_mut().collect();
+            let mut series: Vec<&Arc<SeriesCell>> = guard.values().collect();
             series.sort_by(|a, b| a.values.cmp(&b.values));
             let name = &f.full_name;
             let _ = writeln!(out, "# HELP {name} {}", escape_help(&f.def.help));
             let _ = writeln!(out, "# TYPE {name} {}", f.def.kind);
-            for entry in series {
-                let (values, s) = (&entry.values, &mut entry.series);
+            for cell in series {
+                let values = &cell.values;
+                let mut data = lock(&cell.data);
+                let s = &mut *data;
                 let mut pairs: Vec<(&str, &str)> =
                     self.const_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 pairs.extend(
@@ -281,7 +337,7 @@ fn observe(series: &mut Series, kind: MetricKind, buckets: &[f64], value: f64) {
     match series {
         Series::Value(v) if kind == MetricKind::Counter => *v += value,
         Series::Value(v) => *v = value,
-        Series::Summary(s) => s.observe(Instant::now(), value),
+        Series::Summary(s) => s.observe(summary::coarse_ms(), value),
         Series::Histogram { counts, sum, count } => {
             // Buckets are cumulative when rendered; here each observation lands in the
             // first bucket whose bound holds it (none: only `+Inf`).
