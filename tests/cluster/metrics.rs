@@ -90,6 +90,8 @@ async fn prometheus_sees_gos_series_after_real_traffic() {
         for _ in 0..2 {
             c.request("m.fail", "").await.unwrap_err();
         }
+        // Not a handler of this server: reported by name, not through a cached series.
+        c.request("m.nope", "").await.unwrap_err();
         assert_eq!(&c.request("lobby.m.custom", "").await.unwrap()[..], b"refused");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let text = scrape(port).await;
@@ -98,6 +100,10 @@ async fn prometheus_sees_gos_series_after_real_traffic() {
         assert!(ok.ends_with(" 3"), "{ok}");
         let failed = line(&text, r#"pitaya_handler_response_time_ns_count{code="PIT-555",game="g",route="lobby.m.fail",serverType="lobby",status="failed",type="handler"}"#);
         assert!(failed.ends_with(" 2"), "{failed}");
+        // A route that never succeeded has no `ok` series (series appear on first report).
+        assert!(!text.contains(r#"route="lobby.m.fail",serverType="lobby",status="ok""#), "{text}");
+        let unknown = line(&text, r#"pitaya_handler_response_time_ns_count{code="PIT-404",game="g",route="lobby.m.nope",serverType="lobby",status="failed",type="handler"}"#);
+        assert!(unknown.ends_with(" 1"), "{unknown}");
         line(&text, r#"pitaya_handler_response_time_ns{code="",game="g",route="lobby.m.ok",serverType="lobby",status="ok",type="handler",quantile="0.99"}"#);
         let clients = line(&text, r#"pitaya_acceptor_connected_clients{game="g",serverType="lobby"}"#);
         assert!(clients.ends_with(" 1"), "{clients}");

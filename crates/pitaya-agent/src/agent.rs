@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use crate::AgentConfig;
 use crate::control::{Control, Signal, closing};
-use crate::dispatch::{ClientMessage, Dispatch};
+use crate::dispatch::{ClientMessage, Dispatch, Tracked};
 use crate::entity::{AgentEntity, Outgoing};
 use crate::writer::WriterTask;
 
@@ -214,7 +214,13 @@ enum Queued {
     Message(ClientMessage),
     /// A handler the reader started, which did not finish at once; it holds its slot of
     /// the concurrency limit.
-    Running { id: u64, is_request: bool, answer: Running, _permit: OwnedSemaphorePermit },
+    Running {
+        id: u64,
+        is_request: bool,
+        answer: Running,
+        tracked: Option<Tracked>,
+        _permit: OwnedSemaphorePermit,
+    },
     /// A request answered with an error without reaching the application.
     Reject { id: u64, error: Error },
 }
@@ -370,8 +376,7 @@ impl ReaderState<'_> {
         let (id, data) = (msg.id, msg.data);
         let msg = match Route::parse_owned(msg.route) {
             Ok(route) => {
-                let received =
-                    self.shared.dispatch.wants_receipt_time().then(std::time::Instant::now);
+                let received = self.shared.dispatch.wants_receipt_time().then(quanta::Instant::now);
                 ClientMessage { route, id, is_request, data, received }
             }
             // Spec §1.8: a request gets PIT-400 with Go's text, a notify nothing. The
@@ -387,17 +392,18 @@ impl ReaderState<'_> {
         // task entirely. Order is kept because nothing is ahead of this message.
         if self.pending.load(Ordering::Acquire) == 0 {
             if let Ok(permit) = self.shared.dispatch_limit.clone().try_acquire_owned() {
-                let mut answer = start(self.shared, self.session, msg);
+                let (mut answer, tracked) = start(self.shared, self.session, msg);
                 return match (&mut answer).now_or_never() {
                     Some(result) => {
                         drop(permit);
-                        let result = answer_of(result);
+                        let result = finished(self.shared, tracked, result);
                         answer_client(self.shared, self.entity, id, is_request, result).await;
                         Next::Continue
                     }
                     None => {
-                        self.queue(Queued::Running { id, is_request, answer, _permit: permit })
-                            .await
+                        let running =
+                            Queued::Running { id, is_request, answer, tracked, _permit: permit };
+                        self.queue(running).await
                     }
                 };
             }
@@ -454,19 +460,38 @@ async fn wait_and_queue(
 
 /// Starts the application's handling of `msg`, guarded so that a panic anywhere in it
 /// (pipeline layers, extractors, the handler) fails this message only.
-fn start(shared: &AgentShared, session: &Session, msg: ClientMessage) -> Running {
+fn start(
+    shared: &AgentShared,
+    session: &Session,
+    msg: ClientMessage,
+) -> (Running, Option<Tracked>) {
     let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        shared.dispatch.dispatch(session.clone(), msg)
+        shared.dispatch.dispatch_tracked(session.clone(), msg)
     }));
-    let fut = started.unwrap_or_else(|_| Box::pin(std::future::ready(Err(panicked()))));
-    AssertUnwindSafe(fut).catch_unwind()
+    let (fut, tracked) =
+        started.unwrap_or_else(|_| (Box::pin(std::future::ready(Err(panicked()))), None));
+    (AssertUnwindSafe(fut).catch_unwind(), tracked)
 }
 
-/// The result of a [`Running`] answer; a panic becomes a `PIT-000` error.
-fn answer_of(
+/// The result of a [`Running`] answer (a panic becomes a `PIT-000` error), told to the
+/// dispatcher when it tracks the message.
+fn finished(
+    shared: &AgentShared,
+    tracked: Option<Tracked>,
     polled: Result<Result<Option<Bytes>, Error>, Box<dyn std::any::Any + Send>>,
 ) -> Result<Option<Bytes>, Error> {
-    polled.unwrap_or_else(|_| Err(panicked()))
+    let result = polled.unwrap_or_else(|_| Err(panicked()));
+    if let Some(tracked) = tracked {
+        // A panicking hook must not take the connection down with it.
+        let outcome = result.as_ref().map(|_| ());
+        let told = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            shared.dispatch.completed(tracked, outcome);
+        }));
+        if told.is_err() {
+            tracing::error!("the dispatcher's completion hook panicked");
+        }
+    }
+    result
 }
 
 fn panicked() -> Error {
@@ -515,8 +540,8 @@ async fn dispatch_loop(
             Queued::Reject { id, error } => {
                 answer_client(&shared, &entity, id, true, Err(error)).await;
             }
-            Queued::Running { id, is_request, answer, _permit } => {
-                let result = answer_of(answer.await);
+            Queued::Running { id, is_request, answer, tracked, _permit } => {
+                let result = finished(&shared, tracked, answer.await);
                 drop(_permit);
                 answer_client(&shared, &entity, id, is_request, result).await;
             }
@@ -525,7 +550,8 @@ async fn dispatch_loop(
                 let result = {
                     // The semaphore is never closed, so acquire only fails if it were.
                     let _permit = shared.dispatch_limit.acquire().await;
-                    answer_of(start(&shared, &session, msg).await)
+                    let (answer, tracked) = start(&shared, &session, msg);
+                    finished(&shared, tracked, answer.await)
                 };
                 answer_client(&shared, &entity, id, is_request, result).await;
             }

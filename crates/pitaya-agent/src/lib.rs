@@ -23,4 +23,4 @@ mod writer;
 
 pub use agent::{Agent, AgentShared, serve};
 pub use config::AgentConfig;
-pub use dispatch::{ClientMessage, Dispatch};
+pub use dispatch::{ClientMessage, Dispatch, Tracked};

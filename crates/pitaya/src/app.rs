@@ -188,7 +188,13 @@ impl App {
                 let _ = core.metrics.set(r.clone());
             }
         }
-        let metrics = reporter.map(|r| DispatchMetrics::new(r, &server_type, handler_routes));
+        if reporter.is_some() {
+            // quanta calibrates its clock on first use (up to 200 ms): here, off the
+            // runtime's workers, rather than in the first request.
+            let _ = tokio::task::spawn_blocking(quanta::Instant::now).await;
+        }
+        let metrics =
+            reporter.map(|r| Arc::new(DispatchMetrics::new(r, &server_type, handler_routes)));
         let dispatch = Arc::new(LocalDispatch { handlers, cluster: cluster.clone(), metrics });
 
         let mut modules = pitaya_modules::Modules::new();

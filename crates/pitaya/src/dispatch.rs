@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::Duration;
 
 use bytes::Bytes;
-use pitaya_agent::{ClientMessage, Dispatch};
+use pitaya_agent::{ClientMessage, Dispatch, Tracked};
 use pitaya_core::{BoxFuture, Error};
 use pitaya_handler::{AppState, HandlerKind, HandlerService, Request, RouterService};
 use pitaya_metrics::names::response_type::HANDLER;
@@ -49,7 +49,7 @@ pub(crate) struct LocalDispatch {
     pub(crate) handlers: Arc<HandlerCore>,
     pub(crate) cluster: Option<Arc<ClusterCore>>,
     /// Set when metrics are on; `None` keeps the hot path free of timing.
-    pub(crate) metrics: Option<DispatchMetrics>,
+    pub(crate) metrics: Option<Arc<DispatchMetrics>>,
 }
 
 /// The reporter, and the series of this server's own handler routes resolved once each,
@@ -57,17 +57,17 @@ pub(crate) struct LocalDispatch {
 /// labels (most of what a report cost).
 pub(crate) struct DispatchMetrics {
     reporter: Arc<dyn Reporter>,
-    /// `serverType.service.method` → its series. Built before serving and never changed,
-    /// so reading it takes no lock; routes outside it (forwarded ones, unknown ones) are
-    /// reported through [`Reporter::report`].
-    routes: HashMap<String, RouteSeries, foldhash::fast::RandomState>,
+    /// `serverType.service.method` → its index in `routes`, the [`Tracked`] token. Built
+    /// before serving and never changed, so reading it takes no lock; routes outside it
+    /// (forwarded ones, unknown ones) are reported through [`Reporter::report`].
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
+    routes: Vec<RouteSeries>,
 }
 
 /// One handler route's series, each resolved when first needed: a route that never
 /// succeeds gets no `status="ok"` series, as in Go where series appear on first report.
 struct RouteSeries {
-    /// The route, shared with the response's report so that it is not copied per request.
-    name: Arc<str>,
+    name: String,
     delay: OnceLock<Option<Arc<dyn Recorder>>>,
     ok: OnceLock<Option<Arc<dyn Recorder>>>,
 }
@@ -78,23 +78,20 @@ impl DispatchMetrics {
         server_type: &str,
         short_routes: impl IntoIterator<Item = String>,
     ) -> Self {
-        let routes = short_routes
+        let routes: Vec<RouteSeries> = short_routes
             .into_iter()
-            .map(|short| {
-                let name = format!("{server_type}.{short}");
-                let series = RouteSeries {
-                    name: Arc::from(name.as_str()),
-                    delay: OnceLock::new(),
-                    ok: OnceLock::new(),
-                };
-                (name, series)
+            .map(|short| RouteSeries {
+                name: format!("{server_type}.{short}"),
+                delay: OnceLock::new(),
+                ok: OnceLock::new(),
             })
             .collect();
-        Self { reporter, routes }
+        let index = routes.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect();
+        Self { reporter, index, routes }
     }
 
-    /// The cached series `cell` of `route`, resolved on first use; `None` when the reporter
-    /// refused it (logged once; such reports go through [`Reporter::report`]).
+    /// The cached series `cell`, resolved on first use; `None` when the reporter refused
+    /// it (logged once; such reports go through [`Reporter::report`]).
     fn series<'a>(
         &self,
         cell: &'a OnceLock<Option<Arc<dyn Recorder>>>,
@@ -108,6 +105,41 @@ impl DispatchMetrics {
         })
         .as_ref()
     }
+
+    /// `handler_delay_ns` of a message that waited `waited` before `route` started.
+    fn delay(&self, route: &str, cached: Option<usize>, local: bool, waited: Duration) {
+        let series = cached.and_then(|i| self.routes.get(i)).and_then(|r| {
+            let labels = [(label::ROUTE, route), (label::TYPE, delay_type::LOCAL)];
+            self.series(&r.delay, names::PROCESS_DELAY, &labels)
+        });
+        match series {
+            Some(series) => crate::metrics_wiring::log(series.record(nanos(waited))),
+            None => {
+                let kind = if local { delay_type::LOCAL } else { delay_type::REMOTE };
+                crate::metrics_wiring::report_delay(self.reporter.as_ref(), route, kind, waited);
+            }
+        }
+    }
+
+    /// `response_time_ns` of a tracked request to one of this server's handlers.
+    fn completed(&self, tracked: Tracked, result: Result<(), &Error>) {
+        let Some(route) = self.routes.get(tracked.token) else { return };
+        if result.is_ok() {
+            let labels = [
+                (label::ROUTE, route.name.as_str()),
+                (label::STATUS, status::OK),
+                (label::TYPE, HANDLER),
+                (label::CODE, ""),
+            ];
+            if let Some(series) = self.series(&route.ok, names::RESPONSE_TIME, &labels) {
+                crate::metrics_wiring::log(series.record(nanos(tracked.started.elapsed())));
+                return;
+            }
+        }
+        let reporter = self.reporter.as_ref();
+        let took = tracked.started.elapsed();
+        crate::metrics_wiring::report_response(reporter, &route.name, HANDLER, took, result);
+    }
 }
 
 impl Dispatch for LocalDispatch {
@@ -116,59 +148,70 @@ impl Dispatch for LocalDispatch {
         session: Session,
         msg: ClientMessage,
     ) -> BoxFuture<'static, Result<Option<Bytes>, Error>> {
-        let Some(metrics) = &self.metrics else { return self.route(session, msg) };
-        let started = Instant::now();
+        match (self.dispatch_tracked(session, msg), &self.metrics) {
+            ((fut, Some(tracked)), Some(metrics)) => {
+                let metrics = metrics.clone();
+                Box::pin(async move {
+                    let result = fut.await;
+                    metrics.completed(tracked, result.as_ref().map(|_| ()));
+                    result
+                })
+            }
+            ((fut, _), _) => fut,
+        }
+    }
+
+    /// With metrics on, a request to one of this server's handlers is tracked: its
+    /// response time is reported from [`Dispatch::completed`], without a wrapping future.
+    /// Other requests (forwarded, unknown routes) are wrapped and reported by name.
+    fn dispatch_tracked(
+        &self,
+        session: Session,
+        msg: ClientMessage,
+    ) -> (BoxFuture<'static, Result<Option<Bytes>, Error>>, Option<Tracked>) {
+        let Some(metrics) = &self.metrics else { return (self.route(session, msg), None) };
+        let started = quanta::Instant::now();
         let own_type = &self.handlers.server_type;
         let ClientMessage { route, id, is_request, data, received } = msg;
         let route =
             if route.server_type().is_empty() { route.with_server_type(own_type) } else { route };
         let local = route.server_type() == own_type;
-        let cached = if local { metrics.routes.get(route.as_str()) } else { None };
+        let cached = if local { metrics.index.get(route.as_str()).copied() } else { None };
         if let Some(received) = received {
-            let waited = started.saturating_duration_since(received);
-            let delay = cached.and_then(|c| {
-                let labels = [(label::ROUTE, route.as_str()), (label::TYPE, delay_type::LOCAL)];
-                metrics.series(&c.delay, names::PROCESS_DELAY, &labels)
-            });
-            match delay {
-                Some(series) => crate::metrics_wiring::log(series.record(nanos(waited))),
-                None => {
-                    let kind = if local { delay_type::LOCAL } else { delay_type::REMOTE };
-                    let reporter = metrics.reporter.as_ref();
-                    crate::metrics_wiring::report_delay(reporter, route.as_str(), kind, waited);
-                }
-            }
+            metrics.delay(
+                route.as_str(),
+                cached,
+                local,
+                started.saturating_duration_since(received),
+            );
         }
-        let (name, ok_series) = match cached {
-            Some(c) => {
-                let labels = [
-                    (label::ROUTE, route.as_str()),
-                    (label::STATUS, status::OK),
-                    (label::TYPE, HANDLER),
-                    (label::CODE, ""),
-                ];
-                (c.name.clone(), metrics.series(&c.ok, names::RESPONSE_TIME, &labels).cloned())
-            }
-            None => (Arc::from(route.as_str()), None),
-        };
+        if let Some(token) = cached {
+            let fut = self.route_resolved(session, id, is_request, data, route);
+            return (fut, Some(Tracked { started, token }));
+        }
+        let name = route.as_str().to_owned();
         let reporter = metrics.reporter.clone();
         let fut = self.route_resolved(session, id, is_request, data, route);
-        Box::pin(async move {
+        let fut = Box::pin(async move {
             let result = fut.await;
-            match (&result, ok_series) {
-                (Ok(_), Some(series)) => {
-                    crate::metrics_wiring::log(series.record(nanos(started.elapsed())));
-                }
-                _ => crate::metrics_wiring::report_response(
-                    reporter.as_ref(),
-                    &name,
-                    HANDLER,
-                    started,
-                    result.as_ref().map(|_| ()),
-                ),
-            }
+            let outcome = result.as_ref().map(|_| ());
+            let took = started.elapsed();
+            crate::metrics_wiring::report_response(
+                reporter.as_ref(),
+                &name,
+                HANDLER,
+                took,
+                outcome,
+            );
             result
-        })
+        });
+        (fut, None)
+    }
+
+    fn completed(&self, tracked: Tracked, result: Result<(), &Error>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.completed(tracked, result);
+        }
     }
 
     fn wants_receipt_time(&self) -> bool {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pitaya_agent::AgentShared;
 use pitaya_config::PitayaConfig;
@@ -203,14 +203,14 @@ pub(crate) fn report_response(
     reporter: &dyn Reporter,
     route: &str,
     kind: &str,
-    started: Instant,
+    took: Duration,
     result: Result<(), &Error>,
 ) {
     let code = result.err().map_or("", Error::code);
     let status = if result.is_ok() { names::status::OK } else { names::status::FAILED };
     let labels =
         [(label::ROUTE, route), (label::STATUS, status), (label::TYPE, kind), (label::CODE, code)];
-    let ns = pitaya_metrics::nanos(started.elapsed());
+    let ns = pitaya_metrics::nanos(took);
     log(reporter.report(MetricKind::Summary, names::RESPONSE_TIME, &labels, ns));
 }
 

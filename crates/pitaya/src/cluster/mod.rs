@@ -313,7 +313,7 @@ impl ClusterCore {
                 reporter.as_ref(),
                 &route,
                 "rpc",
-                started,
+                started.elapsed(),
                 outcome,
             );
         }
