@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pitaya_bot::{Report, RouteReport, RunOptions, Spec};
 
-use crate::support::{Launch, connect, launch, sd_prefix, within};
+use crate::support::{Launch, connect, launch, registered, sd_prefix, within};
 
 /// Fewer bots and iterations than the example and a short ramp-up, so that the run takes
 /// a fraction of a second and the bots overlap (each group broadcast reaches several).
@@ -26,27 +26,6 @@ const REGISTER_LIMIT: Duration = Duration::from_secs(15);
 /// etcd watch has seen the backend.
 const PROBE_ROUTE: &str = "game.testsvc.testrequestonlysessionreturnsptr";
 
-/// The keys registered under `prefix` in etcd (`<prefix>servers/<type>/<id>`).
-fn registered(prefix: &str) -> Vec<String> {
-    let out = std::process::Command::new("etcdctl")
-        .args([
-            "--endpoints",
-            &pitaya_test_services::shared_etcd_endpoint(),
-            "get",
-            "--prefix",
-            "--keys-only",
-            &format!("{prefix}servers/"),
-        ])
-        .env("ETCDCTL_API", "3")
-        .output()
-        .expect("run etcdctl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Waits until etcd holds one connector and one game under `prefix`, and the frontend
 /// forwards to the backend.
 async fn wait_until_routable(prefix: &str, front: &str) {
@@ -57,7 +36,7 @@ async fn wait_until_routable(prefix: &str, front: &str) {
             .all(|t| keys.iter().filter(|k| k.contains(&format!("servers/{t}/"))).count() == 1)
     };
     loop {
-        let keys = registered(prefix);
+        let keys = registered(&pitaya_test_services::shared_etcd_endpoint(), prefix);
         if both(&keys) {
             break;
         }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use pitaya::client::Client;
 
-use crate::support::{Launch, ServerProc, connect, launch, sd_prefix, within};
+use crate::support::{Launch, ServerProc, connect, launch, registered, sd_prefix, within};
 
 /// Lease TTL for these tests: a killed server must leave discovery quickly.
 const TTL: (&str, &str) = ("PITAYA_CLUSTER_SD_ETCD_HEARTBEAT_TTL", "3s");
@@ -46,20 +46,6 @@ async fn recovers(c: &Client, n: usize, limit: Duration) -> bool {
         }
     }
     false
-}
-
-/// The server ids registered under `prefix` in etcd, read with etcdctl.
-fn registered(etcd: &str, prefix: &str) -> Vec<String> {
-    let out = std::process::Command::new("etcdctl")
-        .args(["--endpoints", etcd, "get", "--prefix", "--keys-only", &format!("{prefix}servers/")])
-        .env("ETCDCTL_API", "3")
-        .output()
-        .expect("run etcdctl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 #[tokio::test]

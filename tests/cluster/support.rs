@@ -211,3 +211,18 @@ pub(crate) async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> 
     }
     f()
 }
+
+/// The keys registered under `prefix` in the etcd at `etcd`
+/// (`<prefix>servers/<type>/<id>`), read with `etcdctl`.
+pub(crate) fn registered(etcd: &str, prefix: &str) -> Vec<String> {
+    let out = std::process::Command::new("etcdctl")
+        .args(["--endpoints", etcd, "get", "--prefix", "--keys-only", &format!("{prefix}servers/")])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .expect("run etcdctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
