@@ -56,9 +56,10 @@ pub trait Dispatch: Send + Sync + 'static {
         (self.dispatch(session, msg), None)
     }
 
-    /// Called exactly once for each [`Tracked`] that [`Dispatch::dispatch_tracked`]
-    /// returned, with the outcome (a panic is the agent's `PIT-000` error). Runs on the
-    /// connection's task: it must not block.
+    /// Called once for each [`Tracked`] that [`Dispatch::dispatch_tracked`] returned, with
+    /// the outcome (a panic is the agent's `PIT-000` error), unless the future is dropped
+    /// unfinished because the connection was torn down. Runs on the connection's task: it
+    /// must not block.
     fn completed(&self, tracked: Tracked, result: Result<(), &Error>) {
         let _ = (tracked, result);
     }
