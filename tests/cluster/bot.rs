@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pitaya_bot::{Report, RouteReport, RunOptions, Spec};
 
-use crate::support::{Launch, connect, launch, registered, sd_prefix, within};
+use crate::support::{Launch, connect, eventually, launch, registered, sd_prefix, within};
 
 /// Fewer bots and iterations than the example and a short ramp-up, so that the run takes
 /// a fraction of a second and the bots overlap (each group broadcast reaches several).
@@ -30,19 +30,14 @@ const PROBE_ROUTE: &str = "game.testsvc.testrequestonlysessionreturnsptr";
 /// forwards to the backend.
 async fn wait_until_routable(prefix: &str, front: &str) {
     let deadline = tokio::time::Instant::now() + REGISTER_LIMIT;
-    let both = |keys: &[String]| {
+    let keys = || registered(&pitaya_test_services::shared_etcd_endpoint(), prefix);
+    let both = || {
+        let keys = keys();
         ["connector", "game"]
             .iter()
             .all(|t| keys.iter().filter(|k| k.contains(&format!("servers/{t}/"))).count() == 1)
     };
-    loop {
-        let keys = registered(&pitaya_test_services::shared_etcd_endpoint(), prefix);
-        if both(&keys) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not both registered: {keys:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(eventually(REGISTER_LIMIT, both).await, "not both registered: {:?}", keys());
     let (c, _p) = connect(front).await;
     loop {
         match c.request(PROBE_ROUTE, "").await {

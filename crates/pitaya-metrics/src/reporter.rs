@@ -117,18 +117,11 @@ struct Fallback {
 
 impl Recorder for Fallback {
     fn record(&self, value: f64) -> Result<(), MetricsError> {
-        let mut inline = [("", ""); 8];
-        let spilled: Vec<(&str, &str)>;
-        let labels: &[(&str, &str)] = if self.labels.len() <= inline.len() {
-            for (slot, (k, v)) in inline.iter_mut().zip(&self.labels) {
-                *slot = (k.as_str(), v.as_str());
-            }
-            &inline[..self.labels.len()]
-        } else {
-            spilled = self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            &spilled
-        };
-        self.reporter.report(self.kind, &self.metric, labels, value)
+        // Not a hot path: reporters without their own recorders (statsd) build a datagram
+        // per report anyway.
+        let labels: Vec<(&str, &str)> =
+            self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.reporter.report(self.kind, &self.metric, &labels, value)
     }
 }
 
@@ -137,16 +130,24 @@ struct FanOut(Vec<Arc<dyn Recorder>>);
 
 impl Recorder for FanOut {
     fn record(&self, value: f64) -> Result<(), MetricsError> {
-        let mut first = Ok(());
-        for r in &self.0 {
-            if let Err(e) = r.record(value) {
-                if first.is_ok() {
-                    first = Err(e);
-                }
+        call_all(&self.0, |r| r.record(value))
+    }
+}
+
+/// Calls `f` on every item, in order, even after one fails; returns the first error.
+fn call_all<T>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<(), MetricsError>,
+) -> Result<(), MetricsError> {
+    let mut first = Ok(());
+    for item in items {
+        if let Err(e) = f(item) {
+            if first.is_ok() {
+                first = Err(e);
             }
         }
-        first
     }
+    first
 }
 
 /// Several reporters behind one [`Reporter`], e.g. Prometheus and statsd at once.
@@ -190,15 +191,7 @@ impl Reporters {
         &self,
         f: impl Fn(&dyn Reporter) -> Result<(), MetricsError>,
     ) -> Result<(), MetricsError> {
-        let mut first = Ok(());
-        for r in &self.inner {
-            if let Err(e) = f(r.as_ref()) {
-                if first.is_ok() {
-                    first = Err(e);
-                }
-            }
-        }
-        first
+        call_all(&self.inner, |r| f(r.as_ref()))
     }
 }
 

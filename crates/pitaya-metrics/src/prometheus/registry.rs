@@ -53,12 +53,19 @@ pub(crate) struct SeriesCell {
     data: Mutex<Series>,
 }
 
+impl SeriesCell {
+    /// Adds `value` as the series' kind does; counter values are checked by the callers.
+    fn observe(&self, value: f64) {
+        observe(&mut lock(&self.data), self.kind, &self.buckets, value);
+    }
+}
+
 impl Recorder for SeriesCell {
     fn record(&self, value: f64) -> Result<(), MetricsError> {
         if self.kind == MetricKind::Counter && !(value >= 0.0 && value.is_finite()) {
             return Err(MetricsError::InvalidCount { name: self.name.clone(), value });
         }
-        observe(&mut lock(&self.data), self.kind, &self.buckets, value);
+        self.observe(value);
         Ok(())
     }
 }
@@ -176,7 +183,7 @@ impl Registry {
             return Err(MetricsError::InvalidCount { name: name.to_owned(), value });
         }
         self.with_series(kind, name, labels, |cell| {
-            observe(&mut lock(&cell.data), kind, &cell.buckets, value);
+            cell.observe(value);
         })
     }
 
