@@ -52,6 +52,7 @@ fn main() -> Result<()> {
 
 fn test(no_lint: bool) -> Result<()> {
     let started = Instant::now();
+    report_disk_space("before the build");
     // First: clippy builds etcd-client, whose build script runs protoc.
     services::ensure_tools()?;
     if !no_lint {
@@ -71,15 +72,13 @@ fn test(no_lint: bool) -> Result<()> {
     // with its devDependencies (ws, playwright-core), pinned by its package-lock.json.
     run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir("clients/js"))?;
     let services = services::TestServices::start();
-    let tests = run(Command::new("cargo")
-        .args(["test", "--workspace", "--all-features"])
-        .envs(services.env()));
+    let tests = run(cargo_command(&["test", "--workspace", "--all-features"]).envs(services.env()));
     drop(services);
+    report_disk_space("after the tests");
     tests?;
     // The cargo-fuzz targets live in their own workspace; make sure they still compile.
     cargo(&["check", "--manifest-path", "crates/pitaya-codec/fuzz/Cargo.toml", "--bins"])?;
-    run(Command::new("cargo")
-        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+    run(cargo_command(&["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     cargo_deny()?;
     eprintln!("xtask test: all checks passed in {:.0?}", started.elapsed());
@@ -123,7 +122,34 @@ fn cargo_deny() -> Result<()> {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
-    run(Command::new("cargo").args(args))
+    run(&mut cargo_command(args))
+}
+
+/// A cargo command for the test run. Incremental compilation is off: a full run rebuilds
+/// little that an incremental cache would save, and that cache took 3 GB of a clean CI
+/// machine's disk (see the `[profile.dev]` comment in Cargo.toml).
+fn cargo_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.args(args).env("CARGO_INCREMENTAL", "0");
+    cmd
+}
+
+/// Prints the free space where target/ lives, so that a run which dies in the linker for
+/// want of disk says so in its log. Best effort: a machine without `df` prints nothing.
+fn report_disk_space(when: &str) {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    if let Ok(out) =
+        Command::new("df").args(["-h", "--output=avail,size,target"]).arg(&target).output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = text.lines().nth(1) {
+            eprintln!(
+                "xtask: disk {when}: {} (avail, size, mount)",
+                line.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+        }
+    }
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
