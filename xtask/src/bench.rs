@@ -4,7 +4,10 @@
 //! they are what to compare between commits. Each case of the `instructions` bench target
 //! of pitaya-codec runs under callgrind twice, N times and 0 times; the difference divided
 //! by N is the cost of one operation without process start-up or fixture setup. Ratios
-//! against reference cases of the same run make the table readable at a glance.
+//! against reference cases of the same run make the table readable at a glance. The same
+//! section then runs the whole echo example under callgrind with tracing off, at its
+//! defaults and with Prometheus on (`bench_server.rs`): instructions per request, the
+//! figure that tells what tracing and metrics cost.
 //!
 //! The load section (alone with `--load-only`) starts the echo example and the
 //! hand-written `baseline_echo` server as child processes and drives them with the
@@ -25,6 +28,8 @@ use anyhow::{Context, Result, bail};
 
 #[path = "bench_cluster.rs"]
 mod cluster;
+#[path = "bench_server.rs"]
+mod server;
 
 /// Which sections of `cargo xtask bench` run; all of them by default.
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -87,6 +92,11 @@ fn callgrind(root: &Path) -> Result<()> {
     for package in DRIVERS {
         callgrind_package(root, &valgrind, package, &out_dir)?;
     }
+    let bins = build_examples(root)?;
+    let table = server::run(&valgrind, &bins.echo, &bins.loadgen, &out_dir)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(table.as_bytes())?;
+    stdout.flush()?;
     eprintln!(
         "xtask: callgrind done in {:.0?}; profiles are in {} (read them with callgrind_annotate)",
         started.elapsed(),
@@ -364,6 +374,12 @@ enum ServerKind {
     EchoCompressed,
     /// The echo example with Prometheus metrics on (response time per request).
     EchoMetrics,
+    /// The echo example as a user starts it: no `RUST_LOG`, so tracing at its default
+    /// level (`info`), and metrics at their defaults (off, as in Go).
+    EchoDefaults,
+    /// The echo example with tracing off (`RUST_LOG=off`): what the defaults are weighed
+    /// against.
+    EchoNoTracing,
 }
 
 impl ServerKind {
@@ -373,6 +389,8 @@ impl ServerKind {
             Self::Echo => "echo",
             Self::EchoCompressed => "echo --compression",
             Self::EchoMetrics => "echo +metrics",
+            Self::EchoDefaults => "echo defaults",
+            Self::EchoNoTracing => "echo -tracing",
         }
     }
 }
@@ -387,7 +405,7 @@ struct LoadCase {
     against: Option<&'static str>,
 }
 
-const CASES: [LoadCase; 10] = [
+const CASES: [LoadCase; 12] = [
     LoadCase {
         label: "tcp 64B",
         server: ServerKind::Baseline,
@@ -459,6 +477,22 @@ const CASES: [LoadCase; 10] = [
         payload: 64,
         against: Some("echo tcp 64B"),
     },
+    // Tracing and metrics at their defaults vs tracing off, in the same run (issue: at
+    // most 5 % of echo req/s).
+    LoadCase {
+        label: "tcp 64B",
+        server: ServerKind::EchoNoTracing,
+        ws: false,
+        payload: 64,
+        against: None,
+    },
+    LoadCase {
+        label: "tcp 64B",
+        server: ServerKind::EchoDefaults,
+        ws: false,
+        payload: 64,
+        against: Some("echo -tracing tcp 64B"),
+    },
 ];
 
 /// What one request case measured.
@@ -480,8 +514,8 @@ struct LoadRow {
     spread: f64,
 }
 
-fn load(root: &Path) -> Result<()> {
-    let started = Instant::now();
+/// Builds the examples the benches run, in the release profile (what users run).
+fn build_examples(root: &Path) -> Result<Bins> {
     super::cargo(&["build", "--release", "--examples", "-p", "pitaya-examples"])?;
     let dir = target_dir(root).join("release").join("examples");
     let bins = Bins {
@@ -494,6 +528,12 @@ fn load(root: &Path) -> Result<()> {
             bail!("{} was not built (is its [[example]] still declared?)", bin.display());
         }
     }
+    Ok(bins)
+}
+
+fn load(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    let bins = build_examples(root)?;
     // Children inherit the limit: the servers and loadgen each hold IDLE_CONNS sockets.
     let nofile = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
     let pin = Pinning::detect();
@@ -598,6 +638,8 @@ enum Output {
     /// Stderr (a server's log) is read to its end, so the server never blocks on it;
     /// stdout is discarded.
     Stderr,
+    /// Stdout is read; stderr is discarded.
+    StdoutOnly,
 }
 
 impl Running {
@@ -610,10 +652,11 @@ impl Running {
         match output {
             Output::Stdout => cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()),
             Output::Stderr => cmd.stdout(Stdio::null()).stderr(Stdio::piped()),
+            Output::StdoutOnly => cmd.stdout(Stdio::piped()).stderr(Stdio::null()),
         };
         let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
         let stream: Option<Box<dyn std::io::Read + Send>> = match output {
-            Output::Stdout => child.stdout.take().map(|s| Box::new(s) as _),
+            Output::Stdout | Output::StdoutOnly => child.stdout.take().map(|s| Box::new(s) as _),
             Output::Stderr => child.stderr.take().map(|s| Box::new(s) as _),
         };
         let (tx, lines) = std::sync::mpsc::channel();
@@ -680,9 +723,8 @@ impl Running {
         self.lines.try_iter().collect()
     }
 
-    /// Waits for the child to exit successfully within `timeout`, then returns the last
-    /// line it printed.
-    fn finish(mut self, timeout: Duration) -> Result<String> {
+    /// Waits up to `timeout` for the child to exit, successfully.
+    fn exit(&mut self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self.child.try_wait()? {
@@ -696,6 +738,13 @@ impl Running {
         if !status.success() {
             bail!("{} failed with {status}", self.name);
         }
+        Ok(())
+    }
+
+    /// Waits for the child to exit successfully within `timeout`, then returns the last
+    /// line it printed.
+    fn finish(mut self, timeout: Duration) -> Result<String> {
+        self.exit(timeout)?;
         // The reader thread sends every line before the pipe reports EOF.
         let mut last = None;
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
@@ -725,9 +774,11 @@ impl Server {
     fn start(bins: &Bins, pin: &Pinning, kind: ServerKind) -> Result<Self> {
         let mut cmd = match kind {
             ServerKind::Baseline => pin.command(&bins.baseline, 0),
-            ServerKind::Echo | ServerKind::EchoCompressed | ServerKind::EchoMetrics => {
-                pin.command(&bins.echo, 0)
-            }
+            ServerKind::Echo
+            | ServerKind::EchoCompressed
+            | ServerKind::EchoMetrics
+            | ServerKind::EchoDefaults
+            | ServerKind::EchoNoTracing => pin.command(&bins.echo, 0),
         };
         cmd.args(["--tcp", "127.0.0.1:0"]).envs(SERVER_ENV);
         match kind {
@@ -743,6 +794,12 @@ impl Server {
                     "PITAYA_METRICS_PROMETHEUS_PORT",
                     pitaya_test_services::free_port().to_string(),
                 );
+            }
+            ServerKind::EchoDefaults => {
+                cmd.env_remove("RUST_LOG");
+            }
+            ServerKind::EchoNoTracing => {
+                cmd.env("RUST_LOG", "off");
             }
         }
         let mut process = Running::spawn(cmd, kind.name())?;
@@ -772,6 +829,8 @@ fn request_cases(bins: &Bins, pin: &Pinning) -> Result<Vec<LoadRow>> {
         ServerKind::Echo,
         ServerKind::EchoCompressed,
         ServerKind::EchoMetrics,
+        ServerKind::EchoDefaults,
+        ServerKind::EchoNoTracing,
     ]
     .into_iter()
     .map(|kind| Server::start(bins, pin, kind))
