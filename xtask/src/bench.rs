@@ -93,7 +93,9 @@ fn callgrind(root: &Path) -> Result<()> {
         callgrind_package(root, &valgrind, package, &out_dir)?;
     }
     let bins = build_examples(root)?;
-    let table = server::run(&valgrind, &bins.echo, &bins.loadgen, &out_dir)?;
+    let programs =
+        server::Programs { valgrind: &valgrind, root, echo: &bins.echo, loadgen: &bins.loadgen };
+    let table = server::run(&programs, &out_dir)?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(table.as_bytes())?;
     stdout.flush()?;
@@ -239,14 +241,9 @@ fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
-fn spawn_callgrind(
-    valgrind: &Path,
-    root: &Path,
-    bin: &Path,
-    case: &str,
-    n: u64,
-    out_file: &Path,
-) -> Result<Child> {
+/// `valgrind --tool=callgrind` writing to `out_file`, in a fixed environment; the program
+/// and its arguments are for the caller to add.
+fn callgrind_command(valgrind: &Path, root: &Path, out_file: &Path) -> Command {
     let mut cmd = Command::new(valgrind);
     // The client's environment is copied onto its stack, so its size shifts alignments
     // and with them the count: a mere `cd` in the calling shell (which sets OLDPWD) moved
@@ -268,11 +265,20 @@ fn spawn_callgrind(
     )
     .arg("--tool=callgrind")
     .arg("--quiet")
-    .arg(format!("--callgrind-out-file={}", out_file.display()))
-    .arg(bin)
-    .args([case, &n.to_string()])
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    .arg(format!("--callgrind-out-file={}", out_file.display()));
+    cmd
+}
+
+fn spawn_callgrind(
+    valgrind: &Path,
+    root: &Path,
+    bin: &Path,
+    case: &str,
+    n: u64,
+    out_file: &Path,
+) -> Result<Child> {
+    let mut cmd = callgrind_command(valgrind, root, out_file);
+    cmd.arg(bin).args([case, &n.to_string()]).stdout(Stdio::null()).stderr(Stdio::piped());
     cmd.spawn().with_context(|| format!("starting {cmd:?}"))
 }
 

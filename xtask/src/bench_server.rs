@@ -53,15 +53,24 @@ struct Row {
 }
 
 /// Measures every configuration and returns the table to print.
-pub(super) fn run(valgrind: &Path, echo: &Path, loadgen: &Path, out_dir: &Path) -> Result<String> {
+/// The programs a measurement runs.
+pub(super) struct Programs<'a> {
+    pub(super) valgrind: &'a Path,
+    /// The workspace root, the servers' working directory.
+    pub(super) root: &'a Path,
+    pub(super) echo: &'a Path,
+    pub(super) loadgen: &'a Path,
+}
+
+pub(super) fn run(programs: &Programs<'_>, out_dir: &Path) -> Result<String> {
     let mut rows = Vec::with_capacity(CONFIGS.len());
     for config in &CONFIGS {
         let file = |seconds: u64| {
             out_dir.join(format!("server.{}.{seconds}s.out", config.name.replace([' ', '+'], "_")))
         };
         eprintln!("xtask: echo server under callgrind: {}", config.name);
-        let short = measure(valgrind, echo, loadgen, config, SHORT_SECONDS, &file(SHORT_SECONDS))?;
-        let long = measure(valgrind, echo, loadgen, config, LONG_SECONDS, &file(LONG_SECONDS))?;
+        let short = measure(programs, config, SHORT_SECONDS, &file(SHORT_SECONDS))?;
+        let long = measure(programs, config, LONG_SECONDS, &file(LONG_SECONDS))?;
         let requests = long.requests - short.requests;
         if requests <= 0.0 || long.instructions <= short.instructions {
             bail!(
@@ -88,19 +97,13 @@ struct Measured {
 /// Starts the echo example under callgrind, loads it for `seconds`, stops it with SIGTERM
 /// (callgrind writes its profile when the process exits) and reads the totals.
 fn measure(
-    valgrind: &Path,
-    echo: &Path,
-    loadgen: &Path,
+    programs: &Programs<'_>,
     config: &Config,
     seconds: u64,
     out_file: &Path,
 ) -> Result<Measured> {
-    let mut cmd = Command::new(valgrind);
-    // A fixed environment, as for the drivers: the count must not depend on the caller's.
-    cmd.env_clear().env("PITAYA_HEARTBEAT_INTERVAL", "60s");
-    if let Some(lib) = std::env::var_os("VALGRIND_LIB") {
-        cmd.env("VALGRIND_LIB", lib);
-    }
+    let mut cmd = super::callgrind_command(programs.valgrind, programs.root, out_file);
+    cmd.env("PITAYA_HEARTBEAT_INTERVAL", "60s");
     if let Some(level) = config.log {
         cmd.env("RUST_LOG", level);
     }
@@ -108,10 +111,7 @@ fn measure(
         cmd.env("PITAYA_METRICS_PROMETHEUS_ENABLED", "true")
             .env("PITAYA_METRICS_PROMETHEUS_PORT", pitaya_test_services::free_port().to_string());
     }
-    cmd.args(["--tool=callgrind", "--quiet"])
-        .arg(format!("--callgrind-out-file={}", out_file.display()))
-        .arg(echo)
-        .args(["--tcp", "127.0.0.1:0"]);
+    cmd.arg(programs.echo).args(["--tcp", "127.0.0.1:0"]);
     let name = format!("echo ({}) under callgrind", config.name);
     let mut server = Running::spawn_reading(cmd, &name, Output::StdoutOnly)?;
     let line = server.line(START_TIMEOUT)?;
@@ -120,7 +120,7 @@ fn measure(
         .find_map(|f| f.strip_prefix("tcp="))
         .with_context(|| format!("{name} printed {line:?}, not its listening line"))?;
 
-    let mut load = Command::new(loadgen);
+    let mut load = Command::new(programs.loadgen);
     load.args(["--addr", tcp, "--duration", &seconds.to_string(), "--warmup", "0"])
         .env("RUST_LOG", "warn");
     let result = Running::spawn(load, "loadgen")?.finish(Duration::from_secs(seconds + 120))?;
