@@ -245,7 +245,6 @@ struct ReaderState<'a> {
 }
 
 impl ReaderState<'_> {
-    /// Reads until the connection must close; returns why.
     /// Handles the outcome of one [`PacketReader::read`].
     async fn on_read(&mut self, packet: Result<Option<Packet>, ConnError>) -> Next {
         let packet = match packet {
@@ -264,6 +263,7 @@ impl ReaderState<'_> {
         next
     }
 
+    /// Reads until the connection must close; returns why.
     async fn run(&mut self, reader: &mut PacketReader) -> &'static str {
         let mut signals = self.control.subscribe();
         let mut shutdown = self.shared.shutdown.subscribe();
