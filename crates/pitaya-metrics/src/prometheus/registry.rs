@@ -1,13 +1,14 @@
 //! The registry behind [`super::PrometheusReporter`]: families, label checks, rendering.
 
-use crate::prometheus::summary::{self, Summary};
-use crate::prometheus::text::{escape_help, escape_label, go_float};
-use crate::spec::{self, MetricDef};
-use crate::{MetricKind, MetricsError, Recorder};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::prometheus::summary::{self, Summary};
+use crate::prometheus::text::{escape_help, escape_label, go_float};
+use crate::spec::{self, MetricDef};
+use crate::{MetricKind, MetricsError, Recorder};
 
 /// The maps' hasher: keys are our own metric names and label values, not chosen by an
 /// attacker to collide, so a fast hash beats SipHash on every report.
@@ -62,12 +63,19 @@ impl SeriesCell {
 
 impl Recorder for SeriesCell {
     fn record(&self, value: f64) -> Result<(), MetricsError> {
-        if self.kind == MetricKind::Counter && !(value >= 0.0 && value.is_finite()) {
-            return Err(MetricsError::InvalidCount { name: self.name.clone(), value });
-        }
+        check_count(self.kind, &self.name, value)?;
         self.observe(value);
         Ok(())
     }
+}
+
+/// A counter only goes up: a negative or non-finite count is refused before any series
+/// is touched, whether it comes through a report or a recorder.
+fn check_count(kind: MetricKind, name: &str, value: f64) -> Result<(), MetricsError> {
+    if kind == MetricKind::Counter && !(value >= 0.0 && value.is_finite()) {
+        return Err(MetricsError::InvalidCount { name: name.to_owned(), value });
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -179,9 +187,7 @@ impl Registry {
         labels: &[(&str, &str)],
         value: f64,
     ) -> Result<(), MetricsError> {
-        if kind == MetricKind::Counter && !(value >= 0.0 && value.is_finite()) {
-            return Err(MetricsError::InvalidCount { name: name.to_owned(), value });
-        }
+        check_count(kind, name, value)?;
         self.with_series(kind, name, labels, |cell| {
             cell.observe(value);
         })
