@@ -10,7 +10,7 @@ use pitaya_agent::{ClientMessage, Dispatch, Tracked};
 use pitaya_core::{BoxFuture, Error};
 use pitaya_handler::{AppState, HandlerKind, HandlerService, Request, RouterService};
 use pitaya_metrics::names::response_type::HANDLER;
-use pitaya_metrics::names::{self, delay_type, label, status};
+use pitaya_metrics::names::{self, delay_type};
 use pitaya_metrics::{MetricKind, Recorder, Reporter, nanos};
 use pitaya_serialize::Serializer;
 use pitaya_session::Session;
@@ -109,7 +109,7 @@ impl DispatchMetrics {
     /// `handler_delay_ns` of a message that waited `waited` before `route` started.
     fn delay(&self, route: &str, cached: Option<usize>, local: bool, waited: Duration) {
         let series = cached.and_then(|i| self.routes.get(i)).and_then(|r| {
-            let labels = [(label::ROUTE, route), (label::TYPE, delay_type::LOCAL)];
+            let labels = crate::metrics_wiring::delay_labels(route, delay_type::LOCAL);
             self.series(&r.delay, names::PROCESS_DELAY, &labels)
         });
         match series {
@@ -125,12 +125,7 @@ impl DispatchMetrics {
     fn completed(&self, tracked: Tracked, result: Result<(), &Error>) {
         let Some(route) = self.routes.get(tracked.token) else { return };
         if result.is_ok() {
-            let labels = [
-                (label::ROUTE, route.name.as_str()),
-                (label::STATUS, status::OK),
-                (label::TYPE, HANDLER),
-                (label::CODE, ""),
-            ];
+            let labels = crate::metrics_wiring::response_labels(&route.name, HANDLER, Ok(()));
             if let Some(series) = self.series(&route.ok, names::RESPONSE_TIME, &labels) {
                 crate::metrics_wiring::log(series.record(nanos(tracked.started.elapsed())));
                 return;

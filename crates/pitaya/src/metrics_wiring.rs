@@ -197,8 +197,25 @@ pub(crate) fn log(r: Result<(), pitaya_metrics::MetricsError>) {
     }
 }
 
-/// Reports `response_time_ns` for `route` (spec §11.2: `type` is `handler` for a client
-/// response, `rpc` for an RPC round trip; `code` is empty on success).
+/// The labels of a `response_time_ns` series (spec §11.2: `type` is `handler` for a
+/// client response, `rpc` for an RPC round trip; `code` is empty on success). Also used by
+/// the dispatcher's cached series, so both name the same series.
+pub(crate) fn response_labels<'a>(
+    route: &'a str,
+    kind: &'a str,
+    result: Result<(), &'a Error>,
+) -> [(&'static str, &'a str); 4] {
+    let code = result.err().map_or("", Error::code);
+    let status = if result.is_ok() { names::status::OK } else { names::status::FAILED };
+    [(label::ROUTE, route), (label::STATUS, status), (label::TYPE, kind), (label::CODE, code)]
+}
+
+/// The labels of a `handler_delay_ns` series; `kind` is `local` or `remote`.
+pub(crate) fn delay_labels<'a>(route: &'a str, kind: &'a str) -> [(&'static str, &'a str); 2] {
+    [(label::ROUTE, route), (label::TYPE, kind)]
+}
+
+/// Reports `response_time_ns` for `route` (labels: [`response_labels`]).
 pub(crate) fn report_response(
     reporter: &dyn Reporter,
     route: &str,
@@ -206,10 +223,7 @@ pub(crate) fn report_response(
     took: Duration,
     result: Result<(), &Error>,
 ) {
-    let code = result.err().map_or("", Error::code);
-    let status = if result.is_ok() { names::status::OK } else { names::status::FAILED };
-    let labels =
-        [(label::ROUTE, route), (label::STATUS, status), (label::TYPE, kind), (label::CODE, code)];
+    let labels = response_labels(route, kind, result);
     let ns = pitaya_metrics::nanos(took);
     log(reporter.report(MetricKind::Summary, names::RESPONSE_TIME, &labels, ns));
 }
@@ -217,7 +231,7 @@ pub(crate) fn report_response(
 /// Reports `handler_delay_ns` for `route`: how long a client message waited between
 /// being read and being handled (`local`) or forwarded (`remote`).
 pub(crate) fn report_delay(reporter: &dyn Reporter, route: &str, kind: &str, waited: Duration) {
-    let labels = [(label::ROUTE, route), (label::TYPE, kind)];
+    let labels = delay_labels(route, kind);
     let ns = pitaya_metrics::nanos(waited);
     log(reporter.report(MetricKind::Summary, names::PROCESS_DELAY, &labels, ns));
 }
