@@ -810,13 +810,16 @@ impl Server {
         }
         let mut process = Running::spawn(cmd, kind.name())?;
         let line = process.line(START_TIMEOUT)?;
-        let field = |name: &str| {
-            line.split_whitespace().find_map(|f| f.strip_prefix(name)).map(str::to_owned)
-        };
+        let field = |name: &str| listening_field(&line, name).map(str::to_owned);
         let tcp = field("tcp=")
             .with_context(|| format!("{} printed {line:?}, not its listening line", kind.name()))?;
         Ok(Self { kind, process, tcp, ws: field("ws=") })
     }
+}
+
+/// The value of `name` (`tcp=`, `ws=`) in the echo example's listening line.
+fn listening_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|f| f.strip_prefix(name))
 }
 
 /// Runs loadgen with `args` to completion, within `timeout`; returns its result line.

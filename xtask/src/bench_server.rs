@@ -115,9 +115,7 @@ fn measure(
     let name = format!("echo ({}) under callgrind", config.name);
     let mut server = Running::spawn_reading(cmd, &name, Output::StdoutOnly)?;
     let line = server.line(START_TIMEOUT)?;
-    let tcp = line
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("tcp="))
+    let tcp = super::listening_field(&line, "tcp=")
         .with_context(|| format!("{name} printed {line:?}, not its listening line"))?;
 
     let mut load = Command::new(programs.loadgen);
