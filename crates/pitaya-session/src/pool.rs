@@ -75,10 +75,12 @@ impl SessionPool {
     /// Creates a session that is not indexed: a backend's temporary copy of a frontend
     /// session, living for one request (spec §8.3). It takes the next id of this
     /// process, starts with the frontend's `uid` when it has one, and binding it goes
-    /// through `entity`.
+    /// through `entity` ([`NetworkEntity::bind_remote`]) between this pool's on-bind and
+    /// after-bind callbacks. `entity` must bind remotely: one that does not would be
+    /// indexed on bind like a session of [`create`](Self::create).
     pub fn create_detached(&self, entity: Arc<dyn NetworkEntity>, uid: Option<&str>) -> Session {
         let id = self.0.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let session = Session::new(id, entity, std::sync::Weak::new());
+        let session = Session::new(id, entity, Arc::downgrade(&self.0));
         if let Some(uid) = uid.filter(|u| !u.is_empty()) {
             let _ = session.claim_uid(uid);
         }
@@ -208,12 +210,7 @@ impl PoolInner {
     pub(crate) async fn bind(self: Arc<Self>, session: &Session, uid: &str) -> Result<(), Error> {
         let pool = SessionPool(self);
         let uid = session.claim_uid(uid)?;
-        for cb in pool.read_callbacks(|c| c.on_bind.clone()) {
-            if let Err(e) = cb(session.clone()).await {
-                session.release_uid();
-                return Err(e);
-            }
-        }
+        pool.run_on_bind(session).await?;
         let replaced = {
             let mut index = lock(&pool.0.index);
             // Checked under the index lock, which remove() also takes: a session that
@@ -231,6 +228,42 @@ impl PoolInner {
         }
         for cb in pool.read_callbacks(|c| c.after_bind.clone()) {
             cb(session.clone()).await?;
+        }
+        Ok(())
+    }
+}
+
+impl PoolInner {
+    /// The bind of a backend's relayed session: this server's own on-bind callbacks
+    /// first, then `remote` (the frontend's `sys.bindsession`), then the after-bind
+    /// callbacks, as Go's backend `Bind` does (spec §8.3). The session is not indexed:
+    /// it lives for one request, and uid lookups only work on frontends.
+    pub(crate) async fn bind_remote(
+        self: Arc<Self>,
+        session: &Session,
+        uid: &str,
+        remote: BoxFuture<'_, Result<(), Error>>,
+    ) -> Result<(), Error> {
+        let pool = SessionPool(self);
+        session.claim_uid(uid)?;
+        pool.run_on_bind(session).await?;
+        remote.await.inspect_err(|_| session.release_uid())?;
+        // As on a frontend, an after-bind error is returned but the bind stays: the
+        // frontend already holds it. (Go clears the backend's copy of the uid, which
+        // then disagrees with the frontend's; no peer sees either.)
+        for cb in pool.read_callbacks(|c| c.after_bind.clone()) {
+            cb(session.clone()).await?;
+        }
+        Ok(())
+    }
+}
+
+impl SessionPool {
+    /// Runs the on-bind callbacks in order; the first error releases the uid the caller
+    /// claimed and is returned.
+    async fn run_on_bind(&self, session: &Session) -> Result<(), Error> {
+        for cb in self.read_callbacks(|c| c.on_bind.clone()) {
+            cb(session.clone()).await.inspect_err(|_| session.release_uid())?;
         }
         Ok(())
     }
@@ -328,6 +361,70 @@ mod tests {
         assert_eq!(s.uid(), None);
         assert!(pool.by_uid("banned").is_none());
         s.bind("ok").await.unwrap();
+    }
+
+    /// A backend's relayed session: its bind is an RPC to the frontend, logged as
+    /// `remote <uid>`; it fails for uid `refused`.
+    struct Relayed(Arc<Mutex<Vec<String>>>);
+
+    impl NetworkEntity for Relayed {
+        fn push(&self, _: &str, _: Bytes) -> BoxFuture<'_, Result<(), Error>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn respond(&self, _: u64, _: Bytes, _: bool) -> BoxFuture<'_, Result<(), Error>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn close(&self) {}
+        fn remote_addr(&self) -> Option<SocketAddr> {
+            None
+        }
+        fn bind_remote(&self, uid: &str) -> Option<BoxFuture<'_, Result<(), Error>>> {
+            let uid = uid.to_owned();
+            Some(Box::pin(async move {
+                lock(&self.0).push(format!("remote {uid}"));
+                if uid == "refused" { Err(Error::unknown("refused by frontend")) } else { Ok(()) }
+            }))
+        }
+    }
+
+    /// Spec §8.3, as Go's backend `Bind`: the backend's own on-bind callbacks run before
+    /// `sys.bindsession`, the after-bind ones after it; a failing callback stops the bind
+    /// before the frontend is asked, and a refusal by the frontend undoes it.
+    #[tokio::test]
+    async fn backend_bind_runs_its_callbacks_around_the_frontend_bind() {
+        let pool = SessionPool::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        pool.on_session_bind(move |s| {
+            let uid = s.uid().unwrap_or_default();
+            lock(&l).push(format!("on_bind {uid}"));
+            async move {
+                if &*uid == "banned" { Err(Error::new("PIT-403", "banned")) } else { Ok(()) }
+            }
+        });
+        let l = log.clone();
+        pool.after_session_bind(move |s| {
+            lock(&l).push(format!("after_bind {}", s.uid().unwrap_or_default()));
+            async { Ok(()) }
+        });
+        let s = pool.create_detached(Arc::new(Relayed(log.clone())), None);
+        s.bind("ana").await.unwrap();
+        assert_eq!(*lock(&log), ["on_bind ana", "remote ana", "after_bind ana"]);
+        assert!(pool.by_uid("ana").is_none(), "backend sessions are not indexed");
+
+        lock(&log).clear();
+        let s = pool.create_detached(Arc::new(Relayed(log.clone())), None);
+        assert_eq!(s.bind("banned").await.unwrap_err().code(), "PIT-403");
+        assert_eq!(s.uid(), None);
+        assert_eq!(*lock(&log), ["on_bind banned"], "the frontend must not be asked");
+
+        lock(&log).clear();
+        assert_eq!(s.bind("refused").await.unwrap_err().message(), "refused by frontend");
+        assert_eq!(s.uid(), None);
+        assert_eq!(*lock(&log), ["on_bind refused", "remote refused"]);
     }
 
     #[tokio::test]

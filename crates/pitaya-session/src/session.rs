@@ -65,21 +65,22 @@ impl Session {
     /// session of this process bound to the same uid, indexes this one, then runs the
     /// after-bind callbacks.
     ///
+    /// A backend's relayed session (spec §8.3) runs this server's on-bind callbacks, then
+    /// binds on the frontend (`sys.bindsession`), then runs the after-bind callbacks, as
+    /// Go does; it is never indexed here. A failure at any step undoes the bind.
+    ///
     /// # Errors
     /// `PIT-000` `illegal uid` or `session is already bound to an uid`; a callback's
     /// error; `PIT-000` `session not found` when the session closed meanwhile.
     pub async fn bind(&self, uid: &str) -> Result<(), Error> {
-        if let Some(remote) = self.0.entity.bind_remote(uid) {
-            self.claim_uid(uid)?;
-            if let Err(e) = remote.await {
-                self.release_uid();
-                return Err(e);
+        match (self.0.entity.bind_remote(uid), self.0.pool.upgrade()) {
+            (Some(remote), Some(pool)) => pool.bind_remote(self, uid, remote).await,
+            (Some(remote), None) => {
+                self.claim_uid(uid)?;
+                remote.await.inspect_err(|_| self.release_uid())
             }
-            return Ok(());
-        }
-        match self.0.pool.upgrade() {
-            Some(pool) => pool.bind(self, uid).await,
-            None => self.claim_uid(uid).map(|_| ()),
+            (None, Some(pool)) => pool.bind(self, uid).await,
+            (None, None) => self.claim_uid(uid).map(|_| ()),
         }
     }
 

@@ -133,6 +133,14 @@ async fn test_bind_id(app: AppHandle, s: Session, uid: Bytes) -> Result<Bytes, E
     bind_and_join(&app, &s, &String::from_utf8_lossy(&uid)).await
 }
 
+/// Go's `TestOnlyBindID`: binds the session to the body as uid, nothing else (the
+/// unique-session scenarios of Go's e2e suite use it, so no group membership is left
+/// behind to fail a second bind of the same uid).
+async fn test_only_bind_id(s: Session, uid: Bytes) -> Result<Bytes, Error> {
+    s.bind(&String::from_utf8_lossy(&uid)).await.map_err(|e| Error::new("PIT-444", e.message()))?;
+    Ok(Bytes::from_static(b"ack"))
+}
+
 async fn test_send_group_msg(app: AppHandle, msg: Bytes) {
     if let Err(e) = app.group_broadcast(FRONTEND_TYPE, GROUP, "route.test", msg).await {
         tracing::warn!(error = %e, "group broadcast failed");
@@ -205,6 +213,7 @@ pub fn testsvc(groups: MemoryGroups) -> Component {
         .handler("TestRequestReturnsError", test_request_returns_error)
         .handler("TestBind", test_bind)
         .handler("TestBindID", test_bind_id)
+        .handler("TestOnlyBindID", test_only_bind_id)
         .handler("TestSendGroupMsg", test_send_group_msg)
         .handler("TestSendGroupMsgPtr", test_send_group_msg_ptr)
         .handler("TestSendToUsers", test_send_to_users)
