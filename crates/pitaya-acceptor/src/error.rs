@@ -86,8 +86,8 @@ pub enum ConnError {
     /// The socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
-    /// The WebSocket layer failed: protocol violation, invalid UTF-8 in a text message, or
-    /// I/O below it. Boxed to keep `Result`s small.
+    /// The WebSocket layer failed: protocol violation or I/O below it (text messages are
+    /// not UTF-8 checked, spec §4.2). Boxed to keep `Result`s small.
     #[error("websocket error: {0}")]
     WebSocket(#[source] Box<tungstenite::Error>),
     /// The buffer given to [`PacketWriter::write`](crate::PacketWriter::write) is not a

@@ -12,6 +12,7 @@
 //! - `acceptor`: [`Acceptor`], [`TcpAcceptor`], [`WsAcceptor`].
 //! - `incoming`: [`Incoming`] and [`Connection`].
 //! - `tcp`, `ws`: connection setup for each transport.
+//! - `ws_text`: relabels incoming WebSocket text frames as binary (Go skips UTF-8 checks).
 //! - `proxy`, `prefixed`: PROXY v1/v2 header reading, and replay of bytes read past it.
 //! - `tls`: [`load_tls_config`] and [`tls_config`].
 //! - `reader`, `writer`: [`PacketReader`] and [`PacketWriter`].
@@ -22,7 +23,7 @@
 //! | transport | framing | PROXY protocol | TLS |
 //! |-----------|---------|----------------|-----|
 //! | `tcp`, `tls` | packets on a byte stream | yes, before TLS | [`AcceptorOptions::tls`] |
-//! | `ws`, `wss` | one packet per message, any path | ignored, as in Go | [`AcceptorOptions::tls`] |
+//! | `ws`, `wss` | one packet per message (text or binary, never UTF-8 checked), any path | ignored, as in Go | [`AcceptorOptions::tls`] |
 //!
 //! # Example
 //! ```no_run
@@ -63,6 +64,7 @@ mod tcp;
 mod tls;
 mod writer;
 mod ws;
+mod ws_text;
 
 pub use acceptor::{Acceptor, TcpAcceptor, WsAcceptor};
 pub use error::{AcceptError, ConnError, ProxyHeaderError};

@@ -92,7 +92,8 @@ impl PacketReader {
     ///   header or not exactly `4 + length` bytes.
     /// - [`ConnError::UnexpectedEof`]: the stream ended inside a packet.
     /// - [`ConnError::Io`], [`ConnError::WebSocket`]: transport failures, including a
-    ///   WebSocket protocol violation or a text message that is not UTF-8.
+    ///   WebSocket protocol violation. A text message is read like a binary one and its
+    ///   payload is never checked for UTF-8, as in Go (spec §4.2).
     pub async fn read(&mut self) -> Result<Option<Packet>, ConnError> {
         loop {
             // The only awaits are inside the sources, and both are cancel safe; once a
@@ -195,7 +196,9 @@ impl WsSource {
             };
             let frame = match message {
                 Ok(Message::Binary(frame)) => frame,
-                // spec §4.2: Go reads text messages like binary ones.
+                // spec §4.2: Go reads text messages like binary ones. `TextAsBinary`
+                // already relabels text frames (so non-UTF-8 ones get through); this
+                // arm only keeps the reader correct without it.
                 Ok(Message::Text(text)) => Bytes::from(text),
                 Ok(Message::Close(frame)) => {
                     debug!(remote = %remote_addr, ?frame, "websocket closed by peer");

@@ -10,6 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::acceptor::Setup;
 use crate::rate_limit::PacketRateLimiter;
+use crate::ws_text::TextAsBinary;
 use crate::{AcceptError, Connection, PacketReader, PacketWriter};
 
 /// A plain or TLS socket, so that WS and WSS share one WebSocket type.
@@ -31,8 +32,10 @@ pub(crate) async fn establish(
     setup: &Setup,
 ) -> Result<Connection, AcceptError> {
     let io: Box<dyn Io> = match &setup.tls {
-        None => Box::new(stream),
-        Some(tls) => Box::new(tls.accept(stream).await.map_err(AcceptError::Tls)?),
+        None => Box::new(TextAsBinary::new(stream)),
+        Some(tls) => {
+            Box::new(TextAsBinary::new(tls.accept(stream).await.map_err(AcceptError::Tls)?))
+        }
     };
     let max_body_len = setup.opts.effective_max_body_len();
     // No callback: any path is upgraded, every origin is accepted, no subprotocol is

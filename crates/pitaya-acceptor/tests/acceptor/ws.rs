@@ -1,5 +1,6 @@
-//! One packet per WebSocket message: binary and text messages, bad message sizes, the
-//! writer's one-message-per-packet split, control frames and upgrades on any path.
+//! One packet per WebSocket message: binary and text messages (UTF-8 or not), bad
+//! message sizes, the writer's one-message-per-packet split, control frames and upgrades
+//! on any path.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use pitaya_acceptor::{AcceptError, Acceptor, AcceptorOptions, ConnError, Transport};
 use pitaya_codec::{Packet, PacketError, PacketType};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -183,4 +184,101 @@ async fn plain_http_request_is_refused() {
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
     let err = within(acceptor.accept().await.unwrap().establish()).await.unwrap_err();
     assert!(matches!(err, AcceptError::WebSocket(_)), "{err:?}");
+}
+
+/// A masked client frame (RFC 6455 §5.2) with the given first byte, built by hand so
+/// that a text frame can carry any bytes.
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    const KEY: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
+    let mut out = vec![first];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | u8::try_from(len).unwrap());
+    } else {
+        out.push(0x80 | 126);
+        out.extend(u16::try_from(len).unwrap().to_be_bytes());
+    }
+    out.extend(KEY);
+    out.extend(payload.iter().zip(KEY.iter().cycle()).map(|(b, k)| b ^ k));
+    out
+}
+
+/// Reads one unmasked, unfragmented server frame: its first byte and its payload.
+async fn read_server_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0; 2];
+    within(tcp.read_exact(&mut head)).await.unwrap();
+    let len = match head[1] {
+        126 => {
+            let mut ext = [0; 2];
+            within(tcp.read_exact(&mut ext)).await.unwrap();
+            usize::from(u16::from_be_bytes(ext))
+        }
+        n => {
+            assert!(n < 126, "unexpected length byte {n}");
+            usize::from(n)
+        }
+    };
+    let mut payload = vec![0; len];
+    within(tcp.read_exact(&mut payload)).await.unwrap();
+    (head[0], payload)
+}
+
+#[tokio::test]
+async fn text_frames_that_are_not_utf8_are_read_as_binary() {
+    let acceptor = Acceptor::bind_ws("127.0.0.1:0", AcceptorOptions::default()).await.unwrap();
+    let mut tcp = within(TcpStream::connect(acceptor.local_addr())).await.unwrap();
+    let server = tokio::spawn(async move { acceptor.accept().await.unwrap().establish().await });
+
+    // Frames only after the 101: tungstenite, like gorilla, refuses bytes sent behind
+    // the upgrade request before it is answered.
+    let request = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    tcp.write_all(request).await.unwrap();
+    let mut conn = within(server).await.unwrap().unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        response.push(within(tcp.read_u8()).await.unwrap());
+        assert!(response.len() < 4096, "no end to the upgrade response");
+    }
+    assert!(response.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&response));
+
+    let handshake = packet(
+        1,
+        br#"{"sys":{"platform":"mac","libVersion":"0.3.5-release","libVersionName":"pitaya-rs"}}"#,
+    );
+    tcp.write_all(&client_frame(0x81, &handshake)).await.unwrap();
+
+    // Handshake in, handshake response out.
+    let packet_in = within(conn.reader.read()).await.unwrap().unwrap();
+    assert_eq!(packet_in.kind, PacketType::Handshake);
+    assert_eq!(packet_in.body[..], handshake[4..]);
+    let reply = packet(1, br#"{"code":200,"sys":{"heartbeat":30}}"#);
+    within(conn.writer.write(Bytes::from(reply.clone()))).await.unwrap();
+    assert_eq!(read_server_frame(&mut tcp).await, (0x82, reply));
+
+    // A request (flag 0x00, id 1, route "a.b") whose payload is not UTF-8, in one text
+    // frame: gorilla hands it over as is, and so must we.
+    let body = b"\x00\x01\x03a.b\xFF\xFE\xC3\x28";
+    tcp.write_all(&client_frame(0x81, &packet(4, body))).await.unwrap();
+    let data = within(conn.reader.read()).await.unwrap().unwrap();
+    assert_eq!(data, Packet::new(PacketType::Data, &body[..]));
+    let answer = packet(4, b"\x02\x01\xC3\x28");
+    within(conn.writer.write(Bytes::from(answer.clone()))).await.unwrap();
+    assert_eq!(read_server_frame(&mut tcp).await, (0x82, answer));
+
+    // Still open: a fragmented text message, not UTF-8 either, a ping and a heartbeat
+    // all go through.
+    let split = packet(4, b"\x00\x02\x03a.b\xC3\x28\xFF");
+    let (head, tail) = split.split_at(split.len() - 2);
+    tcp.write_all(&client_frame(0x01, head)).await.unwrap();
+    tcp.write_all(&client_frame(0x80, tail)).await.unwrap();
+    tcp.write_all(&client_frame(0x89, b"ping")).await.unwrap();
+    tcp.write_all(&client_frame(0x81, &packet(3, b""))).await.unwrap();
+    let data = within(conn.reader.read()).await.unwrap().unwrap();
+    assert_eq!(data, Packet::new(PacketType::Data, Bytes::copy_from_slice(&split[4..])));
+    assert_eq!(
+        within(conn.reader.read()).await.unwrap(),
+        Some(Packet::empty(PacketType::Heartbeat))
+    );
+    // The pong went out while the reader was at it.
+    assert_eq!(read_server_frame(&mut tcp).await, (0x8A, b"ping".to_vec()));
 }
