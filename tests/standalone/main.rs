@@ -13,6 +13,7 @@ mod lifecycle;
 mod malformed;
 mod pipelines;
 mod pipelining;
+mod readiness;
 mod routes;
 mod sessions;
 mod shutdown;

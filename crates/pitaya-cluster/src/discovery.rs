@@ -45,4 +45,15 @@ pub trait ServiceDiscovery: Send + Sync + 'static {
 
     /// Adds a listener. It is first told about every server already known.
     fn add_listener(&self, listener: Arc<dyn SdListener>);
+
+    /// Whether the discovery reaches its backend right now (Go's `IsConnected`), for the
+    /// application's readiness check. Resolves within a bound the implementation
+    /// documents; `false` when the backend does not answer in time or the discovery is
+    /// not running.
+    ///
+    /// The default is `true`: a discovery without a remote backend (in-process, static)
+    /// is always connected.
+    fn is_connected(&self) -> BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(true))
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use etcd_client::Client;
+use etcd_client::{Client, GetOptions};
 use pitaya_cluster::{DieSignal, SdListener, Server, ServiceDiscovery};
 use pitaya_config::model::EtcdSdConfig;
 use pitaya_core::{BoxFuture, Error};
@@ -13,6 +13,10 @@ use tokio_util::sync::CancellationToken;
 use crate::error::SdError;
 use crate::shared::{Shared, connect};
 use crate::{lease, sync, watch};
+
+/// The key Go's `IsConnected` reads. Any answer, even "no such key", proves etcd serves
+/// reads; the key is never written.
+const HEALTH_CHECK_KEY: &str = "health-check";
 
 /// [`ServiceDiscovery`] over etcd, sharing one cluster with Go Pitaya servers (spec §5).
 ///
@@ -59,6 +63,37 @@ impl EtcdServiceDiscovery {
     /// The etcd key this server is registered under: `<prefix>servers/<type>/<id>`.
     pub fn key(&self) -> &str {
         &self.shared.own_key
+    }
+
+    /// Whether etcd serves reads right now (Go's `IsConnected`): a Get of the key
+    /// `health-check` (outside the prefix, as Go reads it) with limit 1 must answer,
+    /// whatever it finds, within `revoke.timeout` (5 s by default, the bound Go uses).
+    ///
+    /// `false` when etcd errors or is too slow, and before [`start`](ServiceDiscovery::start)
+    /// or after [`stop`](ServiceDiscovery::stop) (Go also answers `false` without a
+    /// client). Never waits longer than `revoke.timeout`; cancel safe.
+    pub async fn is_connected(&self) -> bool {
+        let timeout = self.shared.config.revoke.timeout;
+        let check = async {
+            // Cloned out (a cheap handle on the same channel) so that the lock is not
+            // held across the call: start and stop wait on it.
+            let mut client = match &*self.run.lock().await {
+                Run::Running(running) => running.client.clone(),
+                Run::Idle | Run::Stopped => return false,
+            };
+            let options = GetOptions::new().with_limit(1);
+            match client.get(HEALTH_CHECK_KEY, Some(options)).await {
+                Ok(_) => true,
+                Err(error) => {
+                    tracing::debug!(%error, "sd: etcd health check failed");
+                    false
+                }
+            }
+        };
+        tokio::time::timeout(timeout, check).await.unwrap_or_else(|_| {
+            tracing::debug!(?timeout, "sd: etcd health check timed out");
+            false
+        })
     }
 
     async fn start_inner(&self) -> Result<(), SdError> {
@@ -166,6 +201,11 @@ impl ServiceDiscovery for EtcdServiceDiscovery {
     /// callbacks (that deadlocks); a panic in a callback is logged and skipped.
     fn add_listener(&self, listener: Arc<dyn SdListener>) {
         self.shared.view.add_listener(listener);
+    }
+
+    /// See [`EtcdServiceDiscovery::is_connected`].
+    fn is_connected(&self) -> BoxFuture<'_, bool> {
+        Box::pin(EtcdServiceDiscovery::is_connected(self))
     }
 }
 

@@ -43,6 +43,9 @@
 //!   segment, keys that are not exactly `servers/<type>/<id>` and invalid records are
 //!   ignored (logged), and `servertypesblacklist` types are ignored except our own entry.
 //! - `stop()` revokes the lease, so the key goes at once, then waits `shutdown.delay`.
+//! - [`is_connected`](EtcdServiceDiscovery::is_connected) (the application's readiness
+//!   check) reads the key `health-check` with limit 1, bounded by `revoke.timeout`, as
+//!   Go's `IsConnected` does.
 //!
 //! # Where this differs from Go, and why
 //! - Sync and watch agree by revision: a sync lists at revision R and the watch resumes at

@@ -113,6 +113,7 @@ impl App {
             serializer: serializer.clone(),
             cluster: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
+            running: std::sync::atomic::AtomicBool::new(false),
         }));
         state.insert(handle.clone());
         state.insert(pitaya_handler::StructValidation(
@@ -290,6 +291,7 @@ impl App {
         }
         // Go Pitaya's readiness line, which its e2e helpers wait for.
         tracing::info!("all modules started!");
+        handle.0.running.store(true, std::sync::atomic::Ordering::Release);
         Ok(RunningApp {
             handle,
             addrs,
@@ -366,6 +368,11 @@ impl RunningApp {
         &self.handle
     }
 
+    /// Whether the server can serve requests now; see [`AppHandle::is_ready`].
+    pub async fn is_ready(&self) -> bool {
+        self.handle.is_ready().await
+    }
+
     /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
     pub async fn wait_for_signal(&self) {
         let ctrl_c = async {
@@ -396,6 +403,8 @@ impl RunningApp {
     /// enabled, lets every connection answer the requests it already read, closes the
     /// connections (no kick packet, as Go), then runs `shutdown` hooks.
     pub async fn shutdown(self) {
+        // Readiness probes fail from here on, as Go's `IsReady` once `running` is false.
+        self.handle.0.running.store(false, std::sync::atomic::Ordering::Release);
         if let Some(core) = &self.cluster {
             // Peers stop routing here first; what is already on its way is still served.
             core.discovery.stop().await;

@@ -27,6 +27,9 @@ pub(crate) struct HandleInner {
     pub(crate) cluster: std::sync::OnceLock<Arc<ClusterCore>>,
     /// Set when metrics are on.
     pub(crate) metrics: std::sync::OnceLock<Arc<dyn pitaya_metrics::Reporter>>,
+    /// From the end of `App::start` to the start of `RunningApp::shutdown` (Go's
+    /// `IsRunning`).
+    pub(crate) running: std::sync::atomic::AtomicBool,
 }
 
 impl AppHandle {
@@ -130,6 +133,25 @@ impl AppHandle {
     /// The service discovery; `None` on a standalone server.
     pub fn discovery(&self) -> Option<Arc<dyn pitaya_cluster::ServiceDiscovery>> {
         self.0.cluster.get().map(|c| c.discovery.clone())
+    }
+
+    /// Whether this server can serve requests now (Go's `IsReady`), for a readiness
+    /// probe: it has started and is not shutting down, and in cluster mode its service
+    /// discovery reaches its backend
+    /// ([`ServiceDiscovery::is_connected`](pitaya_cluster::ServiceDiscovery::is_connected)).
+    ///
+    /// A standalone server and in-process discoveries are always connected. With etcd
+    /// this is one read bounded by `pitaya.cluster.sd.etcd.revoke.timeout` (5 s), so
+    /// the answer comes within that bound. Unlike Go, the RPC transport is not asked
+    /// whether its connection is up.
+    pub async fn is_ready(&self) -> bool {
+        if !self.0.running.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        match self.0.cluster.get() {
+            Some(core) => core.discovery.is_connected().await,
+            None => true,
+        }
     }
 
     /// Calls the remote `route` (`serverType.service.method`) on a server of that type,
