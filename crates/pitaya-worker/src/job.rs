@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 
 use crate::keys::RPC_QUEUE;
 
+/// Retries a job with `retry: true` and no integer `retry_max` allows (go-workers'
+/// `DEFAULT_MAX_RETRY`).
+pub const DEFAULT_RETRY_MAX: i64 = 25;
+
 /// The retry policy written into each job (`retry`, `retry_max`, `retry_options`):
 /// Pitaya's `pitaya.worker.retry.*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +25,8 @@ pub struct RetryPolicy {
     pub exponential: u32,
     /// `retry_options.min_delay`, seconds.
     pub min_delay: u32,
-    /// `retry_options.max_delay`, seconds; 0 means no upper bound.
+    /// `retry_options.max_delay`, seconds: the upper bound of the delay. 0 retries at
+    /// the next poll, as in go-workers (it is a bound, not "unbounded").
     pub max_delay: u32,
     /// `retry_options.max_rand`, seconds: the random part is `rand(max_rand) * (count+1)`.
     pub max_random: u32,
@@ -48,14 +53,14 @@ impl From<&pitaya_config::model::WorkerRetryConfig> for RetryPolicy {
 }
 
 /// The `retry_options` a job carries; absent fields take go-workers' library defaults
-/// (exp 4, min 15, max none, rand 30).
+/// (exp 4, min 15, max none, rand 30). See [`Job::retry_options`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryOptions {
     /// `exp`
     pub exp: u64,
     /// `min_delay`, seconds.
     pub min_delay: u64,
-    /// `max_delay`, seconds; `None` (absent or 0) means no upper bound.
+    /// `max_delay`, seconds; `None` (absent) means no upper bound, `Some(0)` no delay.
     pub max_delay: Option<u64>,
     /// `max_rand`, seconds.
     pub max_rand: u64,
@@ -64,8 +69,13 @@ pub struct RetryOptions {
 impl RetryOptions {
     /// Seconds until retry number `count` (the job's `retry_count` after this failure):
     /// `min(count^exp + min_delay + rand*(count+1), max_delay)` where `rand` is drawn by
-    /// the caller from `0..max_rand`. Saturates instead of overflowing.
-    pub fn delay(&self, count: u64, rand: u64) -> u64 {
+    /// the caller from `0..max_rand`; a negative `count` counts as 0.
+    ///
+    /// Saturates instead of overflowing. Go's conversions of this number to `int` and
+    /// then to a `time.Duration` wrap past about 292 years, which schedules such a
+    /// retry at an arbitrary time, often at once; saturating keeps it "very late".
+    pub fn delay(&self, count: i64, rand: u64) -> u64 {
+        let count = u64::try_from(count).unwrap_or(0);
         let exp = u32::try_from(self.exp).unwrap_or(u32::MAX);
         let delay = count
             .saturating_pow(exp)
@@ -233,31 +243,49 @@ impl Job {
         queue.strip_prefix(prefix).unwrap_or(queue).to_owned()
     }
 
-    /// `retry_count`, `None` when absent (the job never failed).
-    pub fn retry_count(&self) -> Option<u64> {
-        self.fields.get("retry_count").and_then(as_u64)
+    /// `retry_count`, `None` when absent (the job never failed) or not an integer.
+    ///
+    /// Integers are read as go-workers reads them (`json.Number.Int64`): a JSON number
+    /// without fraction or exponent that fits an `i64`; `2.0` is not one.
+    pub fn retry_count(&self) -> Option<i64> {
+        self.fields.get("retry_count").and_then(Value::as_i64)
     }
 
-    /// How many retries the job allows, or `None` when it is not retried: `retry: true`
-    /// gives `retry_max` (25 when absent or 0), `retry: N` gives N, anything else none.
-    pub fn retry_limit(&self) -> Option<u64> {
-        match self.fields.get("retry") {
-            Some(Value::Bool(true)) => {
-                Some(self.fields.get("retry_max").and_then(as_u64).filter(|&m| m > 0).unwrap_or(25))
-            }
-            Some(n @ Value::Number(_)) => as_u64(n),
-            _ => None,
-        }
+    /// How many retries the job allows, or `None` when it is not retried at all, by
+    /// go-workers v1.2.1's rules: `retry: true` allows 25, `retry: N` (an integer, the
+    /// Sidekiq form) allows N, anything else (absent, `false`, a string) none; then an
+    /// integer `retry_max` replaces the number whenever retry is on, `0` and negative
+    /// values included (so `retry: 5, retry_max: 2` allows 2 and `retry_max: 0` none).
+    ///
+    /// Pitaya's enqueue leaves `retry_max` out when it is 0 (`omitempty`), so a policy
+    /// with `max: 0` is read back as 25 retries, by Go's workers and ours alike.
+    pub fn retry_limit(&self) -> Option<i64> {
+        let default = match self.fields.get("retry") {
+            Some(Value::Bool(true)) => DEFAULT_RETRY_MAX,
+            Some(n @ Value::Number(_)) => n.as_i64()?,
+            _ => return None,
+        };
+        Some(self.fields.get("retry_max").and_then(Value::as_i64).unwrap_or(default))
     }
 
-    /// `retry_options`, with library defaults for what is absent.
+    /// Whether a failure now is retried: the job allows retries and its `retry_count`
+    /// (0 when absent) is below the limit of [`retry_limit`](Self::retry_limit).
+    pub fn retries_left(&self) -> bool {
+        self.retry_limit().is_some_and(|limit| self.retry_count().unwrap_or(0) < limit)
+    }
+
+    /// `retry_options`, with go-workers' library defaults for what is absent or not a
+    /// number. A number is read as go-workers reads it (as a float, so `2.0` and `1e1`
+    /// count) and then truncated to whole seconds, a negative one counting as 0.
+    /// `max_delay: 0` is a bound of 0 s, so the job is due at the next poll: go-workers
+    /// takes the minimum with whatever `max_delay` says, and Pitaya always writes it.
     pub fn retry_options(&self) -> RetryOptions {
         let opts = self.fields.get("retry_options").and_then(Value::as_object);
-        let get = |k: &str| opts.and_then(|o| o.get(k)).and_then(as_u64);
+        let get = |k: &str| opts.and_then(|o| o.get(k)).and_then(Value::as_f64).map(whole_secs);
         RetryOptions {
             exp: get("exp").unwrap_or(4),
             min_delay: get("min_delay").unwrap_or(15),
-            max_delay: get("max_delay").filter(|&m| m > 0),
+            max_delay: get("max_delay"),
             max_rand: get("max_rand").unwrap_or(30),
         }
     }
@@ -287,7 +315,7 @@ impl Job {
     /// Marks a failure as go-workers' retry middleware does (spec §10): `queue`,
     /// `error_message`, `error_class`, then `retry_count` 0 and `failed_at` the first
     /// time, `retry_count + 1` and `retried_at` later. Returns the new `retry_count`.
-    pub fn mark_failed(&mut self, queue: &str, error: &str, now: f64) -> u64 {
+    pub fn mark_failed(&mut self, queue: &str, error: &str, now: f64) -> i64 {
         self.fields.insert("queue".into(), Value::from(queue));
         self.fields.insert("error_message".into(), Value::from(error));
         self.fields.insert("error_class".into(), Value::from(""));
@@ -320,15 +348,13 @@ impl Job {
     }
 }
 
-/// A non-negative integer, also from a float with no fraction (Go may write `2` as `2`
-/// or, through `interface{}` round trips, keep it as a float).
-fn as_u64(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| {
-        let f = v.as_f64()?;
-        // Only whole, in-range floats convert; the cast is exact for those.
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "checked")]
-        (f.fract() == 0.0 && (0.0..1.8e19).contains(&f)).then_some(f as u64)
-    })
+/// Seconds from a JSON number: truncated, negative and NaN as 0, huge values saturated.
+fn whole_secs(f: f64) -> u64 {
+    // `as` from float to int truncates toward zero and saturates (NaN gives 0): the
+    // behaviour wanted here, not an accident.
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "see above")]
+    let secs = f.max(0.0) as u64;
+    secs
 }
 
 #[cfg(test)]
@@ -386,23 +412,65 @@ mod tests {
     #[test]
     fn retry_rules_follow_go_workers() {
         let job = |s: &str| Job::parse(s.to_owned()).unwrap();
-        assert_eq!(job(r#"{"jid":"2"}"#).retry_limit(), None);
-        assert_eq!(job(r#"{"retry":false}"#).retry_limit(), None);
-        assert_eq!(job(r#"{"retry":true}"#).retry_limit(), Some(25));
-        assert_eq!(job(r#"{"retry":true,"retry_max":3}"#).retry_limit(), Some(3));
-        assert_eq!(job(r#"{"retry":5}"#).retry_limit(), Some(5));
+        let limit = |s: &str| job(s).retry_limit();
+        assert_eq!(limit(r#"{"jid":"2"}"#), None);
+        assert_eq!(limit(r#"{"retry":false}"#), None);
+        assert_eq!(limit(r#"{"retry":false,"retry_max":3}"#), None);
+        assert_eq!(limit(r#"{"retry":"true"}"#), None);
+        assert_eq!(limit(r#"{"retry":true}"#), Some(25));
+        assert_eq!(limit(r#"{"retry":true,"retry_max":3}"#), Some(3));
+        // An explicit 0 (or less) means no retry; only an absent retry_max gives 25.
+        assert_eq!(limit(r#"{"retry":true,"retry_max":0}"#), Some(0));
+        assert_eq!(limit(r#"{"retry":true,"retry_max":-1}"#), Some(-1));
+        // Not an integer to Go's json.Number.Int64: ignored.
+        assert_eq!(limit(r#"{"retry":true,"retry_max":2.0}"#), Some(25));
+        assert_eq!(limit(r#"{"retry":5}"#), Some(5));
+        // The Sidekiq form turns retry on; retry_max still has the last word.
+        assert_eq!(limit(r#"{"retry":5,"retry_max":2}"#), Some(2));
+        assert_eq!(limit(r#"{"retry":0,"retry_max":3}"#), Some(3));
+        assert_eq!(limit(r#"{"retry":2.5}"#), None);
+
+        assert!(job(r#"{"retry":true}"#).retries_left());
+        assert!(!job(r#"{"retry":true,"retry_max":0}"#).retries_left());
+        assert!(job(r#"{"retry":true,"retry_max":2,"retry_count":1}"#).retries_left());
+        assert!(!job(r#"{"retry":true,"retry_max":2,"retry_count":2}"#).retries_left());
+        assert!(!job(r#"{"retry":0}"#).retries_left());
+        assert!(!job(r#"{"retry_max":3}"#).retries_left());
+    }
+
+    #[test]
+    fn delay_follows_go_workers() {
+        let job = |s: &str| Job::parse(s.to_owned()).unwrap();
         let opts =
             job(r#"{"retry_options":{"exp":2,"min_delay":1200,"max_rand":0}}"#).retry_options();
         assert_eq!(opts.delay(0, 0), 1200);
         let opts = job(r#"{"retry_options":{"exp":2,"min_delay":0,"max_rand":0}}"#).retry_options();
         assert_eq!(opts.delay(3, 0), 9);
+        assert_eq!(opts.delay(-3, 0), 0);
         let opts =
             job(r#"{"retry_options":{"exp":20,"min_delay":600,"max_delay":10}}"#).retry_options();
-        assert_eq!(opts.delay(u64::MAX, u64::MAX), 10);
+        assert_eq!(opts.delay(i64::MAX, u64::MAX), 10);
         assert_eq!(
             job("{}").retry_options(),
             RetryOptions { exp: 4, min_delay: 15, max_delay: None, max_rand: 30 }
         );
+        // max_delay 0 is a bound of 0: retry at the next poll. Pitaya writes it always.
+        let opts = job(r#"{"retry_options":{"exp":5,"min_delay":10,"max_delay":0,"max_rand":0}}"#)
+            .retry_options();
+        assert_eq!(opts.max_delay, Some(0));
+        assert_eq!(opts.delay(3, 0), 0);
+        let opts =
+            job(r#"{"retry_options":{"exp":2.0,"min_delay":1e1,"max_delay":-5}}"#).retry_options();
+        assert_eq!((opts.exp, opts.min_delay, opts.max_delay), (2, 10, Some(0)));
+        let opts = job(r#"{"retry_options":{"exp":"2","max_delay":null}}"#).retry_options();
+        assert_eq!((opts.exp, opts.max_delay), (4, None));
+        // What Pitaya's default policy writes: always 10 s.
+        let policy = RetryPolicy::default();
+        let bytes =
+            encode_new_job("j", 1.0, "a.b.c", &Map::new(), &Value::Null, &Value::Null, &policy)
+                .unwrap();
+        let opts = Job::parse(String::from_utf8(bytes).unwrap()).unwrap().retry_options();
+        assert!((0..4).all(|count| opts.delay(count, 0) == 10));
     }
 
     #[test]

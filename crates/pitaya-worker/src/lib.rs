@@ -32,7 +32,7 @@
 //! - the job JSON is written field for field as Go writes it (`queue, class, args, jid,
 //!   enqueued_at, retry, retry_max, retry_options, connection_options`; `args` holds
 //!   `Route, Metadata, Arg, Reply`); jobs are read in any key order, with `retry` as a
-//!   bool or a number (which then is the limit);
+//!   bool or a number (see the retry rules below);
 //! - a failure sets `queue`, `error_message`, `error_class`, `retry_count` (0 the first
 //!   time, with `failed_at`; then +1, with `retried_at`) and goes to `goretry` at
 //!   `now + min(count^exp + min_delay + rand(max_rand)*(count+1), max_delay)` seconds
@@ -42,11 +42,35 @@
 //! - re-queued jobs are re-encoded with sorted keys, as Go re-encodes a job it holds as
 //!   a map.
 //!
-//! Differences, all on the failure path: a job whose argument does not decode as the
-//! route's type fails at once with no retry (retrying cannot help; Go retries it), and a
-//! job that is not JSON is dropped instead of staying in the in-progress list. Outcome,
-//! retry and acknowledgement are written in one transaction, and the poller moves a job
-//! with one script, so that no crash loses or doubles a job between two commands.
+//! # Retry rules, as go-workers v1.2.1 applies them
+//! Go and Rust workers share one queue, so a job must meet the same fate whichever
+//! worker takes it. These follow go-workers to the letter ([`Job::retry_limit`],
+//! [`Job::retry_options`]):
+//! - `retry: true` allows 25 retries; `retry: N` (Sidekiq's integer form) turns retry on
+//!   with N; an integer `retry_max` then sets the number in both cases, so `retry: 5,
+//!   retry_max: 2` allows 2 and an explicit `retry_max: 0` none. Pitaya leaves
+//!   `retry_max` out when `pitaya.worker.retry.max` is 0 (`omitempty`), which both read
+//!   back as 25.
+//! - `max_delay` bounds the delay even when it is 0: `pitaya.worker.retry.maxDelay: 0`
+//!   retries at the next poll. Only an absent `max_delay` means no bound.
+//! - Every failure of a readable job is retried by these rules, including an argument
+//!   that does not decode as the route's type, an unknown route and missing `args`
+//!   (Pitaya panics on each): another server of a mixed-version cluster may know the
+//!   type, and the retries are bounded anyway.
+//!
+//! # Deliberate differences
+//! All on the failure path, each where go-workers loses or hides a job:
+//! - A job that is not JSON is dropped, logged at error level with its full text and
+//!   counted in `stat:failed`. go-workers logs it and leaves it in the in-progress list
+//!   for good: no worker can ever run it, it is re-read at every start and it shows in
+//!   no metric. (JSON that is not an object fails in Go as well and is dropped.)
+//! - Outcome, retry and acknowledgement are written in one transaction, and the poller
+//!   moves a job with one script, so that no crash loses or doubles a job between two
+//!   commands. go-workers acknowledges a failed job even when its `ZADD` to `goretry`
+//!   failed, which loses it.
+//! - A delay too large for Go's duration (about 292 years) saturates; Go's conversion
+//!   wraps and retries such a job at an arbitrary time, often at once. A fractional
+//!   `max_rand` below 1 counts as 0 (Go panics in its retry handler and loses the job).
 //!
 //! # The argument contract
 //! `args.Arg` and `args.Reply` are Go `encoding/json` of the generated protobuf structs:

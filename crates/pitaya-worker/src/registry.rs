@@ -82,7 +82,8 @@ pub enum PrepareError {
     /// No route registered under this name on this worker; it may be on another host, so
     /// the job follows its retry rules.
     UnknownRoute(String),
-    /// The arguments do not decode as the route's type: retrying cannot help.
+    /// The arguments do not decode as the route's type. The job still follows its retry
+    /// rules, as in Go: another server of a mixed-version cluster may decode it.
     BadArgument(String),
     /// The server choice failed.
     ServerChoice(String),

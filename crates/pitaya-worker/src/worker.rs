@@ -20,7 +20,7 @@ use crate::error::WorkerError;
 use crate::job::{Job, RpcCall};
 use crate::keys::{Keys, RPC_QUEUE};
 use crate::options::WorkerOptions;
-use crate::registry::{PrepareError, RpcJobs, RpcSender};
+use crate::registry::{RpcJobs, RpcSender};
 
 /// Most jobs one poll moves per sorted set, so that one poll stays bounded.
 const MAX_MOVES_PER_POLL: usize = 10_000;
@@ -234,102 +234,89 @@ async fn fetch_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Why a job attempt failed.
-struct Failure {
-    message: String,
-    /// Retrying cannot help (the arguments do not decode): no retry.
-    permanent: bool,
-}
-
-impl Failure {
-    fn retry(message: impl Into<String>) -> Self {
-        Self { message: message.into(), permanent: false }
-    }
-}
-
 /// Runs one job and records the outcome.
 async fn process(shared: &Arc<Shared>, raw: String) {
     let job = match Job::parse(raw.clone()) {
         Ok(job) => job,
         Err(e) => {
-            // No jid, no retry options: nothing to retry. Go would leave it in the
-            // in-progress list forever; it is dropped here, loudly.
+            // Not a JSON object: no worker, Go or Rust, can ever run it. go-workers leaves
+            // text that is not JSON in the in-progress list for good (re-read at every
+            // start, seen by nobody); it is dropped here, logged whole and counted in
+            // `stat:failed`, so that it shows in the failed-jobs metric. (JSON that is not
+            // an object fails in Go too, with no retry, and is dropped the same way.)
             tracing::error!(error = %e, job = %raw, "dropping an unreadable job");
             finish(shared, &raw, Outcome::Failed(None)).await;
             return;
         }
     };
     let jid = job.jid().to_owned();
-    let attempt = match job.rpc_call() {
+    // Every failure of a readable job follows the job's retry rules, as in go-workers
+    // (Pitaya panics on any error and the retry middleware catches it): an argument that
+    // does not decode here may decode on another server of a mixed-version cluster, and
+    // a Go and a Rust worker sharing the queue must give a job the same fate.
+    let (route, attempt) = match job.rpc_call() {
         Ok(call) => {
             let route = call.route.clone();
             let s = shared.clone();
             // A separate task, so that a panic in user code fails the job (as in Go)
             // instead of losing the slot.
-            match tokio::spawn(async move { run(&s, call).await }).await {
-                Ok(result) => result.map_err(|f| (route, f)),
-                Err(e) => Err((route, Failure::retry(format!("job panicked: {e}")))),
-            }
+            let result = match tokio::spawn(async move { run(&s, call).await }).await {
+                Ok(result) => result,
+                Err(e) => Err(format!("job panicked: {e}")),
+            };
+            (route, result)
         }
-        Err(e) => Err((String::new(), Failure { message: e, permanent: true })),
+        Err(e) => (String::new(), Err(e)),
     };
-    match attempt {
+    let error = match attempt {
         Ok(()) => {
             tracing::debug!(%jid, "rpc job done");
             finish(shared, &raw, Outcome::Processed).await;
+            return;
         }
-        Err((route, failure)) => {
-            let mut job = job;
-            let retry = (!failure.permanent)
-                .then(|| job.retry_limit())
-                .flatten()
-                .filter(|&limit| job.retry_count().unwrap_or(0) < limit);
-            match retry {
-                Some(_) => {
-                    let now = crate::clock::now_secs();
-                    let count = job.mark_failed(RPC_QUEUE, &failure.message, now);
-                    let opts = job.retry_options();
-                    let rand = match opts.max_rand {
-                        0 => 0,
-                        n => pitaya_core::context::random_u64() % n,
-                    };
-                    let delay = opts.delay(count, rand);
-                    tracing::warn!(%jid, %route, retry_count = count, delay_s = delay, error = %failure.message, "rpc job failed, will retry");
-                    #[expect(clippy::cast_precision_loss, reason = "delays are far below 2^52 s")]
-                    let at = now + delay as f64;
-                    match job.to_json() {
-                        Ok(json) => finish(shared, &raw, Outcome::Failed(Some((at, json)))).await,
-                        Err(e) => {
-                            tracing::error!(%jid, error = %e, "cannot encode the job for retry; dropping it");
-                            finish(shared, &raw, Outcome::Failed(None)).await;
-                        }
-                    }
-                }
-                None => {
-                    tracing::error!(%jid, %route, error = %failure.message, permanent = failure.permanent, "rpc job failed with no retries left; dropping it");
-                    finish(shared, &raw, Outcome::Failed(None)).await;
-                }
-            }
+        Err(error) => error,
+    };
+    if !job.retries_left() {
+        tracing::error!(%jid, %route, %error, "rpc job failed with no retries left; dropping it");
+        finish(shared, &raw, Outcome::Failed(None)).await;
+        return;
+    }
+    let mut job = job;
+    let now = crate::clock::now_secs();
+    let count = job.mark_failed(RPC_QUEUE, &error, now);
+    let opts = job.retry_options();
+    let rand = match opts.max_rand {
+        0 => 0,
+        n => pitaya_core::context::random_u64() % n,
+    };
+    let delay = opts.delay(count, rand);
+    tracing::warn!(%jid, %route, retry_count = count, delay_s = delay, %error, "rpc job failed, will retry");
+    #[expect(clippy::cast_precision_loss, reason = "delays are far below 2^52 s")]
+    let at = now + delay as f64;
+    match job.to_json() {
+        Ok(json) => finish(shared, &raw, Outcome::Failed(Some((at, json)))).await,
+        Err(e) => {
+            tracing::error!(%jid, error = %e, "cannot encode the job for retry; dropping it");
+            finish(shared, &raw, Outcome::Failed(None)).await;
         }
     }
 }
 
-/// One attempt: decode, choose the server, call, check the reply.
-async fn run(shared: &Shared, call: RpcCall) -> Result<(), Failure> {
-    let prepared = shared.jobs.prepare(&call.route, &call.metadata, &call.arg).map_err(|e| {
-        let permanent = matches!(e, PrepareError::BadArgument(_));
-        Failure { message: e.to_string(), permanent }
-    })?;
+/// One attempt: decode, choose the server, call, check the reply. The error is the
+/// job's `error_message`.
+async fn run(shared: &Shared, call: RpcCall) -> Result<(), String> {
+    let prepared =
+        shared.jobs.prepare(&call.route, &call.metadata, &call.arg).map_err(|e| e.to_string())?;
     let ctx = Context::new();
     let reply = shared
         .sender
         .rpc(&ctx, prepared.server_id.as_deref(), &call.route, prepared.data)
         .await
-        .map_err(|e| Failure::retry(format!("rpc failed: {e}")))?;
+        .map_err(|e| format!("rpc failed: {e}"))?;
     shared
         .jobs
         .check_reply(&call.route, &reply)
-        .map_err(|e| Failure::retry(format!("cannot decode the reply: {e}")))
+        .map_err(|e| format!("cannot decode the reply: {e}"))
 }
 
 enum Outcome {

@@ -407,47 +407,124 @@ async fn job_is_dropped_after_its_last_retry() -> Result<()> {
 
 /// A job as a Go Pitaya server writes it (from spec §10), with `retry` as a number.
 fn go_job(ns_free_arg: &str) -> String {
+    job_with(ns_free_arg, r#""retry":2"#, 1)
+}
+
+/// A job in go-workers' layout with its own retry fields (the text between
+/// `enqueued_at` and `retry_options`) and `max_delay` (`min_delay` is 10 s, so a job
+/// that waits for it does not retry within a test).
+fn job_with(arg: &str, retry: &str, max_delay: u32) -> String {
     format!(
         concat!(
             r#"{{"queue":"rpc","class":"","args":{{"Route":"room.room.join","Metadata":null,"#,
             r#""Arg":{arg},"Reply":{{}}}},"jid":"a1b2c3d4e5f60718293a4b5c","#,
-            r#""enqueued_at":1718000000.123456,"retry":2,"#,
-            r#""retry_options":{{"exp":5,"min_delay":1,"max_delay":1,"max_rand":0}},"#,
+            r#""enqueued_at":1718000000.123456,{retry},"#,
+            r#""retry_options":{{"exp":5,"min_delay":10,"max_delay":{max},"max_rand":0}},"#,
             r#""connection_options":{{"Address":"","Password":"","Database":"","ProcessID":"","#,
             r#""Namespace":"","PoolSize":0,"PoolInterval":0,"DialOptions":null}}}}"#
         ),
-        arg = ns_free_arg
+        arg = arg,
+        retry = retry,
+        max = max_delay,
     )
 }
 
+/// Waits until `stat:failed` reaches `n`, then a few more polls, and checks it stayed.
+async fn settle_failed(url: &str, ns: &str, n: u64) -> Result<()> {
+    let redis = redis_conn(url).await?;
+    let key = format!("{ns}stat:failed");
+    eventually(&format!("stat:failed = {n}"), Duration::from_secs(10), || {
+        let (mut r, key) = (redis.clone(), key.clone());
+        async move { (stat(&mut r, &key).await >= n).then_some(()) }
+    })
+    .await?;
+    // The poll runs every 100 ms: a further retry would show within this.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(stat(&mut redis.clone(), &key).await, n, "{key}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn go_written_job_runs_and_a_bad_argument_fails_once() -> Result<()> {
+async fn go_written_job_runs_a_bad_argument_is_retried_and_non_json_is_dropped() -> Result<()> {
     let url = pitaya_test_services::shared_redis_url();
     let cluster = cluster(0).await?;
     let opts = options(&url, "gojob");
     let ns = prefix(&opts);
     let client = WorkerClient::new(&opts)?;
     client.enqueue_raw("rpc", go_job(r#"{"name":"gopher","score":7}"#).into_bytes()).await?;
-    client.enqueue_raw("rpc", go_job(r#"{"name":5}"#).into_bytes()).await?;
+    // As in go-workers, an argument that does not decode follows the retry rules:
+    // retry 2 gives 1 + 3 attempts (max_delay 0: each retry at the next poll).
+    client.enqueue_raw("rpc", job_with(r#"{"name":5}"#, r#""retry":2"#, 0).into_bytes()).await?;
+    // Deliberately unlike go-workers, text that is not JSON is dropped and counted.
     client.enqueue_raw("rpc", b"not json".to_vec()).await?;
     let worker = cluster.worker(opts)?;
 
+    settle_failed(&url, &ns, 5).await?;
     let mut redis = redis_conn(&url).await?;
-    eventually("one processed, two failed", Duration::from_secs(10), || {
-        let mut r = redis.clone();
-        let (p, f) = (format!("{ns}stat:processed"), format!("{ns}stat:failed"));
-        async move { (stat(&mut r, &p).await == 1 && stat(&mut r, &f).await == 2).then_some(()) }
-    })
-    .await?;
+    assert_eq!(stat(&mut redis, &format!("{ns}stat:processed")).await, 1);
     let calls = cluster.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].1, arg("gopher", 7));
-    // The undecodable argument is not retried.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let retries: u64 = redis.zcard(format!("{ns}goretry")).await?;
+    let queued: u64 = redis.llen(format!("{ns}queue:rpc")).await?;
     let in_progress: u64 = redis.llen(format!("{ns}queue:rpc:proc-gojob:inprogress")).await?;
-    assert_eq!((retries, in_progress), (0, 0));
-    assert_eq!(stat(&mut redis, &format!("{ns}stat:failed")).await, 2);
+    assert_eq!((retries, queued, in_progress), (0, 0, 0));
+
+    worker.stop().await;
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_delay_zero_retries_at_the_next_poll() -> Result<()> {
+    let url = pitaya_test_services::shared_redis_url();
+    let cluster = cluster(1).await?;
+    let mut opts = options(&url, "maxdelay0");
+    // go-workers bounds the delay by max_delay even when it is 0; were 0 "no bound",
+    // the retry would wait min_delay, 10 s.
+    opts.retry.min_delay = 10;
+    opts.retry.max_delay = 0;
+    let client = WorkerClient::new(&opts)?;
+    let worker = cluster.worker(opts)?;
+    client.reliable_rpc(ROUTE, &Map::new(), &JoinReply::default(), &arg("ann", 0)).await?;
+
+    let calls = eventually("the retry", Duration::from_secs(5), || {
+        let calls = cluster.calls();
+        async move { (calls.len() == 2).then_some(calls) }
+    })
+    .await?;
+    assert_eq!(calls[1].1, arg("ann", 0));
+
+    worker.stop().await;
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_retry_max_wins_zero_included() -> Result<()> {
+    let url = pitaya_test_services::shared_redis_url();
+    let cluster = cluster(usize::MAX).await?;
+    let opts = options(&url, "retrymax");
+    let ns = prefix(&opts);
+    let client = WorkerClient::new(&opts)?;
+    // retry_max 0 written out: no retry at all (only an absent retry_max gives 25).
+    let none = job_with(r#"{"name":"zero"}"#, r#""retry":true,"retry_max":0"#, 0);
+    // The Sidekiq form `retry: 5` turns retry on, and retry_max 1 sets the limit.
+    let one = job_with(r#"{"name":"five"}"#, r#""retry":5,"retry_max":1"#, 0);
+    client.enqueue_raw("rpc", none.into_bytes()).await?;
+    client.enqueue_raw("rpc", one.into_bytes()).await?;
+    let worker = cluster.worker(opts)?;
+
+    // zero: 1 attempt; five: first, retry 0, retry 1 (then 1 < 1 is false).
+    settle_failed(&url, &ns, 4).await?;
+    let mut counts = BTreeMap::<String, usize>::new();
+    for (_, a) in cluster.calls() {
+        *counts.entry(a.name).or_default() += 1;
+    }
+    assert_eq!(counts, BTreeMap::from([("five".to_owned(), 3), ("zero".to_owned(), 1)]));
+    let mut redis = redis_conn(&url).await?;
+    let retries: u64 = redis.zcard(format!("{ns}goretry")).await?;
+    assert_eq!(retries, 0);
 
     worker.stop().await;
     cluster.shutdown().await;
