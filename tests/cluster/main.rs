@@ -9,9 +9,11 @@
 //! - [`modules`]: the module lifecycle and the binary module on a running server.
 //! - [`metrics`]: Prometheus scrape and statsd datagrams after real traffic.
 //! - [`faults`]: backends killed under load, NATS and etcd restarted.
+//! - [`answer`]: a backend answering a forwarded request by hand (Go's `ResponseMID`).
 //! - [`bot`]: `examples/bot/cluster.yaml` run by the pitaya-bot library against the
 //!   `testing` example's frontend and backend.
 
+mod answer;
 mod bot;
 mod e2e;
 mod faults;

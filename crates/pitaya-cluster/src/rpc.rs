@@ -95,6 +95,15 @@ pub trait RpcServer: Send + Sync + 'static {
     fn load(&self) -> RpcServerLoad {
         RpcServerLoad::default()
     }
+
+    /// Whether a Sys RPC can be answered before its handler returns: Go's
+    /// `session.ResponseMID` on a backend session (spec §6.6), which publishes the answer
+    /// to the request's reply subject while the handler goes on. NATS can (each request
+    /// has its own reply subject); gRPC cannot (Go's gRPC client answers such a call with
+    /// `method not implemented`), nor can the other transports: the default, `false`.
+    fn answers_early(&self) -> bool {
+        false
+    }
 }
 
 /// What [`RpcServer::load`] reports; `None` for what the transport does not have.

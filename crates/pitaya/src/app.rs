@@ -165,6 +165,8 @@ impl App {
                     remotes,
                     routes,
                     loopback: config.cluster.rpc.server.loopback_enabled,
+                    answer_codec: pitaya_codec::MessageCodec::new()
+                        .with_data_compression(config.handler.messages.compression),
                     metrics: std::sync::OnceLock::new(),
                 });
                 let incoming = Arc::new(crate::cluster::Incoming(Arc::downgrade(&core)));

@@ -16,7 +16,9 @@ use pitaya_handler::{HandlerKind, RemoteRequest};
 use pitaya_session::messages::NOT_FOUND;
 use prost::Message;
 
-use super::remote_session::RemoteEntity;
+use tokio::sync::oneshot;
+
+use super::remote_session::{EarlyAnswer, RemoteEntity};
 use super::{ClusterCore, error_to_proto};
 
 /// Message for a request whose `metadata` is missing or not a JSON object (spec §6.5).
@@ -147,12 +149,19 @@ impl ClusterCore {
         };
         let remote = req.session.unwrap_or_default();
         let uid = (!remote.uid.is_empty()).then(|| remote.uid.clone());
+        let (answer, early) = if self.rpc_server.answers_early() {
+            let (tx, rx) = oneshot::channel();
+            (EarlyAnswer::Ready(tx), Some(rx))
+        } else {
+            (EarlyAnswer::Unsupported, None)
+        };
         let entity = Arc::new(RemoteEntity::new(
             self.this.clone(),
             req.frontend_id,
             remote.id,
             uid,
             ctx.clone(),
+            answer,
         ));
         let session = self.pool.create_detached(entity, Some(remote.uid.as_str()));
         if !remote.data.is_empty() {
@@ -175,7 +184,28 @@ impl ClusterCore {
             state: self.handlers.state.clone(),
             ctx,
         };
-        let reply = self.handlers.call(hreq).await?;
+        let handlers = self.handlers.clone();
+        let mut call = Box::pin(async move { handlers.call(hreq).await });
+        let reply = match early {
+            None => call.await?,
+            Some(mut early) => {
+                let reply = tokio::select! {
+                    biased;
+                    Ok(packet) = &mut early => {
+                        tokio::spawn(finish_answered(call, msg.route));
+                        return Ok(packet);
+                    }
+                    reply = &mut call => reply,
+                };
+                // A handler that answered by hand and returned in the same poll: the
+                // answer by hand wins, the return value is dropped.
+                if let Ok(packet) = early.try_recv() {
+                    finish_answered(std::future::ready(reply), msg.route).await;
+                    return Ok(packet);
+                }
+                reply?
+            }
+        };
         // A notify answers the literal "ack" so that the caller's request completes.
         Ok(reply.unwrap_or_else(|| Bytes::from_static(b"ack")))
     }
@@ -224,6 +254,23 @@ impl ClusterCore {
         let session = self.pool.by_uid(&k.user_id).ok_or_else(|| Error::unknown(NOT_FOUND))?;
         kick_or_close(&session).await;
         Ok(KickAnswer { kicked: true }.encode_to_vec().into())
+    }
+}
+
+/// Runs the rest of a handler that answered by hand. Go's backend also publishes the
+/// handler's return value as a second reply, which the caller never reads; we drop it
+/// and say so in the log instead of sending it.
+async fn finish_answered(
+    call: impl std::future::Future<Output = Result<Option<Bytes>, Error>>,
+    route: String,
+) {
+    match call.await {
+        Ok(_) => {
+            tracing::debug!(%route, "request answered by hand: the handler's return value is dropped")
+        }
+        Err(e) => {
+            tracing::warn!(%route, error = %e, "request answered by hand: the handler's later error is dropped")
+        }
     }
 }
 

@@ -119,6 +119,9 @@ pub(crate) struct ClusterCore {
     pub(crate) remotes: Remotes,
     pub(crate) routes: HashMap<String, RouteFn>,
     pub(crate) loopback: bool,
+    /// Encodes the client packet a backend session answers by hand (spec §6.6), with
+    /// this server's data compression, as Go's remote agent does.
+    pub(crate) answer_codec: pitaya_codec::MessageCodec,
     /// Set when metrics are on: user RPCs report `response_time_ns` with type `rpc`.
     pub(crate) metrics: std::sync::OnceLock<Arc<dyn pitaya_metrics::Reporter>>,
 }

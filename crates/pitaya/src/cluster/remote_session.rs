@@ -4,16 +4,35 @@
 use std::net::SocketAddr;
 use std::sync::{Mutex, Weak};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pitaya_cluster::protos::{self, KickAnswer, KickMsg, Push, Response};
+use pitaya_codec::Message;
 use pitaya_core::{BoxFuture, Context, Error};
 use pitaya_session::NetworkEntity;
-use prost::Message;
+use prost::Message as _;
+use tokio::sync::oneshot;
 
 use super::ClusterCore;
 
 /// Message for an operation that needs a bound uid.
 pub(crate) const NO_UID: &str = "you have to bind an UID to the session to do that";
+/// Go's `ErrSessionOnNotify`: answering by hand a message that was a notify.
+pub(crate) const ON_NOTIFY: &str = "current session working on notify mode";
+/// Go's `ErrNotImplemented`, what its gRPC client answers to a backend's `ResponseMID`.
+pub(crate) const NOT_IMPLEMENTED: &str = "method not implemented";
+/// Answering by hand a second time.
+pub(crate) const ALREADY_ANSWERED: &str = "the request was already answered";
+
+/// Where a backend handler's answer by hand (`Session::respond`, Go's `ResponseMID`)
+/// goes: to the RPC server, which sends it at once as the request's reply.
+pub(crate) enum EarlyAnswer {
+    /// The transport cannot answer before the handler returns (gRPC, as in Go).
+    Unsupported,
+    /// Not answered yet.
+    Ready(oneshot::Sender<Bytes>),
+    /// Answered (or the request is over).
+    Sent,
+}
 
 pub(crate) struct RemoteEntity {
     core: Weak<ClusterCore>,
@@ -23,6 +42,7 @@ pub(crate) struct RemoteEntity {
     ctx: Context,
     /// The uid as last bound through this entity or received from the frontend.
     uid: Mutex<Option<String>>,
+    answer: Mutex<EarlyAnswer>,
 }
 
 impl RemoteEntity {
@@ -32,8 +52,44 @@ impl RemoteEntity {
         frontend_session_id: i64,
         uid: Option<String>,
         ctx: Context,
+        answer: EarlyAnswer,
     ) -> Self {
-        Self { core, frontend_id, frontend_session_id, ctx, uid: Mutex::new(uid) }
+        Self {
+            core,
+            frontend_id,
+            frontend_session_id,
+            ctx,
+            uid: Mutex::new(uid),
+            answer: Mutex::new(answer),
+        }
+    }
+
+    /// Go's backend `ResponseMID` (spec §6.6): the answer is a whole client packet (a
+    /// Data packet holding a Response message for `id`), which the frontend relays to
+    /// the client as the response body, byte for byte as with a Go backend.
+    fn answer_early(&self, id: u64, data: Bytes, error: bool) -> Result<(), Error> {
+        if id == 0 {
+            return Err(Error::unknown(ON_NOTIFY));
+        }
+        let mut slot = self.answer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = match std::mem::replace(&mut *slot, EarlyAnswer::Sent) {
+            EarlyAnswer::Ready(tx) => tx,
+            EarlyAnswer::Unsupported => {
+                *slot = EarlyAnswer::Unsupported;
+                return Err(Error::unknown(NOT_IMPLEMENTED));
+            }
+            EarlyAnswer::Sent => return Err(Error::unknown(ALREADY_ANSWERED)),
+        };
+        drop(slot);
+        let msg =
+            if error { Message::error_response(id, data) } else { Message::response(id, data) };
+        let core = self.core()?;
+        let mut packet = BytesMut::new();
+        core.answer_codec
+            .encode_packet(&msg, &mut packet)
+            .map_err(|e| Error::unknown(e.to_string()))?;
+        // The receiver is gone once the request is over (answered or timed out).
+        tx.send(packet.freeze()).map_err(|_| Error::unknown(ALREADY_ANSWERED))
     }
 
     fn core(&self) -> Result<std::sync::Arc<ClusterCore>, Error> {
@@ -72,12 +128,8 @@ impl NetworkEntity for RemoteEntity {
         })
     }
 
-    fn respond(&self, _id: u64, _data: Bytes, _error: bool) -> BoxFuture<'_, Result<(), Error>> {
-        // The handler's return value is the response; Go's edge path of answering from a
-        // backend by hand (ResponseMID over NATS only) is not supported.
-        Box::pin(std::future::ready(Err(Error::unknown(
-            "a backend session answers through its handler's return value",
-        ))))
+    fn respond(&self, id: u64, data: Bytes, error: bool) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(std::future::ready(self.answer_early(id, data, error)))
     }
 
     fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {
