@@ -7,6 +7,7 @@
 
 mod broadcast;
 mod config;
+mod groups;
 mod handshake;
 mod heartbeat;
 mod lifecycle;

@@ -3,7 +3,8 @@
 //! - [`Groups`]: the operations every implementation offers; the etcd implementation of
 //!   the cluster layer shares it, and so do the behaviour tests.
 //! - [`MemoryGroups`]: process-local groups with optional TTL, checked every
-//!   `pitaya.groups.memory.tickduration`.
+//!   `pitaya.groups.memory.tickduration`. Its clones share their groups, and so do the
+//!   holders of one `Arc<dyn Groups>` (an `Arc` of a service is a service).
 //!
 //! Broadcasting to a group (members, then a push to each uid) lives with the application,
 //! which knows the sessions.
@@ -55,4 +56,48 @@ pub trait Groups: Send + Sync + 'static {
     /// [`GroupError::TtlNotFound`] (memory) or [`GroupError::EtcdLeaseNotFound`] (etcd)
     /// for a group without TTL, with each of Go's texts.
     fn renew_ttl(&self, name: &str) -> BoxFuture<'_, GroupResult<()>>;
+}
+
+/// A shared service is a service: several owners (several apps of one process, say) can
+/// hold one `Arc<dyn Groups>` and all see the same groups.
+impl<G: Groups + ?Sized> Groups for std::sync::Arc<G> {
+    fn create(&self, name: &str) -> BoxFuture<'_, GroupResult<()>> {
+        (**self).create(name)
+    }
+
+    fn create_with_ttl(&self, name: &str, ttl: Duration) -> BoxFuture<'_, GroupResult<()>> {
+        (**self).create_with_ttl(name, ttl)
+    }
+
+    fn add_member(&self, name: &str, uid: &str) -> BoxFuture<'_, GroupResult<()>> {
+        (**self).add_member(name, uid)
+    }
+
+    fn remove_member(&self, name: &str, uid: &str) -> BoxFuture<'_, GroupResult<()>> {
+        (**self).remove_member(name, uid)
+    }
+
+    fn remove_all(&self, name: &str) -> BoxFuture<'_, GroupResult<()>> {
+        (**self).remove_all(name)
+    }
+
+    fn delete(&self, name: &str) -> BoxFuture<'_, GroupResult<()>> {
+        (**self).delete(name)
+    }
+
+    fn members(&self, name: &str) -> BoxFuture<'_, GroupResult<Vec<String>>> {
+        (**self).members(name)
+    }
+
+    fn contains(&self, name: &str, uid: &str) -> BoxFuture<'_, GroupResult<bool>> {
+        (**self).contains(name, uid)
+    }
+
+    fn count(&self, name: &str) -> BoxFuture<'_, GroupResult<usize>> {
+        (**self).count(name)
+    }
+
+    fn renew_ttl(&self, name: &str) -> BoxFuture<'_, GroupResult<()>> {
+        (**self).renew_ttl(name)
+    }
 }

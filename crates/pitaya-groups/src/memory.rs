@@ -12,6 +12,10 @@ use crate::{GroupError, GroupResult, Groups};
 /// Groups held in this process's memory (spec §9): a frontend's and a backend's group of
 /// the same name are two different groups.
 ///
+/// Clones share the same groups: to let several apps of one process see each other's
+/// groups, give each a clone of one `MemoryGroups`. Separate `MemoryGroups::new` calls
+/// give separate groups (Go's memory service, by contrast, is one per process).
+///
 /// Groups created with a TTL expire when not renewed within it. Expiry is enforced on
 /// every access and, to free memory, by a background sweep every `tick` (Go's
 /// `pitaya.groups.memory.tickduration`, 30 s by default) when a tokio runtime is running.

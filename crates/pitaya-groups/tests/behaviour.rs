@@ -4,6 +4,7 @@
 
 mod suite;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pitaya_groups::{GroupError, Groups, MemoryGroups};
@@ -14,6 +15,34 @@ mod memory {
         crate::suite::Flavor::Memory,
         pitaya_groups::MemoryGroups::new(std::time::Duration::from_millis(100))
     );
+}
+
+/// The same behaviours through an `Arc<dyn Groups>`: the shared handle forwards every
+/// operation unchanged.
+mod shared_arc {
+    crate::suite::behaviour_tests!(crate::suite::Flavor::Memory, {
+        let groups: std::sync::Arc<dyn pitaya_groups::Groups> = std::sync::Arc::new(
+            pitaya_groups::MemoryGroups::new(std::time::Duration::from_millis(100)),
+        );
+        groups
+    });
+}
+
+#[tokio::test]
+async fn clones_share_groups_and_separate_services_do_not() {
+    let a = MemoryGroups::default();
+    let b = a.clone();
+    let other = MemoryGroups::default();
+    a.create("room").await.unwrap();
+    b.add_member("room", "ana").await.unwrap();
+    assert_eq!(a.members("room").await, Ok(vec!["ana".to_owned()]));
+    assert_eq!(other.members("room").await, Err(GroupError::NotFound));
+
+    let shared: Arc<dyn Groups> = Arc::new(a.clone());
+    let holders = [shared.clone(), shared];
+    holders[0].add_member("room", "bob").await.unwrap();
+    assert_eq!(holders[1].count("room").await, Ok(2));
+    assert_eq!(b.contains("room", "bob").await, Ok(true));
 }
 
 #[tokio::test(start_paused = true)]

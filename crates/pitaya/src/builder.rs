@@ -165,7 +165,20 @@ impl Builder {
         self
     }
 
-    /// Uses `groups` instead of process-local memory groups.
+    /// Uses `groups` as this app's group service.
+    ///
+    /// Without it, each app gets memory groups of its own
+    /// ([`MemoryGroups`](pitaya_groups::MemoryGroups) swept every
+    /// `pitaya.groups.memory.tickduration`): two apps in one process do not see each
+    /// other's groups. To share groups between apps of one process (tests, embedded
+    /// use), pass every builder a handle on one service: a clone of one `MemoryGroups`
+    /// (clones share their groups; its own sweep tick applies, not the apps'
+    /// `tickduration`) or of one `Arc<dyn Groups>`. An etcd service (`EtcdGroups`) is
+    /// shared through etcd by every server of the cluster instead.
+    ///
+    /// Differs from Go, where the memory group service is one per process: every app of
+    /// a Go process shares its groups, with the first app's tick duration, whether it
+    /// asked to or not. Here sharing is explicit and the default is one per app.
     pub fn groups(mut self, groups: impl Groups) -> Self {
         self.groups = Some(Arc::new(groups));
         self
