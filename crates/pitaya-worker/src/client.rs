@@ -17,7 +17,7 @@ use crate::options::WorkerOptions;
 pub struct WorkerClient(Arc<ClientInner>);
 
 struct ClientInner {
-    conn: Conn,
+    conn: Arc<Conn>,
     keys: Keys,
     retry: RetryPolicy,
 }
@@ -37,16 +37,19 @@ pub struct Stats {
 }
 
 impl WorkerClient {
-    /// A client for `opts`; no connection is opened until the first call.
+    /// A client for `opts`; no connection is opened until the first call, and at most
+    /// `opts.pool` are opened, more only while calls overlap (see
+    /// [`WorkerOptions::pool`]).
     ///
     /// # Errors
     /// [`WorkerError::Address`] when `opts.server_url` is not a Redis address.
     pub fn new(opts: &WorkerOptions) -> Result<Self, WorkerError> {
-        Ok(Self(Arc::new(ClientInner {
-            conn: Conn::new(opts)?,
-            keys: Keys::new(&opts.namespace),
-            retry: opts.retry,
-        })))
+        Ok(Self::with_conn(Arc::new(Conn::new(opts)?), opts))
+    }
+
+    /// A client on an existing pool (the worker's own, for its stats).
+    pub(crate) fn with_conn(conn: Arc<Conn>, opts: &WorkerOptions) -> Self {
+        Self(Arc::new(ClientInner { conn, keys: Keys::new(&opts.namespace), retry: opts.retry }))
     }
 
     /// Enqueues a call of `route` with the configured retry policy and returns its jid

@@ -58,6 +58,9 @@
 //!   (Pitaya panics on each): another server of a mixed-version cluster may know the
 //!   type, and the retries are bounded anyway.
 //!
+//! `pitaya.worker.redis.pool` bounds the Redis connections, as in Go, but what it bounds
+//! differs because commands are multiplexed here: see [`WorkerOptions::pool`].
+//!
 //! # Deliberate differences
 //! All on the failure path, each where go-workers loses or hides a job:
 //! - A job that is not JSON is dropped, logged at error level with its full text and
@@ -97,7 +100,7 @@
 //! | `job` | the job JSON, retry rules and delay |
 //! | `keys` | Redis key names |
 //! | `options` | [`WorkerOptions`] from `pitaya.worker.*` |
-//! | `conn` | the lazily opened, reconnecting Redis connection |
+//! | `conn` | the pool of lazily opened, reconnecting Redis connections (`pool`) |
 
 mod client;
 mod clock;

@@ -13,9 +13,18 @@ pub struct WorkerOptions {
     pub server_url: String,
     /// `pitaya.worker.redis.password` (`""` for none).
     pub password: String,
-    /// `pitaya.worker.redis.pool`: read for compatibility. The Rust client multiplexes
-    /// commands over one connection and gives blocking fetches their own, so it opens
-    /// two connections whatever this says.
+    /// `pitaya.worker.redis.pool` (10): the most Redis connections a [`WorkerClient`]
+    /// or a [`Worker`] opens for its commands (0 counts as 1, as in go-workers); a worker
+    /// opens one more for its blocking fetch. Commands are multiplexed, so a connection
+    /// opens only when every open one has a command in flight: one while commands come
+    /// one at a time, up to `pool` under concurrent load.
+    ///
+    /// go-workers makes this redigo's `MaxIdle`: the connections kept open between
+    /// uses, with one borrowed per command in flight and no cap on those. The count of
+    /// connections a process keeps to Redis is what both bound with it.
+    ///
+    /// [`WorkerClient`]: crate::WorkerClient
+    /// [`Worker`]: crate::Worker
     pub pool: u32,
     /// `pitaya.worker.namespace`: key prefix (`""` for none).
     pub namespace: String,

@@ -55,8 +55,8 @@ struct Shared {
     keys: Keys,
     jobs: RpcJobs,
     sender: Arc<dyn RpcSender>,
-    /// Short commands: acknowledgements, stats, the poller.
-    conn: Conn,
+    /// Short commands: acknowledgements, stats, the poller; `pool` connections at most.
+    conn: Arc<Conn>,
     /// Only the blocking fetch, which would hold up a multiplexed connection.
     fetch_conn: Conn,
     slots: Arc<Semaphore>,
@@ -90,11 +90,12 @@ impl Worker {
         let Worker { mut opts, jobs, sender, reporter } = self;
         opts.concurrency = opts.concurrency.max(1);
         let (stop, stopping) = watch::channel(false);
+        let conn = Arc::new(Conn::new(&opts)?);
         let shared = Arc::new(Shared {
             keys: Keys::new(&opts.namespace),
-            conn: Conn::new(&opts)?,
-            fetch_conn: Conn::new(&opts)?,
-            stats: WorkerClient::new(&opts)?,
+            stats: WorkerClient::with_conn(conn.clone(), &opts),
+            conn,
+            fetch_conn: Conn::with_size(&opts, 1)?,
             slots: Arc::new(Semaphore::new(opts.concurrency)),
             jobs,
             sender,

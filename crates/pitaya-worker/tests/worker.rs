@@ -640,3 +640,101 @@ async fn scheduled_job_runs_once_due() -> Result<()> {
     cluster.shutdown().await;
     Ok(())
 }
+
+/// Connections open on the Redis at `observer` (the observer's own included).
+async fn connections(observer: &mut redis::aio::MultiplexedConnection) -> usize {
+    let list: String =
+        redis::cmd("CLIENT").arg("LIST").query_async(observer).await.unwrap_or_default();
+    list.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+/// Waits until `connections` is `n`, then checks it stays there a little longer.
+async fn expect_connections(
+    observer: &redis::aio::MultiplexedConnection,
+    n: usize,
+    what: &str,
+) -> Result<()> {
+    let got = eventually(what, Duration::from_secs(5), || {
+        let mut o = observer.clone();
+        async move { (connections(&mut o).await == n).then_some(()) }
+    })
+    .await;
+    let now = connections(&mut observer.clone()).await;
+    got.with_context(|| format!("{what}: {now} connections, expected {n}"))?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(connections(&mut observer.clone()).await, n, "{what}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_pool_bounds_the_connections_opened() -> Result<()> {
+    // A Redis of its own: every connection on it is this test's.
+    let server = pitaya_test_services::Redis::start();
+    let url = server.url();
+    let observer = redis_conn(&url).await?;
+    expect_connections(&observer, 1, "the observer alone").await?;
+    let job = || go_job(r#"{"name":"pooled"}"#).into_bytes();
+
+    // Five calls at once on a pool of 3: three connections, no more.
+    let mut opts = options(&url, "pool3");
+    opts.pool = 3;
+    let busy = WorkerClient::new(&opts)?;
+    let (a, b, c, d, e) = tokio::join!(
+        busy.enqueue_raw("rpc", job()),
+        busy.enqueue_raw("rpc", job()),
+        busy.enqueue_raw("rpc", job()),
+        busy.enqueue_raw("rpc", job()),
+        busy.enqueue_raw("rpc", job()),
+    );
+    for r in [a, b, c, d, e] {
+        r?;
+    }
+    expect_connections(&observer, 1 + 3, "a pool of 3 under load").await?;
+
+    // One call at a time needs one connection, whatever the size.
+    let quiet = WorkerClient::new(&opts)?;
+    for _ in 0..5 {
+        quiet.enqueue_raw("rpc", job()).await?;
+    }
+    expect_connections(&observer, 1 + 3 + 1, "a pool of 3, one call at a time").await?;
+
+    // 0 counts as 1, as in go-workers.
+    opts.pool = 0;
+    let zero = WorkerClient::new(&opts)?;
+    let (a, b, c) = tokio::join!(
+        zero.enqueue_raw("rpc", job()),
+        zero.enqueue_raw("rpc", job()),
+        zero.enqueue_raw("rpc", job()),
+    );
+    for r in [a, b, c] {
+        r?;
+    }
+    expect_connections(&observer, 1 + 3 + 1 + 1, "a pool of 0").await?;
+
+    // A worker with pool 1 and 4 jobs at a time: one connection for its commands (stats
+    // included) and one for the blocking fetch.
+    let cluster = cluster(0).await?;
+    let mut opts = options(&url, "poolworker");
+    opts.pool = 1;
+    opts.concurrency = 4;
+    let ns = prefix(&opts);
+    let enqueue = WorkerClient::new(&opts)?;
+    for i in 0..8 {
+        enqueue.reliable_rpc(ROUTE, &Map::new(), &JoinReply::default(), &arg("w", i)).await?;
+    }
+    expect_connections(&observer, 1 + 3 + 1 + 1 + 1, "the enqueueing client").await?;
+    let worker = cluster.worker(opts)?;
+    eventually("8 jobs processed", Duration::from_secs(10), || {
+        let mut r = observer.clone();
+        let key = format!("{ns}stat:processed");
+        async move { (stat(&mut r, &key).await == 8).then_some(()) }
+    })
+    .await?;
+    worker.stats().await?;
+    expect_connections(&observer, 1 + 3 + 1 + 1 + 1 + 2, "a worker with pool 1").await?;
+
+    worker.stop().await;
+    cluster.shutdown().await;
+    drop(server);
+    Ok(())
+}
