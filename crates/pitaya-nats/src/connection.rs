@@ -20,14 +20,22 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long [`Connection::sync`] waits for the NATS server.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Unanswered pings after which async-nats 0.46 drops the connection (it drops it when a
-/// third ping is due). It is not configurable there; nats.go's default is also 2, while
-/// Pitaya configures 3, so a dead server is noticed one ping interval sooner.
+/// Unanswered pings async-nats 0.46 allows: it drops the connection when the third ping
+/// is due. Not configurable there; [`ping_interval`] scales the interval around it.
 const ASYNC_NATS_MAX_PINGS_OUT: u32 = 2;
+
+/// Longest ping interval handed to async-nats: its ticker adds the interval to the
+/// current instant, which must not overflow. Also what "no pings" (zero) becomes.
+const MAX_PING_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// Shortest ping interval handed to async-nats, whose ticker panics on zero.
+const MIN_PING_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The connection options shared by the client and server blocks of the configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnSettings {
+    /// The configuration block these come from, for error messages.
+    pub(crate) config_prefix: &'static str,
     pub(crate) url: String,
     pub(crate) connection_timeout: Duration,
     pub(crate) max_reconnects: i32,
@@ -43,6 +51,7 @@ pub(crate) struct ConnSettings {
 impl From<&NatsClientConfig> for ConnSettings {
     fn from(c: &NatsClientConfig) -> Self {
         Self {
+            config_prefix: "pitaya.cluster.rpc.client.nats",
             url: c.connect.clone(),
             connection_timeout: c.connection_timeout,
             max_reconnects: c.max_reconnection_retries,
@@ -61,6 +70,7 @@ impl From<&NatsClientConfig> for ConnSettings {
 impl From<&NatsServerConfig> for ConnSettings {
     fn from(c: &NatsServerConfig) -> Self {
         Self {
+            config_prefix: "pitaya.cluster.rpc.server.nats",
             url: c.connect.clone(),
             connection_timeout: c.connection_timeout,
             max_reconnects: c.max_reconnection_retries,
@@ -113,26 +123,28 @@ impl Connection {
     ///
     /// # Errors
     /// `PIT-000` with the NATS error text when the URL is invalid or no server could be
-    /// reached within the allowed attempts.
+    /// reached within the allowed attempts. A `ws://` or `wss://` URL is refused before
+    /// any attempt, with a message naming the `connect` key (see [`parse_urls`]).
     pub(crate) async fn open(
         settings: &ConnSettings,
         role: &'static str,
         die: DieSignal,
         slow_consumer: Option<Arc<AtomicU64>>,
     ) -> Result<Self, Error> {
-        let urls = parse_urls(&settings.url)?;
+        let urls = parse_urls(&settings.url, settings.config_prefix)?;
         let jitter = if urls.iter().any(ServerAddr::tls_required) {
             settings.reconnect_jitter_tls
         } else {
             settings.reconnect_jitter
         };
-        if settings.max_pings_outstanding != ASYNC_NATS_MAX_PINGS_OUT {
-            tracing::debug!(
-                configured = settings.max_pings_outstanding,
-                used = ASYNC_NATS_MAX_PINGS_OUT,
-                "nats: maxpingsoutstanding is fixed by async-nats"
-            );
-        }
+        let pings = ping_interval(settings.ping_interval, settings.max_pings_outstanding);
+        tracing::debug!(
+            role,
+            pinginterval = ?settings.ping_interval,
+            maxpingsoutstanding = settings.max_pings_outstanding,
+            used = ?pings,
+            "nats: ping interval scaled to async-nats' two outstanding pings"
+        );
         let events = Arc::new(Events {
             role,
             die,
@@ -145,7 +157,7 @@ impl Connection {
         let wait = settings.reconnect_wait;
         let mut options = ConnectOptions::new()
             .connection_timeout(settings.connection_timeout)
-            .ping_interval(ping_interval(settings.ping_interval))
+            .ping_interval(pings)
             .subscription_capacity(settings.subscription_capacity.max(1))
             // Every request carries its own timeout.
             .request_timeout(None)
@@ -276,7 +288,14 @@ impl Events {
 }
 
 /// `connect` as nats.go reads it: one URL or a comma-separated list.
-fn parse_urls(url: &str) -> Result<Vec<ServerAddr>, Error> {
+///
+/// NATS over WebSocket (`ws://`, `wss://`), which nats.go supports, is refused: the
+/// async-nats client only has it behind its `websockets` feature, which brings a second
+/// WebSocket stack with its own fixed root certificates (under a license our `deny.toml`
+/// does not allow) and no permessage-deflate, so `websocketcompression` could not be
+/// honoured. Without the feature async-nats would speak plain NATS to the WebSocket port
+/// and never connect; a clear error at start is better.
+fn parse_urls(url: &str, config_prefix: &str) -> Result<Vec<ServerAddr>, Error> {
     let urls: Vec<ServerAddr> = url
         .split(',')
         .map(str::trim)
@@ -287,13 +306,31 @@ fn parse_urls(url: &str) -> Result<Vec<ServerAddr>, Error> {
     if urls.is_empty() {
         return Err(Error::unknown("nats: no servers available for connection"));
     }
+    if let Some(ws) = urls.iter().find(|u| u.is_websocket()) {
+        return Err(Error::unknown(format!(
+            "nats: {config_prefix}.connect: {}:// urls (nats over websocket) are not supported, \
+             use nats:// or tls://",
+            ws.scheme()
+        )));
+    }
     Ok(urls)
 }
 
-/// nats.go takes a zero ping interval as "no pings"; async-nats cannot turn them off and
-/// its ticker panics on zero, so zero becomes a day.
-fn ping_interval(configured: Duration) -> Duration {
-    if configured.is_zero() { Duration::from_secs(24 * 3600) } else { configured }
+/// The ping interval handed to async-nats, so that a silent server is noticed after the
+/// same longest time as in nats.go.
+///
+/// nats.go pings every `configured` interval and drops the connection when a ping is due
+/// while `max_pings_outstanding` are unanswered: at most `(max + 1) * configured` after
+/// the last answer. async-nats drops it when a ping is due with
+/// [`ASYNC_NATS_MAX_PINGS_OUT`] unanswered, at most `3 * interval` after the last
+/// traffic. Scaling the interval by `(max + 1) / 3` makes the two bounds equal. Zero
+/// means "no pings" in nats.go; async-nats cannot turn them off, so it gets a day.
+fn ping_interval(configured: Duration, max_pings_outstanding: u32) -> Duration {
+    if configured.is_zero() {
+        return MAX_PING_INTERVAL;
+    }
+    let go_bound = configured.saturating_mul(max_pings_outstanding.saturating_add(1));
+    (go_bound / (ASYNC_NATS_MAX_PINGS_OUT + 1)).clamp(MIN_PING_INTERVAL, MAX_PING_INTERVAL)
 }
 
 /// A random duration in `[0, max)`.
@@ -309,19 +346,47 @@ fn random_below(max: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    const KEY: &str = "pitaya.cluster.rpc.client.nats";
+
     #[test]
     fn urls_like_nats_go() {
-        assert_eq!(parse_urls("nats://localhost:4222").unwrap().len(), 1);
-        assert_eq!(parse_urls("nats://a:4222, nats://b:4223").unwrap().len(), 2);
-        assert!(parse_urls("tls://a:4222").unwrap()[0].tls_required());
-        assert!(parse_urls("").is_err());
-        assert!(parse_urls("nats://a:notaport").is_err());
+        assert_eq!(parse_urls("nats://localhost:4222", KEY).unwrap().len(), 1);
+        assert_eq!(parse_urls("nats://a:4222, nats://b:4223", KEY).unwrap().len(), 2);
+        assert!(parse_urls("tls://a:4222", KEY).unwrap()[0].tls_required());
+        assert!(parse_urls("", KEY).is_err());
+        assert!(parse_urls("nats://a:notaport", KEY).is_err());
     }
 
     #[test]
-    fn zero_ping_interval_means_no_pings() {
-        assert_eq!(ping_interval(Duration::ZERO), Duration::from_secs(86400));
-        assert_eq!(ping_interval(Duration::from_secs(120)), Duration::from_secs(120));
+    fn websocket_urls_are_refused_naming_the_key() {
+        for url in ["ws://a:8080", "nats://a:4222,wss://b:443"] {
+            let err = parse_urls(url, KEY).unwrap_err();
+            assert_eq!(err.code(), "PIT-000");
+            let msg = err.to_string();
+            assert!(msg.contains("pitaya.cluster.rpc.client.nats.connect"), "{msg}");
+            assert!(msg.contains("not supported"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn ping_interval_matches_the_longest_detection_time_of_nats_go() {
+        let two_minutes = Duration::from_secs(120);
+        // Pitaya's defaults: nats.go notices a silent server within 4 x 2m = 8m; async-nats
+        // within 3 x the interval.
+        assert_eq!(ping_interval(two_minutes, 3), Duration::from_secs(160));
+        for max in [0, 1, 2, 3, 7, 12, 100] {
+            let ours = ping_interval(two_minutes, max) * (ASYNC_NATS_MAX_PINGS_OUT + 1);
+            assert_eq!(ours, two_minutes * (max + 1), "maxpingsoutstanding {max}");
+        }
+        assert_eq!(ping_interval(two_minutes, 2), two_minutes);
+    }
+
+    #[test]
+    fn ping_interval_stays_in_what_async_nats_accepts() {
+        assert_eq!(ping_interval(Duration::ZERO, 3), MAX_PING_INTERVAL);
+        assert_eq!(ping_interval(Duration::from_nanos(1), 0), MIN_PING_INTERVAL);
+        assert_eq!(ping_interval(Duration::MAX, u32::MAX), MAX_PING_INTERVAL);
+        assert_eq!(ping_interval(Duration::from_secs(3600), u32::MAX), MAX_PING_INTERVAL);
     }
 
     #[test]

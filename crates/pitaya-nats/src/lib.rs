@@ -33,6 +33,23 @@
 //!   delivery behind a bounded queue, for them and for bind announcements.
 //! - in-flight tracking for a bounded `stop` is `pitaya_cluster::gate`.
 //!
+//! # Connection options that differ from nats.go
+//! - **`maxpingsoutstanding`** (`pitaya.cluster.rpc.{client,server}.nats`, Go default 3)
+//!   is honoured by scaling `pinginterval`: async-nats always gives up when a third ping
+//!   is due with two unanswered, so it pings every `pinginterval * (max + 1) / 3`. A
+//!   server that stops answering (frozen, or a network cut that sends no reset) is then
+//!   given up on at most `(maxpingsoutstanding + 1) * pinginterval` after it last spoke,
+//!   the same longest time as nats.go (8 minutes with Pitaya's defaults of 2m and 3). The
+//!   shortest time is 2/3 of that (5m20s by default) where nats.go's is
+//!   `maxpingsoutstanding * pinginterval` (6m), and async-nats only pings a connection
+//!   that has been idle for an interval. A `pinginterval` of 0 (no pings in nats.go) pings
+//!   once a day. Tested against nats-server behind a proxy that goes silent.
+//! - **`ws://` and `wss://` URLs** (NATS over WebSocket) are refused at start with a
+//!   `PIT-000` error naming the `connect` key. async-nats would need its `websockets`
+//!   feature: a second WebSocket stack with fixed webpki root certificates (licensed
+//!   CDLA-Permissive-2.0, outside `deny.toml`) and no permessage-deflate, so
+//!   `websocketcompression` could not be honoured anyway. Use `nats://` or `tls://`.
+//!
 //! # Features
 //! None. TLS (`tls://` URLs) uses rustls with ring.
 
