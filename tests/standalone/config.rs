@@ -24,13 +24,15 @@ const CHILD_MODE: &str = "STANDALONE_CHILD_MODE";
 ///
 /// Modes: `env` loads defaults and the environment as the echo binary does (`--compression`
 /// off); `flag` adds `--compression`; `override` sets `pitaya.heartbeat.interval = 3s` on
-/// top of the environment, as an app's command-line flag would.
+/// top of the environment, as an app's command-line flag would; `dict` is `env` with
+/// `--dict`.
 #[tokio::test]
 async fn child_process_entry() {
     let Ok(mode) = std::env::var(CHILD_MODE) else { return };
     let args = EchoArgs {
         tcp: Some("127.0.0.1:0".to_owned()),
         compression: mode == "flag",
+        dict: mode == "dict",
         ..EchoArgs::default()
     };
     let running = if mode == "override" {
@@ -114,6 +116,15 @@ impl ChildServer {
         assert_eq!(msg.data, large);
         flag
     }
+
+    /// The flag byte of the `onNotify` push a `room.notify` with a full route gets.
+    async fn push_flag(&self) -> u8 {
+        let mut raw = Raw::connect(self.addr).await;
+        raw.handshake().await;
+        raw.notify("room.notify", b"x").await;
+        let push = raw.frame().await.expect("a push, not a close");
+        *push.body.first().expect("a message has a flag byte")
+    }
 }
 
 async fn listening_addr<R: AsyncRead + Unpin>(lines: &mut Lines<BufReader<R>>) -> SocketAddr {
@@ -172,6 +183,20 @@ async fn compression_flag_beats_environment() {
             ChildServer::spawn("flag", &[("PITAYA_HANDLER_MESSAGES_COMPRESSION", "false")]).await;
         assert_eq!(child.large_response_flag().await, 0x14);
         child.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn route_compression_setting_reads_its_environment_variable() {
+    within(async {
+        const VAR: &str = "PITAYA_HANDLER_MESSAGES_COMPRESSROUTES_ONLYIFCLIENTDOES";
+        // Unset, Go's push: the route as its code (0x07); set, the full route (0x06).
+        for (env, expected) in [(&[][..], 0x07), (&[(VAR, "true")][..], 0x06)] {
+            let child = ChildServer::spawn("dict", env).await;
+            assert_eq!(child.push_flag().await, expected, "with {env:?}");
+            child.finish().await;
+        }
     })
     .await;
 }

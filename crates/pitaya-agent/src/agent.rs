@@ -26,6 +26,7 @@ use crate::AgentConfig;
 use crate::control::{Control, Signal, closing};
 use crate::dispatch::{ClientMessage, Dispatch, Tracked};
 use crate::entity::{AgentEntity, Outgoing};
+use crate::routes::ClientRoutes;
 use crate::writer::WriterTask;
 
 const SHUTTING_DOWN: &str = "server shutting down";
@@ -132,6 +133,8 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
     let (tx, rx) = mpsc::channel(shared.config.outgoing_capacity.max(1));
     let control = Control::new();
     let pending = Arc::new(AtomicUsize::new(0));
+    let client_routes =
+        shared.config.compress_routes_only_if_client_does.then(|| ClientRoutes::new(&shared.codec));
     let entity = Arc::new(AgentEntity {
         tx,
         control: control.clone(),
@@ -139,6 +142,7 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
         write_timeout: shared.config.write_timeout,
         pending: pending.clone(),
         dispatch_capacity: shared.config.dispatch_capacity.max(1),
+        client_routes: client_routes.clone(),
     });
     let session = shared.pool.create(entity.clone());
     let writer = tokio::spawn(
@@ -152,6 +156,7 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
             handshake_rejected: shared.handshake_rejected.clone(),
             write_timeout: shared.config.write_timeout,
             max_batch: shared.config.max_write_batch,
+            client_routes,
         }
         .run()
         .instrument(span.clone()),
@@ -384,6 +389,7 @@ impl ReaderState<'_> {
     }
 
     async fn data(&mut self, body: Bytes) -> Next {
+        let flag = body.first().copied().unwrap_or_default();
         let msg = match self.shared.codec.decode(body) {
             Ok(msg) => msg,
             Err(e) => {
@@ -399,6 +405,10 @@ impl ReaderState<'_> {
                 return Next::Continue;
             }
         };
+        // Before the dispatch, so that a push the handler sends already uses codes.
+        if let Some(routes) = &self.entity.client_routes {
+            routes.saw(flag);
+        }
         let (id, data) = (msg.id, msg.data);
         let msg = match Route::parse_owned(msg.route) {
             Ok(route) => {

@@ -22,6 +22,12 @@ pub struct AgentConfig {
     pub dispatch_capacity: usize,
     /// Largest number of bytes batched into one write.
     pub max_write_batch: usize,
+    /// `pitaya.handler.messages.compressroutes.onlyifclientdoes` (false): routes sent to
+    /// a client stay full strings, even when in the dictionary, until that client sends a
+    /// request or notify whose route is a code. For clients that ignore the handshake's
+    /// `sys.dict` (libpitaya). Off, a route in the dictionary is always sent as its code,
+    /// as Go does (spec §2.3).
+    pub compress_routes_only_if_client_does: bool,
 }
 
 impl Default for AgentConfig {
@@ -33,6 +39,7 @@ impl Default for AgentConfig {
             write_timeout: Duration::from_secs(10),
             dispatch_capacity: 20,
             max_write_batch: 64 * 1024,
+            compress_routes_only_if_client_does: false,
         }
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::control::{Control, Signal};
+use crate::routes::ClientRoutes;
 
 /// An item of the outgoing queue, kept small (16 bytes) because every connection's
 /// queue allocates room for a block of them up front.
@@ -35,6 +36,9 @@ pub(crate) struct AgentEntity {
     /// Client messages queued to the session's dispatcher and not yet answered.
     pub(crate) pending: Arc<AtomicUsize>,
     pub(crate) dispatch_capacity: usize,
+    /// Whether routes to this client may be codes yet; `None` (codes always, as Go)
+    /// unless `compressroutes.onlyifclientdoes` is on.
+    pub(crate) client_routes: Option<Arc<ClientRoutes>>,
 }
 
 fn closed() -> Error {

@@ -6,7 +6,9 @@
 //! - the **dispatcher** runs the session's messages **in order**, one at a time, through
 //!   the application's [`Dispatch`], and queues each request's single response;
 //! - the **writer** drains the bounded outgoing queue, encoding many messages into one
-//!   buffer so they leave in one write, and sends kick packets ahead of the queue.
+//!   buffer so they leave in one write, and sends kick packets ahead of the queue. With
+//!   `compressroutes.onlyifclientdoes` on, it writes routes as strings until the reader
+//!   has seen the client send a route code (`routes`).
 //!
 //! Sessions run in parallel with each other; one session's messages never overtake each
 //! other (Go Pitaya's dispatch pool reorders them, its issue #179). Queues are bounded:
@@ -19,6 +21,7 @@ mod config;
 mod control;
 mod dispatch;
 mod entity;
+mod routes;
 mod writer;
 
 pub use agent::{Agent, AgentShared, serve};

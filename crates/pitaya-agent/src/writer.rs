@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::control::{Control, Signal, closing};
 use crate::entity::Outgoing;
+use crate::routes::ClientRoutes;
 
 /// The kick packet, written ahead of the queue (spec §1.7).
 const KICK: &[u8] = &[0x05, 0x00, 0x00, 0x00];
@@ -24,6 +25,8 @@ pub(crate) struct WriterTask {
     pub(crate) handshake_rejected: Bytes,
     pub(crate) write_timeout: std::time::Duration,
     pub(crate) max_batch: usize,
+    /// The connection's route compression, shared with its entity; `None`: codes always.
+    pub(crate) client_routes: Option<std::sync::Arc<ClientRoutes>>,
 }
 
 impl WriterTask {
@@ -81,14 +84,17 @@ impl WriterTask {
                 buf.extend_from_slice(&self.handshake_rejected)
             }
             Outgoing::Message(msg) => {
-                if let Err(e) = self.codec.encode_packet(&msg, buf) {
+                let codec = match &self.client_routes {
+                    Some(routes) => routes.codec(&self.codec),
+                    None => &self.codec,
+                };
+                if let Err(e) = codec.encode_packet(&msg, buf) {
                     tracing::error!(error = %e, route = %msg.route, id = msg.id, "cannot encode an outgoing message");
                     // A request still gets its one answer: an error in place of the reply.
                     if msg.kind == MessageType::Response {
                         let err = Error::internal(format!("response cannot be sent: {e}"));
                         let body = self.serializer.encode_error(&err.to_payload());
-                        let _ =
-                            self.codec.encode_packet(&Message::error_response(msg.id, body), buf);
+                        let _ = codec.encode_packet(&Message::error_response(msg.id, body), buf);
                     }
                 }
             }

@@ -26,6 +26,7 @@ fn defaults_match_go_code() {
     assert_eq!(c.serializer_type, SerializerType::Json);
     assert_eq!(c.heartbeat.interval, secs(30));
     assert!(c.handler.messages.compression);
+    assert!(!c.handler.messages.compress_routes.only_if_client_does, "off: Go's bytes");
     assert_eq!(c.buffer.agent.messages, 100);
     assert_eq!(c.buffer.agent.conn_timeout, secs(10));
     assert_eq!((c.buffer.handler.local_process, c.buffer.handler.remote_process), (20, 20));
@@ -159,6 +160,39 @@ fn env_overrides_typed_keys() {
         assert_eq!(c.metrics.const_labels.get("shard").map(String::as_str), Some("7"));
         // Untouched keys keep Go's defaults.
         assert_eq!(c.cluster.rpc.client.nats.connection_timeout, secs(2));
+        Ok(())
+    });
+}
+
+/// A key of this port only (not Go's), read the same way as Go's keys.
+#[test]
+fn route_compression_key_reads_from_env_file_and_overrides() {
+    Jail::expect_with(|jail| -> JailResult {
+        jail.set_env("PITAYA_HANDLER_MESSAGES_COMPRESSROUTES_ONLYIFCLIENTDOES", "true");
+        let c = jailed(PitayaConfig::load(None))?;
+        assert!(c.handler.messages.compress_routes.only_if_client_does);
+        // Its sibling keeps Go's default.
+        assert!(c.handler.messages.compression);
+        jail.clear_env();
+
+        jail.create_file(
+            "routes.toml",
+            "[pitaya.handler.messages.compressRoutes]\nonlyIfClientDoes = true\n",
+        )?;
+        let c = jailed(PitayaConfig::load(Some(Path::new("routes.toml"))))?;
+        assert!(c.handler.messages.compress_routes.only_if_client_does, "keys fold case");
+
+        let c = jailed(
+            ConfigLoader::new()
+                .set("pitaya.handler.messages.compressroutes.onlyifclientdoes", true)
+                .load(),
+        )?;
+        assert!(c.handler.messages.compress_routes.only_if_client_does);
+        let dump = c.to_string();
+        assert!(
+            dump.contains("pitaya.handler.messages.compressroutes.onlyifclientdoes = true\n"),
+            "{dump}"
+        );
         Ok(())
     });
 }

@@ -225,6 +225,11 @@ impl App {
             outgoing_capacity: config.buffer.agent.messages,
             write_timeout: config.buffer.agent.conn_timeout,
             dispatch_capacity: config.buffer.handler.local_process,
+            compress_routes_only_if_client_does: config
+                .handler
+                .messages
+                .compress_routes
+                .only_if_client_does,
             ..AgentConfig::default()
         };
         let agents = Arc::new(AgentShared::new(

@@ -56,6 +56,7 @@ pub struct Builder {
     pub(crate) dict: Vec<(String, u16)>,
     pub(crate) groups: Option<Arc<dyn Groups>>,
     pub(crate) serializer: Option<SerializerKind>,
+    pub(crate) compress_routes_only_if_client_does: Option<bool>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) rate_limiting: bool,
     pub(crate) pool: SessionPool,
@@ -89,6 +90,7 @@ impl Builder {
             dict: Vec::new(),
             groups: None,
             serializer: None,
+            compress_routes_only_if_client_does: None,
             handshake_timeout: Duration::from_secs(10),
             rate_limiting: false,
             pool: SessionPool::new(),
@@ -187,6 +189,21 @@ impl Builder {
     /// Overrides `pitaya.serializertype`.
     pub fn serializer(mut self, kind: SerializerKind) -> Self {
         self.serializer = Some(kind);
+        self
+    }
+
+    /// Overrides `pitaya.handler.messages.compressroutes.onlyifclientdoes` (off by
+    /// default, which sends Go's bytes).
+    ///
+    /// On, a push's route (the only route a server sends a client) goes out as a full
+    /// string, even when it is in the dictionary, until that client sends a request or
+    /// notify whose route is a dictionary code; from then on its routes are codes. The
+    /// handshake still announces the dictionary. Turn it on when serving clients that
+    /// ignore the handshake's `sys.dict`, such as libpitaya, which crashes on a push
+    /// whose route is a code (spec §2.3); Go has no such setting. A route over 255 bytes
+    /// cannot go out as a string: such a push to such a client is dropped and logged.
+    pub fn compress_routes_only_if_client_does(mut self, enabled: bool) -> Self {
+        self.compress_routes_only_if_client_does = Some(enabled);
         self
     }
 
@@ -371,10 +388,13 @@ impl Builder {
     /// Bad configuration (environment or file), duplicate components or dictionary
     /// entries, no acceptor.
     pub fn build(self) -> Result<App, Error> {
-        let config = match self.config {
+        let mut config = match self.config {
             Some(c) => c,
             None => PitayaConfig::load(None).map_err(|e| Error::unknown(e.to_string()))?,
         };
+        if let Some(enabled) = self.compress_routes_only_if_client_does {
+            config.handler.messages.compress_routes.only_if_client_does = enabled;
+        }
         if self.frontend && self.acceptors.is_empty() {
             return Err(Error::unknown("no acceptor configured: add one with .tcp() or .ws()"));
         }

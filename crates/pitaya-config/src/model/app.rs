@@ -37,12 +37,30 @@ pub struct HandlerConfig {
 pub struct HandlerMessagesConfig {
     /// `compression` (true): zlib-compress message data sent to clients (spec §2.4).
     pub compression: bool,
+    /// `compressroutes.*`: when routes sent to clients are dictionary codes.
+    #[serde(rename = "compressroutes")]
+    pub compress_routes: CompressRoutesConfig,
 }
 
 impl Default for HandlerMessagesConfig {
     fn default() -> Self {
-        Self { compression: true }
+        Self { compression: true, compress_routes: CompressRoutesConfig::default() }
     }
+}
+
+/// `pitaya.handler.messages.compressroutes.*`: not a Go key (Go always sends a route
+/// that is in the dictionary as its code, spec §2.3).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CompressRoutesConfig {
+    /// `onlyifclientdoes` (false): send routes to a client (in pushes, the only
+    /// server-to-client messages with a route) as full strings until that client has
+    /// itself sent a message with a compressed route, then as codes. For clients that
+    /// ignore the handshake's `sys.dict`, such as libpitaya, which crash on a route code.
+    /// Off, routes in the dictionary are always codes, byte for byte as Go sends them.
+    #[serde(rename = "onlyifclientdoes")]
+    pub only_if_client_does: bool,
 }
 
 /// `pitaya.buffer.*`

@@ -24,10 +24,10 @@ mod worker;
 use serde::{Deserialize, Serialize};
 
 pub use app::{
-    AcceptorConfig, AgentBufferConfig, BufferConfig, ConcurrencyConfig, ConnConfig,
-    DefaultPipelinesConfig, HandlerBufferConfig, HandlerConcurrencyConfig, HandlerConfig,
-    HandlerMessagesConfig, HeartbeatConfig, RateLimitingConfig, SessionConfig, SessionDrainConfig,
-    StructValidationConfig,
+    AcceptorConfig, AgentBufferConfig, BufferConfig, CompressRoutesConfig, ConcurrencyConfig,
+    ConnConfig, DefaultPipelinesConfig, HandlerBufferConfig, HandlerConcurrencyConfig,
+    HandlerConfig, HandlerMessagesConfig, HeartbeatConfig, RateLimitingConfig, SessionConfig,
+    SessionDrainConfig, StructValidationConfig,
 };
 pub use cluster::{ClusterConfig, ClusterInfoConfig};
 pub use groups::{EtcdGroupsConfig, GroupsConfig, MemoryGroupsConfig};
