@@ -17,12 +17,6 @@ use crate::peers::{DialSettings, Peers};
 use crate::proto::pitaya_client::PitayaClient;
 use pitaya_cluster::gate::Gate;
 
-/// gRPC method paths, used as the `route` of a timeout error when there is no Pitaya
-/// route.
-const PUSH_TO_USER: &str = "/protos.Pitaya/PushToUser";
-const KICK_USER: &str = "/protos.Pitaya/KickUser";
-const SESSION_BIND_REMOTE: &str = "/protos.Pitaya/SessionBindRemote";
-
 /// The gRPC RPC client of one server: one HTTP/2 channel per discovered server (spec §7).
 ///
 /// Register it as an [`SdListener`] of the service discovery: a server is dialed as soon
@@ -45,7 +39,7 @@ pub struct GrpcRpcClient {
 }
 
 impl GrpcRpcClient {
-    /// A client speaking for `me` (the `server` of a `PIT-408`, the `fid` of a `BindMsg`)
+    /// A client speaking for `me` (the `fid` of a `BindMsg`)
     /// in region `region` (`pitaya.cluster.info.region`, for the address choice), with
     /// `dialtimeout`, `requesttimeout` and `lazyconnection` from `config`. `bindings`
     /// finds a user's frontend by uid (the etcd binding storage, spec §8.6); without it,
@@ -76,8 +70,8 @@ impl GrpcRpcClient {
     }
 
     /// Runs one unary call on `target_id`'s channel, bounded by the request timeout, and
-    /// maps failures (`route` names the call in a timeout error).
-    async fn unary<R, F, Fut>(&self, target_id: &str, route: &str, call: F) -> Result<R, Error>
+    /// maps failures as Go's client reports them.
+    async fn unary<R, F, Fut>(&self, target_id: &str, call: F) -> Result<R, Error>
     where
         F: FnOnce(PitayaClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, Status>>,
@@ -94,7 +88,7 @@ impl GrpcRpcClient {
             Ok(Err(status)) => CallFailure::from(status),
             Err(_) => CallFailure::TimedOut,
         };
-        Err(outcome.into_error(timeout, route, &self.me.id, target_id))
+        Err(outcome.into_error())
     }
 
     /// The storage, or Go's error asking for one.
@@ -120,8 +114,10 @@ impl RpcClient for GrpcRpcClient {
     /// # Errors
     /// - `PIT-000` `rpc client has no connection to the chosen server` when `target` has
     ///   no usable gRPC address or is not (or no longer) in service discovery;
-    /// - `PIT-408` `rpc client: request timeout` with Go's metadata (`timeout`, `route`,
-    ///   `server`, `peer.id`) when no answer came within the timeout;
+    /// - `PIT-000` `rpc error: code = DeadlineExceeded desc = context deadline exceeded`
+    ///   ([`DEADLINE_EXCEEDED`](crate::DEADLINE_EXCEEDED)), with no metadata, when no
+    ///   answer came within the timeout, dialing included: Go's gRPC client passes
+    ///   grpc-go's error through (the NATS client's `PIT-408` is not used here);
     /// - `PIT-000` `rpc error: code = <Code> desc = <message>` for any other gRPC status,
     ///   dial failures included (`code = Unavailable`);
     /// - `PIT-000` after `stop`.
@@ -133,10 +129,9 @@ impl RpcClient for GrpcRpcClient {
     ) -> BoxFuture<'_, Result<Response, Error>> {
         pitaya_cluster::context::set_req_timeout(&mut ctx, self.request_timeout);
         req.metadata = ctx.encode().into();
-        let route = req.msg.as_ref().map(|m| m.route.clone()).unwrap_or_default();
         let target_id = target.id.clone();
         Box::pin(async move {
-            self.unary(&target_id, &route, |mut client, timeout| async move {
+            self.unary(&target_id, |mut client, timeout| async move {
                 client.call(with_deadline(req, timeout)).await
             })
             .await
@@ -153,8 +148,7 @@ impl RpcClient for GrpcRpcClient {
     ///   caller counts the same way);
     /// - `PIT-000` asking for a binding storage when there is none and no `frontend_id`;
     /// - `PIT-000` `rpc error: code = Unknown desc = session not found` when the frontend
-    ///   does not hold the user; otherwise as [`RpcClient::call`] (a timeout's `route` is
-    ///   the gRPC method path).
+    ///   does not hold the user; otherwise as [`RpcClient::call`].
     fn send_push<'a>(
         &'a self,
         frontend_type: &'a str,
@@ -166,7 +160,7 @@ impl RpcClient for GrpcRpcClient {
                 Some(id) => id.to_owned(),
                 None => self.bindings()?.frontend_of(&push.uid, frontend_type).await?,
             };
-            self.unary(&target, PUSH_TO_USER, |mut client, timeout| async move {
+            self.unary(&target, |mut client, timeout| async move {
                 client.push_to_user(with_deadline(push, timeout)).await
             })
             .await
@@ -186,7 +180,7 @@ impl RpcClient for GrpcRpcClient {
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let target = self.bindings()?.frontend_of(&kick.user_id, frontend_type).await?;
-            self.unary(&target, KICK_USER, |mut client, timeout| async move {
+            self.unary(&target, |mut client, timeout| async move {
                 client.kick_user(with_deadline(kick, timeout)).await
             })
             .await
@@ -228,7 +222,7 @@ impl RpcClient for GrpcRpcClient {
                 return Ok(());
             }
             let bind = BindMsg { uid: uid.to_owned(), fid: self.me.id.clone() };
-            self.unary(&holder, SESSION_BIND_REMOTE, |mut client, timeout| async move {
+            self.unary(&holder, |mut client, timeout| async move {
                 client.session_bind_remote(with_deadline(bind, timeout)).await
             })
             .await

@@ -1,7 +1,5 @@
 //! Go's error texts and the mapping of gRPC statuses to Pitaya errors (spec §2.5, §7).
 
-use std::time::Duration;
-
 use pitaya_core::Error;
 use tonic::{Code, Status};
 
@@ -16,6 +14,12 @@ pub const NO_BINDING_STORAGE: &str = "for sending remote pushes or using unique 
 /// Go's `ErrNoContextFound`: the status of a `Call` whose `Request.metadata` is missing
 /// or not a JSON object (spec §6.5, §7).
 pub const NO_CONTEXT: &str = "no context found";
+
+/// What Go's gRPC client reports when a call outlives its deadline: grpc-go's text for
+/// its own `context deadline exceeded`, passed through raw, so the caller (and a client
+/// whose request was forwarded) gets it as `PIT-000` with no metadata (spec §2.5, §7).
+pub const DEADLINE_EXCEEDED: &str =
+    "rpc error: code = DeadlineExceeded desc = context deadline exceeded";
 
 /// The message of a status after the client stopped.
 pub(crate) const STOPPED: &str = "rpc client: stopped";
@@ -34,7 +38,8 @@ pub(crate) fn stopped() -> Error {
 
 /// What went wrong with one gRPC call, before it becomes an [`Error`].
 pub(crate) enum CallFailure {
-    /// No answer within the timeout (our timer, or the peer's deadline status).
+    /// Our deadline passed: our timer fired, or a tonic server enforcing the
+    /// `grpc-timeout` we sent gave up first.
     TimedOut,
     /// Any other status: dial failures, the peer's `Unknown` errors.
     Status(Status),
@@ -42,33 +47,22 @@ pub(crate) enum CallFailure {
 
 impl From<Status> for CallFailure {
     fn from(status: Status) -> Self {
-        // Go's server reports an expired deadline as DeadlineExceeded; tonic's own
-        // server-side `grpc-timeout` enforcement answers Cancelled "Timeout expired".
+        // tonic's server-side `grpc-timeout` enforcement answers Cancelled "Timeout
+        // expired"; that is our own deadline seen from the other end. A peer's own
+        // DeadlineExceeded status passes through with its message, as in grpc-go.
         let tonic_timeout =
             status.code() == Code::Cancelled && status.message() == "Timeout expired";
-        if status.code() == Code::DeadlineExceeded || tonic_timeout {
-            Self::TimedOut
-        } else {
-            Self::Status(status)
-        }
+        if tonic_timeout { Self::TimedOut } else { Self::Status(status) }
     }
 }
 
 impl CallFailure {
-    /// The error a caller gets. A timeout becomes `PIT-408` with Go's metadata (what the
-    /// Go NATS client reports). Go's gRPC client passes its own deadline error through
-    /// raw instead, so a Go caller sees `PIT-000` `rpc error: code = DeadlineExceeded desc
-    /// = context deadline exceeded`; we report it as the timeout it is. Other statuses
-    /// become `PIT-000` with grpc-go's text, `rpc error: code = <Code> desc = <message>`.
-    pub(crate) fn into_error(
-        self,
-        timeout: Duration,
-        route: &str,
-        me: &str,
-        target: &str,
-    ) -> Error {
+    /// The error a caller gets, as Go's gRPC client returns it: `PIT-000` with grpc-go's
+    /// text, `rpc error: code = <Code> desc = <message>`, and no metadata. A timeout is
+    /// [`DEADLINE_EXCEEDED`], not the `PIT-408` of the NATS client.
+    pub(crate) fn into_error(self) -> Error {
         match self {
-            Self::TimedOut => pitaya_cluster::timeout_error(timeout, route, me, target),
+            Self::TimedOut => Error::unknown(DEADLINE_EXCEEDED),
             Self::Status(status) => status_error(status),
         }
     }
@@ -131,15 +125,15 @@ mod tests {
     }
 
     #[test]
-    fn deadlines_become_pit_408() {
-        let d = Duration::from_secs(1);
-        for status in [Status::deadline_exceeded("x"), Status::cancelled("Timeout expired")] {
-            let e = CallFailure::from(status).into_error(d, "g.s.m", "me", "peer");
-            assert_eq!((e.code(), e.message()), ("PIT-408", "rpc client: request timeout"));
-            assert_eq!(e.metadata().get("timeout").map(String::as_str), Some("1s"));
-            assert_eq!(e.metadata().get("route").map(String::as_str), Some("g.s.m"));
+    fn deadlines_read_like_grpc_go() {
+        for failure in [CallFailure::TimedOut, Status::cancelled("Timeout expired").into()] {
+            let e = failure.into_error();
+            assert_eq!((e.code(), e.message()), ("PIT-000", DEADLINE_EXCEEDED));
+            assert!(e.metadata().is_empty());
         }
-        let e = CallFailure::from(Status::cancelled("other")).into_error(d, "r", "me", "peer");
-        assert_eq!(e.code(), "PIT-000");
+        let e = CallFailure::from(Status::deadline_exceeded("context deadline exceeded"));
+        assert_eq!(e.into_error().message(), DEADLINE_EXCEEDED);
+        let e = CallFailure::from(Status::cancelled("other")).into_error();
+        assert_eq!((e.code(), e.message()), ("PIT-000", "rpc error: code = Canceled desc = other"));
     }
 }

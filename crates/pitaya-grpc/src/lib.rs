@@ -65,5 +65,5 @@ pub mod proto {
 
 pub use address::grpc_address;
 pub use client::GrpcRpcClient;
-pub use errors::{NO_BINDING_STORAGE, NO_CONNECTION, NO_CONTEXT};
+pub use errors::{DEADLINE_EXCEEDED, NO_BINDING_STORAGE, NO_CONNECTION, NO_CONTEXT};
 pub use server::{GrpcRpcServer, STOP_TIMEOUT};
