@@ -26,10 +26,12 @@
 //! - `shell.rs`: the state (connection, handshake, schema) and what each command does.
 //! - `schema.rs`: descriptors and JSON ↔ protobuf by reflection (prost-reflect).
 //! - `docs.rs`: fetching a server's documentation and descriptors.
-//! - `repl.rs`: the line editor; `output.rs`: how results are written.
+//! - `repl.rs`: the line editor; `output.rs`: how results are written; `gate.rs`: when
+//!   the printer may write, so that output never lands on a prompt.
 
 mod command;
 mod docs;
+mod gate;
 mod output;
 mod repl;
 mod schema;

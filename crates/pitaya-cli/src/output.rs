@@ -9,6 +9,8 @@ use pitaya_client::ErrorPayload;
 use rustyline::ExternalPrinter;
 use serde_json::Value;
 
+use crate::gate::{Gate, Via};
+
 /// How long [`Out::flush`] waits for the printer.
 const FLUSH_LIMIT: Duration = Duration::from_millis(250);
 
@@ -39,21 +41,33 @@ impl Out {
         Self { sink: Arc::new(Sink::Std), pretty }
     }
 
-    /// Everything through the line editor's `printer`, for a terminal under a prompt:
-    /// a line that arrives while the user types (a push) is shown above the prompt,
-    /// which is redrawn with the partly typed line. Between prompts the printer writes
-    /// straight to the terminal.
+    /// Everything for a terminal under a prompt, in order: a line that arrives while the
+    /// user types (a push) goes through the line editor's `printer` and is shown above
+    /// the prompt, which is redrawn with the partly typed line; between prompts lines go
+    /// straight to stdout. `gate` says which, and holds lines back while the editor
+    /// starts or ends a line, so that none lands on a prompt or a submitted line.
     ///
     /// The printer runs on its own thread because rustyline's `print` blocks while the
     /// editor has a line pending and is not reading (a completion list is open), which
     /// must not stall the runtime.
-    pub(crate) fn prompt(pretty: bool, mut printer: impl ExternalPrinter + Send + 'static) -> Self {
+    pub(crate) fn prompt(
+        pretty: bool,
+        mut printer: impl ExternalPrinter + Send + 'static,
+        gate: Arc<Gate>,
+    ) -> Self {
         let (lines, queue) = mpsc::channel();
         std::thread::spawn(move || {
             for line in queue {
                 match line {
-                    // The printer only fails when the terminal is gone: nothing to tell.
-                    Line::Text(text) => drop(printer.print(text)),
+                    Line::Text(text) => gate.print(|via| match via {
+                        // A closed terminal leaves nothing to report to.
+                        Via::Terminal => {
+                            let mut stdout = std::io::stdout().lock();
+                            let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+                        }
+                        // The printer only fails when the terminal is gone: nothing to tell.
+                        Via::Editor => drop(printer.print(text)),
+                    }),
                     Line::Flush(done) => drop(done.send(())),
                 }
             }

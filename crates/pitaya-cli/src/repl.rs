@@ -5,11 +5,14 @@
 //! shell, waiting for the command and its output to finish before prompting again. On a
 //! terminal, everything is written through the editor's external printer (see
 //! [`Out::prompt`]): a push that arrives while the user types is shown above the prompt,
-//! and the prompt is redrawn with the partly typed line.
+//! and the prompt is redrawn with the partly typed line. The editor tells the printer's
+//! [`Gate`] when it has reached raw mode (it asks [`GatedPrompt`] for the prompt's text)
+//! and when a line ends (the validator, Ctrl-C, Ctrl-D), so that a push arriving right
+//! after Enter is written before the next prompt or above it, never onto it.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use anyhow::{Context as _, Result};
 use rustyline::completion::{Completer, Pair};
@@ -17,11 +20,15 @@ use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::FileHistory;
-use rustyline::validate::Validator;
-use rustyline::{Context, Editor, Helper};
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{
+    Cmd, ConditionalEventHandler, Context, Editor, Event, EventContext, EventHandler, Helper,
+    KeyEvent, Prompt, RepeatCount,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::command::NAMES;
+use crate::gate::Gate;
 use crate::output::Out;
 use crate::schema::Schema;
 use crate::shell::{Flow, RouteList, Settings, Shell};
@@ -29,8 +36,40 @@ use crate::shell::{Flow, RouteList, Settings, Shell};
 /// Commands whose first argument is a route.
 const ROUTE_COMMANDS: [&str; 5] = ["request", "notify", "push", "types", "waitpush"];
 
+/// The prompt's text.
+const PROMPT: &str = "pitaya> ";
+
 struct CliHelper {
     routes: RouteList,
+    gate: Arc<Gate>,
+}
+
+/// The prompt, which tells the gate that the editor is in raw mode: rustyline asks for
+/// its text only once it is (and again at each redraw).
+struct GatedPrompt(Arc<Gate>);
+
+impl Prompt for GatedPrompt {
+    fn raw(&self) -> &str {
+        self.0.editing();
+        PROMPT
+    }
+}
+
+/// Ctrl-C, and Ctrl-D on an empty line, end the line without the validator: tell the
+/// gate as Enter does, then let the key do what it always does.
+struct LineEndKey {
+    gate: Arc<Gate>,
+    /// Ctrl-D ends only an empty line (elsewhere it deletes).
+    only_when_empty: bool,
+}
+
+impl ConditionalEventHandler for LineEndKey {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext<'_>) -> Option<Cmd> {
+        if !self.only_when_empty || ctx.line().is_empty() {
+            self.gate.closing();
+        }
+        None
+    }
 }
 
 impl Completer for CliHelper {
@@ -73,7 +112,14 @@ impl Highlighter for CliHelper {
     }
 }
 
-impl Validator for CliHelper {}
+impl Validator for CliHelper {
+    /// Every line is accepted; rustyline calls this on Enter while still in raw mode, the
+    /// last moment before the line ends.
+    fn validate(&self, _: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
+        self.gate.closing();
+        Ok(ValidationResult::Valid(None))
+    }
+}
 impl Helper for CliHelper {}
 
 fn history_path() -> Option<PathBuf> {
@@ -95,12 +141,18 @@ pub(crate) fn run(
     // rustyline refuses a printer unless it edits on a terminal (stdin and stdout ttys,
     // a TERM it supports); otherwise it reads plain lines, and results are plain output
     // as in file mode.
+    let gate = Arc::new(Gate::default());
     let out = match editor.create_external_printer() {
-        Ok(printer) => Out::prompt(pretty, printer),
+        Ok(printer) => Out::prompt(pretty, printer, gate.clone()),
         Err(_) => Out::std(pretty),
     };
     let mut shell = Shell::new(settings, schema, out.clone());
-    editor.set_helper(Some(CliHelper { routes: shell.route_list() }));
+    editor.set_helper(Some(CliHelper { routes: shell.route_list(), gate: gate.clone() }));
+    for (key, only_when_empty) in [(KeyEvent::ctrl('C'), false), (KeyEvent::ctrl('D'), true)] {
+        let handler = LineEndKey { gate: gate.clone(), only_when_empty };
+        editor.bind_sequence(key, EventHandler::Conditional(Box::new(handler)));
+    }
+    let prompt = GatedPrompt(gate.clone());
     let history = history_path();
     if let Some(path) = &history {
         // No history yet is the normal first run.
@@ -112,7 +164,10 @@ pub(crate) fn run(
     let printed = out.clone();
     let reader = std::thread::spawn(move || {
         loop {
-            match editor.readline("pitaya> ") {
+            gate.starting();
+            let read = editor.readline(&prompt);
+            gate.ended();
+            match read {
                 Ok(line) => {
                     if !line.trim().is_empty() {
                         let _ = editor.add_history_entry(line.as_str());

@@ -367,3 +367,134 @@ async fn timeouts_and_handshake_failures_are_clear() {
     );
     closer.join().unwrap();
 }
+
+/// Pushes [`burst_server`] sends after each reply.
+const BURST: usize = 150;
+
+/// A Pitaya server on loopback for one client: it answers every request with `{}` and,
+/// in the same write, follows the reply with [`BURST`] pushes on `onBurst`, numbered
+/// from 0, so that pushes keep arriving while the CLI goes back to its prompt. Ends when
+/// the client hangs up.
+fn burst_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let packet = |kind: u8, body: &[u8]| {
+            let len = u32::try_from(body.len()).unwrap().to_be_bytes();
+            let mut p = vec![kind, len[1], len[2], len[3]];
+            p.extend_from_slice(body);
+            p
+        };
+        let mut round = 0;
+        loop {
+            let mut head = [0u8; 4];
+            if conn.read_exact(&mut head).is_err() {
+                return;
+            }
+            let len = usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
+            let mut body = vec![0u8; len];
+            if conn.read_exact(&mut body).is_err() {
+                return;
+            }
+            match head[0] {
+                // Handshake (spec §1.4).
+                1 => {
+                    let sys = br#"{"code":200,"sys":{"heartbeat":30,"serializer":"json"}}"#;
+                    conn.write_all(&packet(1, sys)).unwrap();
+                }
+                // A request (spec §2.1): flag 0x00, a one-byte id here, route, data.
+                4 if body.first() == Some(&0) => {
+                    let id = body[1];
+                    let mut out = packet(4, &[&[0x04, id][..], b"{}"].concat());
+                    for n in 0..BURST {
+                        let push = format!(r#"{{"n":{n},"round":{round}}}"#);
+                        let msg = [&[0x06, 7][..], b"onBurst", push.as_bytes()].concat();
+                        out.extend_from_slice(&packet(4, &msg));
+                    }
+                    conn.write_all(&out).unwrap();
+                    round += 1;
+                }
+                // Handshake ack, heartbeats, anything else.
+                _ => {}
+            }
+        }
+    });
+    (addr, server)
+}
+
+/// Where `text` shows `sv->` other than at the start of a line: a push or reply glued
+/// to a prompt or to typed input. Escape sequences (CSI) are skipped, so a line cleared
+/// with `\r\x1b[K` before the text counts as a line start.
+fn glued(text: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut last = b'\n';
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == 0x1b && text.get(i + 1) == Some(&b'[') {
+            i += 2;
+            while i < text.len() && !(0x40..=0x7e).contains(&text[i]) {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if text[i..].starts_with(b"sv->") && last != b'\n' && last != b'\r' {
+            let from = i.saturating_sub(40);
+            found.push(String::from_utf8_lossy(&text[from..(i + 40).min(text.len())]).into());
+        }
+        last = text[i];
+        i += 1;
+    }
+    found
+}
+
+/// Replies followed at once by bursts of pushes: every line starts a line of its own
+/// (none glued to a prompt or to the submitted line) and the prompt comes back below the
+/// last push. The race this guards against (rustyline's printer choosing its path just
+/// as the editor enters or leaves raw mode) is narrow, so without the gate this test
+/// fails only sometimes; with it, no interleaving can glue a line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_right_after_enter_go_above_the_next_prompt() {
+    // The detector itself: a push written onto a drawn prompt is caught; one written
+    // after the editor cleared the line (`\r\x1b[K`) is not.
+    assert_eq!(glued(b"pitaya> sv-> push onBurst {}\r\n").len(), 1);
+    assert_eq!(glued(b"request xsv-> {}\r\n").len(), 1);
+    assert!(glued(b"pitaya> \r\x1b[Ksv-> push onBurst {}\r\npitaya> ").is_empty());
+    let (addr, server) = burst_server();
+    let history = tempfile::NamedTempFile::new().unwrap();
+    let history_path = history.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut p = repl(&[], &history_path);
+        p.send_line(format!("connect {addr}")).unwrap();
+        p.expect(format!("connected to {addr}")).unwrap();
+        p.expect("pitaya> ").unwrap();
+        let mut seen = Vec::new();
+        for round in 0..4 {
+            p.send_line("request room.burst").unwrap();
+            let last = format!(r#"sv-> push onBurst {{"n":{},"round":{round}}}"#, BURST - 1);
+            let got = p.expect(last.as_str()).unwrap();
+            seen.extend_from_slice(got.before());
+            seen.extend_from_slice(got.get(0).unwrap());
+            // The prompt comes back below the last push (not lost above it).
+            let got = p.expect("pitaya> ").unwrap();
+            seen.extend_from_slice(got.before());
+            seen.extend_from_slice(b"pitaya> ");
+        }
+        let glued = glued(&seen);
+        assert!(glued.is_empty(), "output glued to a prompt or a typed line: {glued:#?}");
+        // Every push was shown, each once.
+        let text = String::from_utf8_lossy(&seen);
+        for n in [0, BURST / 2, BURST - 1] {
+            let push = format!(r#"sv-> push onBurst {{"n":{n},"round":3}}"#);
+            assert_eq!(text.matches(&push).count(), 1, "{push}");
+        }
+        p.send_line("quit").unwrap();
+        p.expect(expectrl::Eof).unwrap();
+    })
+    .await
+    .unwrap();
+    server.join().unwrap();
+}
