@@ -144,8 +144,10 @@ impl RpcClient for GrpcRpcClient {
     ///
     /// # Errors
     /// - the storage's error when the uid has no binding (`binding for this user was not
-    ///   found in etcd`), so the caller counts the uid as failed (Go skips it, which its
-    ///   caller counts the same way);
+    ///   found in etcd`): nothing is sent, the push is counted in
+    ///   [`pushes_without_binding`](crate::pushes_without_binding) under its route, and
+    ///   the caller counts the uid as failed, as Go's `SendPush` returns the same error
+    ///   and its `SendPushToUsers` lists the uid as not pushed;
     /// - `PIT-000` asking for a binding storage when there is none and no `frontend_id`;
     /// - `PIT-000` `rpc error: code = Unknown desc = session not found` when the frontend
     ///   does not hold the user; otherwise as [`RpcClient::call`].
@@ -158,7 +160,16 @@ impl RpcClient for GrpcRpcClient {
         Box::pin(async move {
             let target = match frontend_id.filter(|id| !id.is_empty()) {
                 Some(id) => id.to_owned(),
-                None => self.bindings()?.frontend_of(&push.uid, frontend_type).await?,
+                None => match self.bindings()?.frontend_of(&push.uid, frontend_type).await {
+                    Ok(target) => target,
+                    Err(e) => {
+                        if e.message() == BINDING_NOT_FOUND {
+                            // Usually a user who is offline: counted apart from failures.
+                            crate::counters::count_push_without_binding(&push.route);
+                        }
+                        return Err(e);
+                    }
+                },
             };
             self.unary(&target, |mut client, timeout| async move {
                 client.push_to_user(with_deadline(push, timeout)).await

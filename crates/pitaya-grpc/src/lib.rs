@@ -40,6 +40,7 @@
 //! - `client`: [`GrpcRpcClient`].
 //! - `server` and `service`: [`GrpcRpcServer`] and the `protos.Pitaya` service behind it.
 //! - `errors`: Go's error texts and the mapping of gRPC statuses to Pitaya errors.
+//! - `counters`: [`pushes_without_binding`], for the `push_no_binding` metric.
 //! - [`proto`]: the tonic client and server generated from `proto/protos/service.proto`
 //!   (no system `protoc`: protox compiles it), over the messages of `pitaya_protos`.
 //! - in-flight tracking for a bounded `stop` is `pitaya_cluster::gate`.
@@ -49,6 +50,7 @@
 
 mod address;
 mod client;
+mod counters;
 mod errors;
 mod peers;
 mod server;
@@ -65,5 +67,6 @@ pub mod proto {
 
 pub use address::grpc_address;
 pub use client::GrpcRpcClient;
+pub use counters::pushes_without_binding;
 pub use errors::{DEADLINE_EXCEEDED, NO_BINDING_STORAGE, NO_CONNECTION, NO_CONTEXT};
 pub use server::{GrpcRpcServer, STOP_TIMEOUT};

@@ -79,6 +79,43 @@ async fn push_by_frontend_id_or_binding() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_without_binding_are_counted_per_route() {
+    // The count is process-wide: routes of their own keep other tests out of it.
+    fn count(route: &str) -> u64 {
+        let counts = pitaya_grpc::pushes_without_binding();
+        counts.iter().find(|(r, _)| r == route).map_or(0, |(_, n)| *n)
+    }
+    const OFFLINE: &str = "count.offline";
+    const OTHER: &str = "count.other";
+    let cluster = Cluster::default();
+    let mut frontend = start_server(&cluster, "connector", true).await;
+    let (bindings, client) = with_storage(&cluster, "game");
+    bindings.bind("connector", "online", &frontend.me.id);
+    bindings.bind("connector", "stale", "crashed-frontend");
+    let to = |route: &str, uid: &str| Push { route: route.into(), ..push(uid) };
+
+    for (route, uid) in [(OFFLINE, "nobody"), (OTHER, "nobody"), (OFFLINE, "nobody-else")] {
+        // As Go: nothing is sent and the uid is reported as failed.
+        let err =
+            bounded("push", client.send_push("connector", None, to(route, uid))).await.unwrap_err();
+        assert_eq!(err.message(), BINDING_NOT_FOUND);
+    }
+    // Pushes that found a binding are not counted, whether they succeed or not.
+    bounded("push", client.send_push("connector", None, to(OFFLINE, "online")))
+        .await
+        .expect("push");
+    assert_eq!(next_seen(&mut frontend.seen).await, Seen::Push(to(OFFLINE, "online")));
+    let err = bounded("push", client.send_push("connector", None, to(OFFLINE, "stale")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), pitaya_grpc::NO_CONNECTION);
+
+    assert_eq!((count(OFFLINE), count(OTHER)), (2, 1));
+    nothing_more(&mut frontend.seen, QUIET).await;
+    frontend.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_uid_needs_a_binding_storage() {
     let cluster = Cluster::default();
     let mut frontend = start_server(&cluster, "connector", true).await;

@@ -55,6 +55,9 @@
 //!   connections), `rpc_server_remote` the NATS server's `services`.
 //! * `exceeded_rate_limiting` is reported every period with the packets refused since the
 //!   last one (Go reports each refusal as it happens).
+//! * `pitaya_rpc_client_push_no_binding` (counter, label `route`) is ours: pushes by uid
+//!   that the gRPC client did not send because the uid has no binding (Go only logs
+//!   them). Reported every period, like `exceeded_rate_limiting`.
 //! * Custom histograms from `pitaya.metrics.custom.histograms` are registered (Go reads
 //!   and drops them).
 //! * Summary quantiles are exact over the last 10 minutes (at most 4096 observations per

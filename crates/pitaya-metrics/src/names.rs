@@ -35,6 +35,10 @@ pub const WORKER_QUEUE_SIZE: &str = "worker_queue_size";
 pub const WORKER_JOBS_TOTAL: &str = "worker_jobs_total";
 /// `exceeded_rate_limiting`: counter of requests blocked by the acceptor's rate limiter.
 pub const EXCEEDED_RATE_LIMITING: &str = "exceeded_rate_limiting";
+/// `push_no_binding`: counter of pushes by uid that the gRPC RPC client did not send
+/// because the uid has no binding (usually an offline user), label `route`. Not in Go,
+/// which only logs them; subsystem `rpc_client`, like `rpc_server`'s `dropped_messages`.
+pub const PUSH_NO_BINDING: &str = "push_no_binding";
 
 /// Label names used by the built-in metrics.
 pub mod label {

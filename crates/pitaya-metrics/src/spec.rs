@@ -184,6 +184,13 @@ pub(crate) fn builtin() -> Vec<MetricDef> {
             "the number of blocked requests by exceeded rate limiting",
             &[],
         ),
+        MetricDef::new(
+            Counter,
+            "rpc_client",
+            names::PUSH_NO_BINDING,
+            "the number of pushes not sent because the user has no binding",
+            &[label::ROUTE],
+        ),
     ]
 }
 

@@ -393,3 +393,18 @@ fn fallback_and_fan_out_recorders() {
     // The Prometheus side refuses a wrong label set when resolved, so the fan-out does.
     assert!(recorder(&both, MetricKind::Summary, names::PROCESS_DELAY, &l[..1]).is_err());
 }
+
+#[test]
+fn push_no_binding_is_a_counter_per_route() {
+    let p = PrometheusReporter::new("game", &MetricsConfig::default()).unwrap();
+    let route = labels([("route", "room.onmessage")]);
+    p.report_count(names::PUSH_NO_BINDING, &route, 2.0).unwrap();
+    p.report_count(names::PUSH_NO_BINDING, &route, 1.0).unwrap();
+    let body = p.render();
+    assert!(body.contains("# TYPE pitaya_rpc_client_push_no_binding counter\n"), "{body}");
+    let series =
+        r#"pitaya_rpc_client_push_no_binding{game="",route="room.onmessage",serverType="game"} 3"#;
+    assert!(body.lines().any(|l| l == series), "{body}");
+    // The route label is required.
+    assert!(p.report_count(names::PUSH_NO_BINDING, &labels([]), 1.0).is_err());
+}

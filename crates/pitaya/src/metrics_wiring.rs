@@ -72,7 +72,8 @@ pub(crate) struct MetricsRuntimeParts {
 
 impl MetricsRuntimeParts {
     /// Starts the gauges reported every `period`: runtime, connected clients, the
-    /// handler pool and the connections' queues, packets refused by rate limiting and,
+    /// handler pool and the connections' queues, packets refused by rate limiting, gRPC
+    /// pushes by uid that found no binding (`push_no_binding`, feature `grpc`) and,
     /// in cluster mode, the RPC server's queue and pool, dropped messages and servers per
     /// type (which Go registers but never reports).
     pub(crate) fn run(
@@ -86,6 +87,8 @@ impl MetricsRuntimeParts {
         let periodic = tokio::spawn(async move {
             let mut tick = tokio::time::interval(period.max(Duration::from_millis(10)));
             let mut rate_limited = pitaya_acceptor::exceeded_rate_limiting_total();
+            #[cfg(feature = "grpc")]
+            let mut unbound_pushes = PushNoBinding::default();
             loop {
                 tick.tick().await;
                 report_agents(reporter.as_ref(), &agents);
@@ -101,6 +104,8 @@ impl MetricsRuntimeParts {
                     &[],
                     refused,
                 );
+                #[cfg(feature = "grpc")]
+                unbound_pushes.report(reporter.as_ref());
                 if let Some(core) = &cluster {
                     report_cluster(reporter.as_ref(), core);
                 }
@@ -178,6 +183,27 @@ fn report_cluster(reporter: &dyn Reporter, core: &ClusterCore) {
     for (t, n) in per_type {
         let l = [(label::TYPE, t.as_str())];
         gauge(reporter, MetricKind::Gauge, names::COUNT_SERVERS, &l, n as f64);
+    }
+}
+
+/// `push_no_binding` per route: the pushes by uid the gRPC client did not send for lack
+/// of a binding since the last tick (process-wide totals, as `exceeded_rate_limiting`).
+#[cfg(feature = "grpc")]
+#[derive(Default)]
+struct PushNoBinding(std::collections::HashMap<String, u64>);
+
+#[cfg(feature = "grpc")]
+impl PushNoBinding {
+    fn report(&mut self, reporter: &dyn Reporter) {
+        for (route, total) in pitaya_grpc::pushes_without_binding() {
+            let last = self.0.get(&route).copied().unwrap_or(0);
+            if total > last {
+                let labels = [(label::ROUTE, route.as_str())];
+                let added = (total - last) as f64;
+                gauge(reporter, MetricKind::Counter, names::PUSH_NO_BINDING, &labels, added);
+            }
+            self.0.insert(route, total);
+        }
     }
 }
 
