@@ -17,8 +17,10 @@ pub trait RpcClient: Send + Sync + 'static {
     /// always writes its own (spec §6.3, §7).
     ///
     /// # Errors
-    /// `PIT-408` `rpc client: request timeout` (metadata `timeout`, `route`, `server`,
-    /// `peer.id`) on timeout; transport errors as `PIT-000` with their text. An error
+    /// On timeout, what Go's client of the same transport gives: NATS `PIT-408` `rpc
+    /// client: request timeout` (metadata `timeout`, `route`, `server`, `peer.id`), gRPC
+    /// `PIT-000` with grpc-go's deadline text; transport errors as `PIT-000` with their
+    /// text. An error
     /// the remote handler returned is *not* an `Err`: it is in `Response.error`.
     fn call(
         &self,
@@ -58,6 +60,14 @@ pub trait RpcClient: Send + Sync + 'static {
 
     /// Closes the client once in-flight calls have finished. Idempotent.
     fn stop(&self) -> BoxFuture<'_, ()>;
+
+    /// Whether the client's connection is up right now (Go's NATS `IsConnected`), for
+    /// the application's readiness check. Never waits. The default is `true`: a
+    /// transport without a standing connection (gRPC dials per peer, in-process) has
+    /// nothing to report.
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 /// Receives what other servers send to this one and hands it to an [`RpcHandler`].
@@ -103,6 +113,13 @@ pub trait RpcServer: Send + Sync + 'static {
     /// `method not implemented`), nor can the other transports: the default, `false`.
     fn answers_early(&self) -> bool {
         false
+    }
+
+    /// Whether the server's connection is up right now (Go's NATS `IsConnected`), for
+    /// the application's readiness check. Never waits; the default is `true`, as for
+    /// [`RpcClient::is_connected`].
+    fn is_connected(&self) -> bool {
+        true
     }
 }
 

@@ -66,6 +66,11 @@ impl NatsRpcClient {
 }
 
 impl RpcClient for NatsRpcClient {
+    /// Whether the NATS connection is up (not reconnecting, not closed).
+    fn is_connected(&self) -> bool {
+        self.conn.is_up()
+    }
+
     /// Sends `req` to `pitaya/servers/<type>/<id>` and waits for the `Response`.
     ///
     /// The timeout is the caller's `reqTimeout`, or the configured `requesttimeout`, which

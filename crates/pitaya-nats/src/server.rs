@@ -188,6 +188,11 @@ impl RpcServer for NatsRpcServer {
     /// replies go out, lets the pushes being delivered finish, all within
     /// [`STOP_TIMEOUT`], aborts what is left, and closes the connection after writing out
     /// what it buffered. No task of this server outlives it. Idempotent.
+    /// Whether the NATS connection is up (not reconnecting, not closed).
+    fn is_connected(&self) -> bool {
+        self.conn.is_up()
+    }
+
     /// `true`: the answer goes to the request's own reply subject, as Go's backend
     /// `ResponseMID` publishes it.
     fn answers_early(&self) -> bool {

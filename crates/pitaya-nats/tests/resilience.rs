@@ -126,3 +126,34 @@ async fn a_first_connection_that_fails_is_an_error() {
     config.connect = "nats://127.0.0.1:notaport".into();
     assert!(NatsRpcServer::connect(&config, server("g", false), DieSignal::new()).await.is_err());
 }
+
+/// Readiness (Go's `IsConnected`): up while nats-server answers, down while it is gone
+/// and the connection reconnects, up again once it is back, down after `stop`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn is_connected_follows_the_connection() {
+    let mut nats = Nats::start();
+    let url = nats.url();
+    let started = start_server(&server_config(&url, 4, 16), "game", false).await;
+    let client = connect_client(&url, server("connector", true)).await;
+    assert!(client.is_connected() && started.server.is_connected());
+
+    tokio::task::block_in_place(|| nats.stop());
+    bounded("both see the loss", async {
+        while client.is_connected() || started.server.is_connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    tokio::task::block_in_place(|| nats.restart());
+    bounded("both reconnect", async {
+        while !(client.is_connected() && started.server.is_connected()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    client.stop().await;
+    started.server.stop().await;
+    assert!(!client.is_connected() && !started.server.is_connected());
+}

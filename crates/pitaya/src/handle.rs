@@ -136,20 +136,25 @@ impl AppHandle {
     }
 
     /// Whether this server can serve requests now (Go's `IsReady`), for a readiness
-    /// probe: it has started and is not shutting down, and in cluster mode its service
-    /// discovery reaches its backend
+    /// probe: it has started and is not shutting down, and in cluster mode its RPC
+    /// client and server are connected (NATS: not reconnecting or closed; see
+    /// [`RpcClient::is_connected`](pitaya_cluster::RpcClient::is_connected)) and its
+    /// service discovery reaches its backend
     /// ([`ServiceDiscovery::is_connected`](pitaya_cluster::ServiceDiscovery::is_connected)).
     ///
-    /// A standalone server and in-process discoveries are always connected. With etcd
+    /// A standalone server and in-process transports are always connected. With etcd
     /// this is one read bounded by `pitaya.cluster.sd.etcd.revoke.timeout` (5 s), so
-    /// the answer comes within that bound. Unlike Go, the RPC transport is not asked
-    /// whether its connection is up.
+    /// the answer comes within that bound.
     pub async fn is_ready(&self) -> bool {
         if !self.0.running.load(std::sync::atomic::Ordering::Acquire) {
             return false;
         }
         match self.0.cluster.get() {
-            Some(core) => core.discovery.is_connected().await,
+            Some(core) => {
+                core.client.is_connected()
+                    && core.rpc_server.is_connected()
+                    && core.discovery.is_connected().await
+            }
             None => true,
         }
     }
@@ -161,8 +166,9 @@ impl AppHandle {
     /// on.
     ///
     /// # Errors
-    /// The remote's error with its code and metadata; `PIT-408` on timeout; `PIT-000`
-    /// for a route without server type, or for this server's own type unless
+    /// The remote's error with its code and metadata; on timeout `PIT-408` over NATS,
+    /// `PIT-000` `rpc error: code = DeadlineExceeded desc = context deadline exceeded`
+    /// over gRPC (both as in Go); `PIT-000` for a route without server type, or for this server's own type unless
     /// `pitaya.cluster.rpc.server.loopbackenabled` (spec §6.6); `PIT-500` when no server
     /// of the type is known.
     pub async fn rpc<R: prost::Message + Default>(
