@@ -1,6 +1,9 @@
 //! Applications and helpers shared by the examples in this folder and the integration
 //! tests.
 //!
+//! **Layer:** workspace only (the table in `xtask/src/layers.rs`): may depend on any
+//! workspace crate.
+//!
 //! Each example is a file beside this one, declared as an `[[example]]` in `Cargo.toml`,
 //! so `cargo run --example NAME` works from the workspace root and
 //! `cargo build --release --example NAME` leaves the binary in `target/release/examples/`.

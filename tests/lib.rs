@@ -1,4 +1,7 @@
 //! Support code for the workspace's cross-crate tests.
+//!
+//! **Layer:** workspace only (the table in `xtask/src/layers.rs`): may depend on any
+//! workspace crate.
 
 use bytes::BytesMut;
 use pitaya_codec::{Packet, PacketDecoder};

@@ -1,8 +1,12 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
+//! **Layer:** workspace only (the table in `xtask/src/layers.rs`): may depend on any
+//! workspace crate.
+//!
 //! - `cargo xtask test`: installs the programs the tests need when missing (nats-server,
 //!   etcd, etcdctl, redis-server, protoc, chromium, node, npm, with apt-get), then
-//!   formatting, lints, the dependency-layering check, `npm ci` in clients/js, every test
+//!   formatting, lints, the dependency-layering check (the layer table of `layers.rs`
+//!   and the sans-IO crates), `npm ci` in clients/js, every test
 //!   (against a nats-server, etcd and redis-server it starts on free loopback ports and
 //!   exports as `PITAYA_TEST_*`, see
 //!   `pitaya-test-services`), docs, and `cargo deny` when it is installed. This is what CI
@@ -19,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod layers;
 mod services;
 
 #[derive(Parser)]
@@ -76,6 +81,9 @@ fn test(no_lint: bool) -> Result<()> {
     drop(services);
     report_disk_space("after the tests");
     tests?;
+    // The server runtime without the cluster runtime in its build: a standalone server
+    // assembled without the facade (crates/pitaya-server/tests/standalone.rs).
+    cargo(&["test", "-p", "pitaya-server", "--no-default-features", "--test", "standalone"])?;
     // The cargo-fuzz targets live in their own workspace; make sure they still compile.
     cargo(&["check", "--manifest-path", "crates/pitaya-codec/fuzz/Cargo.toml", "--bins"])?;
     run(cargo_command(&["doc", "--workspace", "--no-deps", "--all-features"])
@@ -89,6 +97,7 @@ fn test(no_lint: bool) -> Result<()> {
 const SANS_IO: [&str; 2] = ["pitaya-codec", "pitaya-serialize"];
 
 fn check_layering() -> Result<()> {
+    layers::check()?;
     for krate in SANS_IO {
         let out = Command::new("cargo")
             .args(["tree", "-p", krate, "-e", "normal", "--prefix", "none", "--quiet"])
@@ -102,7 +111,11 @@ fn check_layering() -> Result<()> {
             bail!("{krate} must not depend on an async runtime, but its tree has `{line}`");
         }
     }
-    eprintln!("xtask: layering ok ({} have no async runtime)", SANS_IO.join(", "));
+    eprintln!(
+        "xtask: layering ok ({} layers, each crate on lower ones only; {} have no async runtime)",
+        layers::LAYERS.len(),
+        SANS_IO.join(", ")
+    );
     Ok(())
 }
 

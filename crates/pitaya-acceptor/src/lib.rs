@@ -1,6 +1,9 @@
 //! TCP, TLS, WebSocket and WSS acceptors that yield packet-framed client connections,
 //! with the PROXY protocol and per-connection rate limiting (spec §4).
 //!
+//! **Layer:** services (the table in `xtask/src/layers.rs`): may depend on crates of the
+//! foundation, serialization and core layers.
+//!
 //! An [`Acceptor`] is a bound listener. [`Acceptor::accept`] only accepts the socket; the
 //! server then calls [`Incoming::establish`] in the connection's own task, which reads
 //! the PROXY header, runs the TLS handshake and the WebSocket upgrade under one timeout,

@@ -1,5 +1,8 @@
 //! The agent: one per client connection on a frontend (spec §1).
 //!
+//! **Layer:** contracts (the table in `xtask/src/layers.rs`): may depend on crates of the
+//! foundation, serialization, core and services layers.
+//!
 //! An agent owns a [`Connection`](pitaya_acceptor::Connection) and three tasks:
 //! - the **reader** runs the handshake state machine (handshake → ack → working), tracks
 //!   liveness for the heartbeat, decodes messages and queues them for dispatch;

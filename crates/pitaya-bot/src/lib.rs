@@ -1,5 +1,8 @@
 //! Scenario-driven bots for Pitaya servers, and the project's load tool.
 //!
+//! **Layer:** bindings and tools (the table in `xtask/src/layers.rs`): may depend on the
+//! runtime crates and anything below them, never on the facade.
+//!
 //! A spec (YAML or JSON) lists steps; `bots` bots run them in parallel, each over its own
 //! [`pitaya_client::Client`] connection, with a ramp-up, for a number of iterations or a
 //! duration. The [`Report`] counts requests per route, errors by `PIT-` code, latency

@@ -1,5 +1,8 @@
 //! `pitaya-cli`: a command-line client for Pitaya servers, like Go Pitaya's `pitaya-cli`.
 //!
+//! **Layer:** bindings and tools (the table in `xtask/src/layers.rs`): may depend on the
+//! runtime crates and anything below them, never on the facade.
+//!
 //! Interactive (a line editor with history and completion of commands and routes) or
 //! scripted (`--filename`: one command a line, each waiting for its reply; the exit code
 //! is 1 when any command failed).

@@ -1,6 +1,9 @@
 //! Async Pitaya client over TCP and WebSocket, optionally TLS: handshake, heartbeats,
 //! concurrent requests, notifies and pushes.
 //!
+//! **Layer:** services (the table in `xtask/src/layers.rs`): may depend on crates of the
+//! foundation, serialization and core layers.
+//!
 //! It speaks the wire protocol of Go Pitaya frontends (and of this workspace's server):
 //! the integration tests, examples, CLI and load generator all use it.
 //!

@@ -1,5 +1,8 @@
 //! The cluster layer of Pitaya for Rust (spec §5, §6, §8).
 //!
+//! **Layer:** contracts (the table in `xtask/src/layers.rs`): may depend on crates of the
+//! foundation, serialization, core and services layers.
+//!
 //! # Layout
 //! - [`Server`]: a server's record, in the JSON Go Pitaya writes to etcd.
 //! - [`ServiceDiscovery`] and [`SdListener`]: who is in the cluster. `pitaya-etcd`

@@ -1,5 +1,8 @@
 //! Sans-IO codec for the Pitaya (pomelo) client wire protocol.
 //!
+//! **Layer:** foundation (the table in `xtask/src/layers.rs`): may depend on no other
+//! workspace crate.
+//!
 //! Every byte a Pitaya or pomelo client sends goes through this crate. It knows nothing
 //! about sockets or async runtimes: callers feed it bytes and get values back, so the same
 //! code serves the server's agent, the Rust client, the CLI, the bot and the fuzzers.

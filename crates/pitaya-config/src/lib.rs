@@ -1,6 +1,9 @@
 //! Pitaya's configuration: the `pitaya.*` keys of Go Pitaya with its code defaults, loaded from
 //! a file and `PITAYA_*` environment variables, plus Go duration strings in both directions.
 //!
+//! **Layer:** foundation (the table in `xtask/src/layers.rs`): may depend on no other
+//! workspace crate.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), pitaya_config::ConfigError> {
 //! use std::path::Path;

@@ -1,6 +1,9 @@
 //! Core types shared by every Pitaya layer, kept as small as tracing-core: the
 //! [`Error`] that travels to clients and peers with a `PIT-...` code, the error [`codes`],
 //! and the boxed-future alias used by object-safe async traits.
+//!
+//! **Layer:** core (the table in `xtask/src/layers.rs`): may depend on crates of the
+//! foundation and serialization layers.
 
 pub mod codes;
 pub mod context;

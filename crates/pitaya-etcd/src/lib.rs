@@ -1,6 +1,9 @@
 //! Pitaya for Rust on etcd, wire-compatible with Go Pitaya: Rust and Go servers sharing
 //! an etcd form one cluster.
 //!
+//! **Layer:** implementations (the table in `xtask/src/layers.rs`): may depend on crates of
+//! the foundation, serialization, core, services and contracts layers.
+//!
 //! - [`EtcdServiceDiscovery`]: service discovery (spec §5).
 //! - [`EtcdBindingStorage`]: which frontend holds each uid (spec §8.6), needed by the
 //!   gRPC transport.

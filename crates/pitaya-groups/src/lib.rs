@@ -1,5 +1,8 @@
 //! Groups (rooms) of uids (spec §9).
 //!
+//! **Layer:** services (the table in `xtask/src/layers.rs`): may depend on crates of the
+//! foundation, serialization and core layers.
+//!
 //! - [`Groups`]: the operations every implementation offers; the etcd implementation of
 //!   the cluster layer shares it, and so do the behaviour tests.
 //! - [`MemoryGroups`]: process-local groups with optional TTL, checked every

@@ -2,6 +2,9 @@
 //! servers that publish `grpcHost`/`grpcPort` in service discovery call each other over
 //! the `protos.Pitaya` service, plaintext HTTP/2.
 //!
+//! **Layer:** implementations (the table in `xtask/src/layers.rs`): may depend on crates of
+//! the foundation, serialization, core, services and contracts layers.
+//!
 //! [`GrpcRpcServer`] serves `/protos.Pitaya/{Call,PushToUser,SessionBindRemote,KickUser}`
 //! and hands what arrives to the cluster runtime's
 //! [`RpcHandler`](pitaya_cluster::RpcHandler). [`GrpcRpcClient`] keeps one HTTP/2 channel

@@ -1,5 +1,8 @@
 //! Handlers: the application code a client's requests and notifies reach.
 //!
+//! **Layer:** contracts (the table in `xtask/src/layers.rs`): may depend on crates of the
+//! foundation, serialization, core and services layers.
+//!
 //! Handlers are plain async functions, in axum's shape: context extractors in any order,
 //! then at most one payload extractor last, returning `Result<R, Error>` for a request
 //! route or `()` for a notify route.

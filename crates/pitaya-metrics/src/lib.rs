@@ -1,6 +1,9 @@
 //! Metrics of Pitaya for Rust under Go Pitaya's names (spec §11), so dashboards built for
 //! Go servers keep working.
 //!
+//! **Layer:** services (the table in `xtask/src/layers.rs`): may depend on crates of the
+//! foundation, serialization and core layers.
+//!
 //! # Layout
 //! * [`Reporter`] / [`Reporters`]: Go's `metrics.Reporter` and a fan-out to several;
 //!   [`Recorder`]: one series resolved once, for hot paths.

@@ -1,6 +1,9 @@
 //! Modules: services that start and stop with the server (Go Pitaya's
 //! `RegisterModule`).
 //!
+//! **Layer:** implementations (the table in `xtask/src/layers.rs`): may depend on crates of
+//! the foundation, serialization, core, services and contracts layers.
+//!
 //! A [`Module`] has four hooks. The server calls every module's [`Module::init`] in
 //! registration order (an error aborts the start), then every [`Module::after_init`];
 //! at shutdown [`Module::before_shutdown`] and, once connections are closed,

@@ -1,6 +1,9 @@
 //! NATS RPC for Pitaya for Rust, wire-compatible with Go Pitaya (spec §6): Rust and Go
 //! servers on one NATS server form one cluster.
 //!
+//! **Layer:** implementations (the table in `xtask/src/layers.rs`): may depend on crates of
+//! the foundation, serialization, core, services and contracts layers.
+//!
 //! Each process opens two NATS connections, as Go does (spec §6.1):
 //! [`NatsRpcClient`] sends RPCs (request/reply on `pitaya/servers/<type>/<id>`), pushes,
 //! kicks and bind announcements; [`NatsRpcServer`] holds every subscription and hands

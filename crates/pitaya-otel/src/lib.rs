@@ -2,6 +2,9 @@
 //! Tempo and the OpenTelemetry Collector accept), with the trace joined across servers
 //! through the propagated context (spec §6.5, Pitaya v3's `otel-span` key).
 //!
+//! **Layer:** services (the table in `xtask/src/layers.rs`): may depend on crates of the
+//! foundation, serialization and core layers.
+//!
 //! The facade's spans (`pitaya.forward`, `pitaya.rpc`, `pitaya.rpc.server`, …) are plain
 //! `tracing` spans. This crate gives the [`tracing_subscriber::Layer`] that turns them into
 //! OpenTelemetry spans and ships them, and the two hooks the facade calls at each hop so

@@ -1,6 +1,9 @@
 //! Protobuf messages of the Pitaya cluster protocol, generated from `proto/` at build time
 //! with protox and prost (no system `protoc` needed).
 //!
+//! **Layer:** foundation (the table in `xtask/src/layers.rs`): may depend on no other
+//! workspace crate.
+//!
 //! - [`protos`]: package `protos`, the messages servers exchange over NATS and gRPC
 //!   (`Request`, `Response`, `Error`, `Push`, ...), with Go Pitaya's field numbers.
 //! - [`mod@test`]: package `test`, the messages of Go Pitaya's fixtures and conformance server.

@@ -1,6 +1,9 @@
 //! Serializers for Pitaya payloads: JSON and protobuf, named as Pitaya names them in the
 //! handshake (`"json"`, `"protobuf"`).
 //!
+//! **Layer:** serialization (the table in `xtask/src/layers.rs`): may depend on crates of
+//! the foundation layer.
+//!
 //! # Layout
 //! - [`Serializer`]: the object-safe part every serializer offers (name, error payloads);
 //!   [`Marshal`] / [`Unmarshal`] add typed encoding for the types a serializer supports.

@@ -1,5 +1,8 @@
 //! Pitaya sessions (spec §8): one per client connection on a frontend.
 //!
+//! **Layer:** services (the table in `xtask/src/layers.rs`): may depend on crates of the
+//! foundation, serialization and core layers.
+//!
 //! # Layout
 //! - [`Session`]: id, bound uid, key-value data, handshake data, close callbacks, push and
 //!   kick through its [`NetworkEntity`].

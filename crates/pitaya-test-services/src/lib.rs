@@ -1,5 +1,8 @@
 //! Real nats-server, etcd and redis-server on loopback, for integration tests. No mocks.
 //!
+//! **Layer:** foundation (the table in `xtask/src/layers.rs`): may depend on no other
+//! workspace crate.
+//!
 //! ```no_run
 //! // A private instance, for tests that stop or restart it:
 //! let mut nats = pitaya_test_services::Nats::start();

@@ -1,5 +1,8 @@
 //! Reliable RPC through Redis workers, job-compatible with Go Pitaya (spec §10).
 //!
+//! **Layer:** implementations (the table in `xtask/src/layers.rs`): may depend on crates of
+//! the foundation, serialization, core, services and contracts layers.
+//!
 //! A server enqueues an RPC as a job in Redis ([`WorkerClient::reliable_rpc`], Go's
 //! `ReliableRPC`); a [`Worker`] on any server takes it, decodes the argument with the
 //! route's registered types ([`RpcJobs`]), chooses the server and makes the cluster RPC

@@ -1,6 +1,11 @@
 //! Pitaya for Rust: a game-server framework wire-compatible with Go Pitaya.
 //!
-//! This facade re-exports the layers and adds the [`Builder`] that assembles a server:
+//! **Layer:** the facade, at the top of the server stack: re-exports of the layers below
+//! (the server runtime `pitaya-server` and every crate it builds on), feature flags that
+//! forward to them, and the entry point [`Pitaya::builder`]. It holds no logic; the FFI
+//! crate and the tools sit beside it, on the runtime crates.
+//!
+//! The [`Builder`] assembles a server:
 //!
 //! ```no_run
 //! use pitaya::{Component, Error, Json, Pitaya, Session};
@@ -32,7 +37,9 @@
 //! | [`acceptor`] | `pitaya-acceptor` | TCP, WebSocket, TLS acceptors |
 //! | [`agent`] | `pitaya-agent` | per-connection protocol driver |
 //! | [`config`] | `pitaya-config` | configuration with Pitaya's keys |
-//! | [`cluster`] | `pitaya-cluster` | cluster mode: discovery and RPC traits, forwarding, remotes |
+//! | [`cluster`] | `pitaya-cluster-runtime`, `pitaya-cluster` | cluster mode: discovery and RPC traits, forwarding, remotes, backend sessions |
+//! | [`modules`] | `pitaya-cluster-runtime` | the unique-session and binding-storage modules |
+//! | [`Builder`], [`App`], [`AppHandle`] | `pitaya-server` | the server runtime |
 //! | `client` | `pitaya-client` | async client (feature `client`, on by default) |
 //!
 //! # Features
@@ -45,24 +52,12 @@
 //! | `worker` | no | `pitaya::worker`, reliable RPC through Redis workers; `AppHandle` is its `RpcSender` |
 //! | `otlp` | no | `pitaya::otel`, OpenTelemetry export of the request spans over OTLP/gRPC (Jaeger), joined across servers |
 
-mod app;
-mod builder;
-pub mod cluster;
-mod dispatch;
-mod docs;
-mod handle;
-mod metrics_wiring;
-pub mod modules;
-mod telemetry;
-// The file is `worker.rs`; the module has another name because `pitaya::worker` is the
-// re-exported worker crate.
-#[cfg(feature = "worker")]
-#[path = "worker.rs"]
-mod worker_sender;
-
-pub use app::{App, RunningApp};
-pub use builder::{AcceptorSpec, Builder};
-pub use handle::AppHandle;
+/// Cluster mode: the cluster runtime (`pitaya-cluster-runtime`) with everything of the
+/// cluster traits (`pitaya-cluster`) it re-exports.
+pub use pitaya_cluster_runtime as cluster;
+/// The framework's own modules: unique session and binding storage.
+pub use pitaya_cluster_runtime::modules;
+pub use pitaya_server::{AcceptorSpec, App, AppHandle, Builder, RunningApp};
 
 pub use pitaya_acceptor as acceptor;
 pub use pitaya_agent as agent;

@@ -6,7 +6,8 @@ use pitaya_cluster::BindingStorage;
 use pitaya_core::{BoxFuture, Error};
 use pitaya_modules::{Module, ModuleContext};
 
-use crate::cluster::{ClusterCore, kick_or_close};
+use crate::incoming::kick_or_close;
+use crate::runtime::ClusterRuntime;
 
 /// Name the unique-session module is registered under.
 pub const UNIQUE_SESSION: &str = "uniqueSession";
@@ -17,8 +18,22 @@ pub const BINDING_STORAGE: &str = "bindingsStorage";
 /// uid kicks the older session of this process bound to it (closing it if the kick
 /// cannot be queued), then, on a cluster frontend, announces the bind so that frontends
 /// of the same type kick theirs. The newest login wins.
-pub(crate) struct UniqueSession {
-    pub(crate) cluster: Option<Weak<ClusterCore>>,
+pub struct UniqueSession {
+    cluster: Option<Weak<ClusterRuntime>>,
+}
+
+impl UniqueSession {
+    /// The module of a server; `cluster` is its runtime in cluster mode (frontends then
+    /// announce their binds to the other frontends of their type), `None` standalone.
+    pub fn new(cluster: Option<Weak<ClusterRuntime>>) -> Self {
+        Self { cluster }
+    }
+}
+
+impl std::fmt::Debug for UniqueSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UniqueSession").field("cluster", &self.cluster.is_some()).finish()
+    }
 }
 
 impl Module for UniqueSession {
@@ -48,7 +63,7 @@ impl Module for UniqueSession {
 /// each bind and removed when the session closes (spec §8.6). `start` and `stop` run the
 /// storage's own lifecycle (e.g. its etcd lease). Registered by
 /// `Builder::etcd_grpc_cluster` as `bindingsStorage`; other transports can return it in
-/// their [`ClusterParts`](crate::cluster::ClusterParts) modules.
+/// their [`ClusterParts`](crate::ClusterParts) modules.
 pub struct BindingStorageModule {
     storage: Arc<dyn BindingStorage>,
     start: StartFn,
@@ -121,5 +136,63 @@ impl Module for BindingStorageModule {
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         (self.stop)()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use pitaya_cluster::{DieSignal, Server};
+    use pitaya_session::{NetworkEntity, SessionPool};
+
+    use super::*;
+
+    /// A connection whose kick packet can never be queued (dead or stuck).
+    #[derive(Default)]
+    struct KickFails {
+        closes: AtomicUsize,
+    }
+
+    impl NetworkEntity for KickFails {
+        fn push(&self, _: &str, _: Bytes) -> BoxFuture<'_, Result<(), Error>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn respond(&self, _: u64, _: Bytes, _: bool) -> BoxFuture<'_, Result<(), Error>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {
+            Box::pin(async { Err(Error::new(pitaya_core::codes::CLIENT_CLOSED_REQUEST, "stuck")) })
+        }
+        fn close(&self) {
+            self.closes.fetch_add(1, Ordering::SeqCst);
+        }
+        fn remote_addr(&self) -> Option<SocketAddr> {
+            None
+        }
+    }
+
+    /// Go's TestUniqueSession_ShouldSucceedIfKickFails: the newer login wins even when
+    /// the older session cannot be sent its kick; that session is closed instead.
+    #[tokio::test]
+    async fn unique_session_bind_succeeds_when_the_kick_fails() {
+        let pool = SessionPool::new();
+        let ctx = ModuleContext {
+            server: Arc::new(Server::new("connector", true, Default::default())),
+            sessions: pool.clone(),
+            die: DieSignal::new(),
+        };
+        Module::init(&UniqueSession::new(None), &ctx).await.unwrap();
+        let old_conn = Arc::new(KickFails::default());
+        let old = pool.create(old_conn.clone());
+        old.bind("u").await.unwrap();
+        let new = pool.create(Arc::new(KickFails::default()));
+        new.bind("u").await.expect("the newer login binds");
+        assert!(pool.by_uid("u").unwrap().ptr_eq(&new));
+        // Closed twice: by the unique-session module after the failed kick, then by the
+        // bind replacing the uid's index entry (real connections make close idempotent).
+        assert_eq!(old_conn.closes.load(Ordering::SeqCst), 2);
     }
 }

@@ -3,49 +3,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pitaya_cluster::memory::MemoryCluster;
+#[cfg(feature = "cluster")]
+use pitaya_cluster_runtime::RouteFn;
 use pitaya_codec::RouteDict;
 use pitaya_config::PitayaConfig;
 use pitaya_core::Error;
 use pitaya_groups::{Groups, MemoryGroups};
-use pitaya_handler::{AppState, Component, HandlerService, RemoteComponent, Router};
+#[cfg(feature = "cluster")]
+use pitaya_handler::RemoteComponent;
+use pitaya_handler::{AppState, Component, HandlerService, Router};
 use pitaya_serialize::SerializerKind;
 use pitaya_session::SessionPool;
 
-use crate::app::App;
-use crate::cluster::{
-    ClusterFactory, ClusterParts, ClusterSetup, RouteFn, RouteRequest, boxed_factory,
-};
+use crate::acceptor_spec::AcceptorSpec;
+use crate::app::{App, RunningApp};
 
 type LayerFn = Box<dyn FnOnce(HandlerService) -> HandlerService + Send>;
 
-/// Where and how to accept connections.
-#[derive(Clone, Debug)]
-pub struct AcceptorSpec {
-    pub(crate) websocket: bool,
-    pub(crate) addr: String,
-    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
-}
-
-impl AcceptorSpec {
-    /// A TCP acceptor on `addr` (`host:port`; port 0 picks a free port).
-    pub fn tcp(addr: impl Into<String>) -> Self {
-        Self { websocket: false, addr: addr.into(), tls: None }
-    }
-
-    /// A WebSocket acceptor on `addr`, upgrading any path.
-    pub fn ws(addr: impl Into<String>) -> Self {
-        Self { websocket: true, addr: addr.into(), tls: None }
-    }
-
-    /// Serves TLS on this acceptor (see `pitaya::acceptor::load_tls_config`).
-    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(config);
-        self
-    }
-}
-
-/// Builds an [`App`]. Start from [`Pitaya::builder`](crate::Pitaya::builder).
+/// Builds an [`App`]: `Builder::new()` (or `Pitaya::builder()` through the `pitaya`
+/// facade).
 pub struct Builder {
     pub(crate) server_type: String,
     pub(crate) config: Option<PitayaConfig>,
@@ -60,11 +36,16 @@ pub struct Builder {
     pub(crate) handshake_timeout: Duration,
     pub(crate) rate_limiting: bool,
     pub(crate) pool: SessionPool,
+    #[cfg(feature = "cluster")]
     pub(crate) frontend: bool,
+    #[cfg(feature = "cluster")]
     pub(crate) metadata: std::collections::BTreeMap<String, String>,
+    #[cfg(feature = "cluster")]
     pub(crate) remotes: Vec<RemoteComponent>,
+    #[cfg(feature = "cluster")]
     pub(crate) routes: std::collections::HashMap<String, RouteFn>,
-    pub(crate) cluster: Option<ClusterFactory>,
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<pitaya_cluster_runtime::ClusterFactory>,
     pub(crate) modules: Vec<(String, Arc<dyn pitaya_modules::Module>)>,
     pub(crate) reporters: Vec<Arc<dyn pitaya_metrics::Reporter>>,
     pub(crate) docs: Option<(String, pitaya_handler::Docs)>,
@@ -94,10 +75,15 @@ impl Builder {
             handshake_timeout: Duration::from_secs(10),
             rate_limiting: false,
             pool: SessionPool::new(),
+            #[cfg(feature = "cluster")]
             frontend: true,
+            #[cfg(feature = "cluster")]
             metadata: std::collections::BTreeMap::new(),
+            #[cfg(feature = "cluster")]
             remotes: Vec::new(),
+            #[cfg(feature = "cluster")]
             routes: std::collections::HashMap::new(),
+            #[cfg(feature = "cluster")]
             cluster: None,
             modules: Vec::new(),
             reporters: Vec::new(),
@@ -139,7 +125,7 @@ impl Builder {
         self
     }
 
-    /// Wraps the handlers in a tower layer, e.g. [`before_fn`](crate::before_fn).
+    /// Wraps the handlers in a tower layer, e.g. [`before_fn`](pitaya_handler::before_fn).
     /// Layers added later wrap the earlier ones (they run first).
     pub fn layer<L>(mut self, layer: L) -> Self
     where
@@ -155,7 +141,7 @@ impl Builder {
         self
     }
 
-    /// Shares `value` with handlers through the [`State`](crate::State) extractor.
+    /// Shares `value` with handlers through the [`State`](pitaya_handler::State) extractor.
     pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
         self
@@ -226,19 +212,6 @@ impl Builder {
         &self.pool
     }
 
-    /// Whether clients connect to this server (default `true`). A backend
-    /// (`frontend(false)`) has no acceptor and is reached through the cluster.
-    pub fn frontend(mut self, frontend: bool) -> Self {
-        self.frontend = frontend;
-        self
-    }
-
-    /// Adds a metadata entry to this server's discovery record (e.g. `grpcHost`).
-    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.metadata.insert(key.into(), value.into());
-        self
-    }
-
     /// Registers a module under `name` (Go's `RegisterModule`): started with the server
     /// after the framework's own modules, in registration order, and stopped in reverse.
     pub fn module(mut self, name: impl Into<String>, module: impl pitaya_modules::Module) -> Self {
@@ -253,133 +226,19 @@ impl Builder {
         self
     }
 
-    /// Registers remote methods, called by other servers through user RPC.
-    pub fn remote(mut self, component: RemoteComponent) -> Self {
-        self.remotes.push(component);
-        self
-    }
-
-    /// Routes messages for `server_type` with `f` instead of picking a server at random
-    /// (Go's `AddRoute`).
-    pub fn route(
-        mut self,
-        server_type: impl Into<String>,
-        f: impl Fn(RouteRequest<'_>) -> Result<Arc<pitaya_cluster::Server>, Error>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Self {
-        self.routes.insert(server_type.into(), Arc::new(f));
-        self
-    }
-
-    /// Runs in cluster mode with the transports `f` builds when the server starts. `f`
-    /// gets this server's record and the configuration.
-    pub fn cluster<F, Fut>(mut self, f: F) -> Self
-    where
-        F: FnOnce(ClusterSetup) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<ClusterParts, Error>> + Send + 'static,
-    {
-        self.cluster = Some(boxed_factory(f));
-        self
-    }
-
-    /// Runs in cluster mode inside this process, with the other servers that joined
-    /// `cluster` (tests, single-process deployments).
-    pub fn memory_cluster(self, cluster: &MemoryCluster) -> Self {
-        let cluster = cluster.clone();
-        self.cluster(move |setup| async move {
-            let (discovery, client, server) = cluster.join((*setup.server).clone());
-            Ok(ClusterParts::new(Arc::new(discovery), Arc::new(client), Arc::new(server)))
-        })
-    }
-
-    /// Runs in cluster mode over etcd discovery and NATS RPC, configured from
-    /// `pitaya.cluster.sd.etcd.*` and `pitaya.cluster.rpc.{client,server}.nats.*` (Go
-    /// Pitaya's default cluster).
-    #[cfg(all(feature = "etcd", feature = "nats"))]
-    pub fn etcd_nats_cluster(self) -> Self {
-        self.cluster(|setup| async move {
-            let ClusterSetup { server, config, die } = setup;
-            let client = pitaya_nats::NatsRpcClient::connect(
-                &config.cluster.rpc.client.nats,
-                server.clone(),
-                die.clone(),
-            )
-            .await?;
-            let rpc_server = pitaya_nats::NatsRpcServer::connect(
-                &config.cluster.rpc.server.nats,
-                server.clone(),
-                die.clone(),
-            )
-            .await?;
-            let discovery = pitaya_etcd::EtcdServiceDiscovery::new(
-                config.cluster.sd.etcd.clone(),
-                (*server).clone(),
-                die,
-            );
-            Ok(ClusterParts::new(Arc::new(discovery), Arc::new(client), Arc::new(rpc_server)))
-        })
-    }
-
-    /// Runs in cluster mode over etcd discovery and gRPC RPC, with the etcd binding
-    /// storage that gRPC needs to reach users by uid (spec §7, §8.6): Go Pitaya's
-    /// alternative cluster. Configured from `pitaya.cluster.sd.etcd.*`,
-    /// `pitaya.cluster.rpc.{client,server}.grpc.*` and
-    /// `pitaya.modules.bindingstorage.etcd.*`.
+    /// Serves documentation on the component `name`: `name.docs` replies the JSON
+    /// document of every handler and remote (see [`pitaya_handler::docs`]) and
+    /// `name.descriptors` the protobuf file descriptors `docs` knows. Both are ordinary
+    /// handlers: the pipeline, metrics and the dictionary apply to them as to any other.
     ///
-    /// The gRPC server listens on all interfaces on `pitaya.cluster.rpc.server.grpc.port`
-    /// (0 picks a free port), as Go's does. The discovery record's `grpcPort` is the
-    /// bound port and `grpcHost` must be given with [`metadata`](Self::metadata) (the
-    /// address peers can reach), unless the application sets both itself.
-    #[cfg(all(feature = "etcd", feature = "grpc"))]
-    pub fn etcd_grpc_cluster(self) -> Self {
-        self.cluster(|setup| async move {
-            use pitaya_cluster::{GRPC_HOST_KEY, GRPC_PORT_KEY};
-            let ClusterSetup { server, config, die } = setup;
-            let listen = std::net::SocketAddr::from((
-                std::net::Ipv4Addr::UNSPECIFIED,
-                config.cluster.rpc.server.grpc.port,
-            ));
-            let rpc_server = pitaya_grpc::GrpcRpcServer::bind(listen).await?;
-            let mut record = (*server).clone();
-            record
-                .metadata
-                .entry(GRPC_PORT_KEY.to_owned())
-                .or_insert_with(|| rpc_server.local_addr().port().to_string());
-            if !record.metadata.contains_key(GRPC_HOST_KEY) {
-                return Err(Error::unknown(
-                    "gRPC listens on all interfaces: set the address peers reach it at with \
-                     .metadata(\"grpcHost\", ...)",
-                ));
-            }
-            let me = Arc::new(record);
-            let bindings = Arc::new(pitaya_etcd::EtcdBindingStorage::new(
-                config.modules.binding_storage.etcd.clone(),
-                me.clone(),
-            ));
-            let client = Arc::new(pitaya_grpc::GrpcRpcClient::new(
-                &config.cluster.rpc.client.grpc,
-                config.cluster.info.region.clone(),
-                me.clone(),
-                Some(bindings.clone() as Arc<dyn pitaya_cluster::BindingStorage>),
-            ));
-            let discovery = pitaya_etcd::EtcdServiceDiscovery::new(
-                config.cluster.sd.etcd.clone(),
-                (*me).clone(),
-                die,
-            );
-            pitaya_cluster::ServiceDiscovery::add_listener(&discovery, client.clone());
-            let module = crate::modules::BindingStorageModule::new(
-                bindings.clone(),
-                |b| async move { b.start().await.map_err(Error::from) },
-                |b| async move { b.stop().await },
-            );
-            let mut parts = ClusterParts::new(Arc::new(discovery), client, Arc::new(rpc_server));
-            parts.bindings = Some(bindings as Arc<dyn pitaya_cluster::BindingStorage>);
-            parts.modules.push((crate::modules::BINDING_STORAGE.to_owned(), Arc::new(module)));
-            Ok(parts)
-        })
+    /// ```no_run
+    /// use pitaya_handler::Docs;
+    /// let builder = pitaya_server::Builder::new().docs("docsHandler", Docs::new());
+    /// // pitaya-cli --docs connector.docsHandler.docs
+    /// ```
+    pub fn docs(mut self, name: impl Into<String>, docs: pitaya_handler::Docs) -> Self {
+        self.docs = Some((name.into(), docs));
+        self
     }
 
     /// Validates the setup.
@@ -395,24 +254,47 @@ impl Builder {
         if let Some(enabled) = self.compress_routes_only_if_client_does {
             config.handler.messages.compress_routes.only_if_client_does = enabled;
         }
-        if self.frontend && self.acceptors.is_empty() {
+        #[cfg(feature = "cluster")]
+        let frontend = self.frontend;
+        #[cfg(not(feature = "cluster"))]
+        let frontend = true;
+        if frontend && self.acceptors.is_empty() {
             return Err(Error::unknown("no acceptor configured: add one with .tcp() or .ws()"));
         }
-        if !self.frontend && !self.acceptors.is_empty() {
+        #[cfg(feature = "cluster")]
+        if !frontend && !self.acceptors.is_empty() {
             return Err(Error::unknown("a backend server (frontend(false)) takes no acceptor"));
         }
-        if !self.frontend && self.cluster.is_none() {
+        #[cfg(feature = "cluster")]
+        if !frontend && self.cluster.is_none() {
             return Err(Error::unknown("a backend server needs a cluster: call .cluster(...)"));
         }
+        #[cfg(feature = "cluster")]
+        let remote_components = self.remotes;
+        #[cfg(not(feature = "cluster"))]
+        let remote_components = Vec::new();
         let mut components = self.components;
         if let Some(docs) = self.docs {
             let protobuf = match self.serializer {
                 Some(kind) => kind == SerializerKind::Protobuf,
                 None => config.serializer_type == pitaya_config::SerializerType::Protobuf,
             };
-            crate::docs::attach(&mut components, &self.remotes, &self.server_type, protobuf, docs);
+            crate::docs::attach(
+                &mut components,
+                &remote_components,
+                &self.server_type,
+                protobuf,
+                docs,
+            );
         }
-        let remotes = pitaya_handler::Remotes::new(self.remotes)?;
+        #[cfg(feature = "cluster")]
+        let cluster = crate::cluster_glue::ClusterSpec {
+            frontend,
+            metadata: self.metadata,
+            remotes: pitaya_handler::Remotes::new(remote_components)?,
+            routes: self.routes,
+            factory: self.cluster,
+        };
         let mut router = Router::new();
         for component in components {
             router.add(component)?;
@@ -439,13 +321,20 @@ impl Builder {
             handshake_timeout: self.handshake_timeout,
             rate_limiting: self.rate_limiting,
             pool: self.pool,
-            frontend: self.frontend,
-            metadata: self.metadata,
-            remotes,
-            routes: self.routes,
-            cluster: self.cluster,
+            #[cfg(feature = "cluster")]
+            cluster,
             modules: self.modules,
             reporters: self.reporters,
         })
+    }
+}
+
+impl App {
+    /// Starts a server from `builder`; shorthand for `builder.build()?.start()`.
+    ///
+    /// # Errors
+    /// As [`Builder::build`] and [`App::start`].
+    pub async fn start_from(builder: Builder) -> Result<RunningApp, Error> {
+        builder.build()?.start().await
     }
 }

@@ -1,27 +1,8 @@
-//! [`Builder::docs`]: serve the server's self-description (routes, types, protobuf
-//! descriptors) for tools such as `pitaya-cli --docs`, as Go apps do with
-//! `pitaya.Documentation` and `pitaya.Descriptor`.
+//! The documentation component that [`Builder::docs`](crate::Builder::docs) adds: the
+//! server's self-description (routes, types, protobuf descriptors) for tools such as
+//! `pitaya-cli --docs`, as Go apps do with `pitaya.Documentation` and `pitaya.Descriptor`.
 
 use pitaya_handler::{Component, Docs, RemoteComponent};
-
-use crate::Builder;
-
-impl Builder {
-    /// Serves documentation on the component `name`: `name.docs` replies the JSON
-    /// document of every handler and remote (see [`pitaya_handler::docs`]) and
-    /// `name.descriptors` the protobuf file descriptors `docs` knows. Both are ordinary
-    /// handlers: the pipeline, metrics and the dictionary apply to them as to any other.
-    ///
-    /// ```no_run
-    /// use pitaya::handler::Docs;
-    /// let builder = pitaya::Pitaya::builder().docs("docsHandler", Docs::new());
-    /// // pitaya-cli --docs connector.docsHandler.docs
-    /// ```
-    pub fn docs(mut self, name: impl Into<String>, docs: Docs) -> Self {
-        self.docs = Some((name.into(), docs));
-        self
-    }
-}
 
 /// Adds the documentation component to `components`, its document covering all of them
 /// (itself included) and `remotes`.

@@ -12,7 +12,8 @@ use pitaya_metrics::names::label;
 use pitaya_metrics::{MetricKind, Reporter, Reporters, names};
 use pitaya_session::QueueFree;
 
-use crate::cluster::ClusterCore;
+#[cfg(feature = "cluster")]
+use pitaya_cluster_runtime::ClusterRuntime;
 
 /// The running metrics of a server; dropping it stops serving and reporting.
 pub(crate) struct MetricsRuntime {
@@ -80,7 +81,7 @@ impl MetricsRuntimeParts {
         self,
         period: Duration,
         agents: Arc<AgentShared>,
-        cluster: Option<Arc<ClusterCore>>,
+        #[cfg(feature = "cluster")] cluster: Option<Arc<ClusterRuntime>>,
     ) -> MetricsRuntime {
         let runtime = pitaya_metrics::spawn_runtime_reporter(self.reporter.clone(), period);
         let reporter = self.reporter.clone();
@@ -106,8 +107,9 @@ impl MetricsRuntimeParts {
                 );
                 #[cfg(feature = "grpc")]
                 unbound_pushes.report(reporter.as_ref());
-                if let Some(core) = &cluster {
-                    report_cluster(reporter.as_ref(), core);
+                #[cfg(feature = "cluster")]
+                if let Some(runtime) = &cluster {
+                    report_cluster(reporter.as_ref(), runtime);
                 }
             }
         });
@@ -163,10 +165,11 @@ fn report_agents(reporter: &dyn Reporter, agents: &AgentShared) {
     }
 }
 
-fn report_cluster(reporter: &dyn Reporter, core: &ClusterCore) {
-    let dropped = core.rpc_server.dropped_messages() as f64;
+#[cfg(feature = "cluster")]
+fn report_cluster(reporter: &dyn Reporter, runtime: &ClusterRuntime) {
+    let dropped = runtime.rpc_server().dropped_messages() as f64;
     gauge(reporter, MetricKind::Gauge, names::DROPPED_MESSAGES, &[], dropped);
-    let load = core.rpc_server.load();
+    let load = runtime.rpc_server().load();
     if let Some(free) = load.request_queue_free {
         let l = [(label::CHANNEL, names::channel::RPC_SERVER_SUBCHAN)];
         gauge(reporter, MetricKind::Gauge, names::CHANNEL_CAPACITY, &l, free as f64);
@@ -177,7 +180,7 @@ fn report_cluster(reporter: &dyn Reporter, core: &ClusterCore) {
         gauge(reporter, MetricKind::Gauge, names::WORKER_POOL_TOTAL_WORKERS, &l, total as f64);
     }
     let mut per_type = std::collections::BTreeMap::<String, usize>::new();
-    for s in core.discovery.servers() {
+    for s in runtime.discovery().servers() {
         *per_type.entry(s.server_type.clone()).or_default() += 1;
     }
     for (t, n) in per_type {

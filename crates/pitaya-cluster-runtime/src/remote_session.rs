@@ -12,7 +12,7 @@ use pitaya_session::NetworkEntity;
 use prost::Message as _;
 use tokio::sync::oneshot;
 
-use super::ClusterCore;
+use crate::runtime::ClusterRuntime;
 
 /// Message for an operation that needs a bound uid.
 pub(crate) const NO_UID: &str = "you have to bind an UID to the session to do that";
@@ -35,7 +35,7 @@ pub(crate) enum EarlyAnswer {
 }
 
 pub(crate) struct RemoteEntity {
-    core: Weak<ClusterCore>,
+    core: Weak<ClusterRuntime>,
     frontend_id: String,
     frontend_session_id: i64,
     /// The context of the request this session serves, forwarded on the RPCs it makes.
@@ -47,7 +47,7 @@ pub(crate) struct RemoteEntity {
 
 impl RemoteEntity {
     pub(crate) fn new(
-        core: Weak<ClusterCore>,
+        core: Weak<ClusterRuntime>,
         frontend_id: String,
         frontend_session_id: i64,
         uid: Option<String>,
@@ -92,7 +92,7 @@ impl RemoteEntity {
         tx.send(packet.freeze()).map_err(|_| Error::unknown(ALREADY_ANSWERED))
     }
 
-    fn core(&self) -> Result<std::sync::Arc<ClusterCore>, Error> {
+    fn core(&self) -> Result<std::sync::Arc<ClusterRuntime>, Error> {
         self.core.upgrade().ok_or_else(|| Error::internal("server is shutting down"))
     }
 
@@ -186,7 +186,7 @@ impl NetworkEntity for RemoteEntity {
 fn check_ack(reply: &[u8]) -> Result<(), Error> {
     match Response::decode(reply) {
         Ok(r) if r.error.is_none() => Ok(()),
-        Ok(r) => Err(super::error_from_proto(r.error.unwrap_or_default())),
+        Ok(r) => Err(crate::errors::error_from_proto(r.error.unwrap_or_default())),
         Err(e) => Err(Error::unknown(format!("bad reply from frontend: {e}"))),
     }
 }

@@ -18,15 +18,16 @@ use prost::Message;
 
 use tokio::sync::oneshot;
 
-use super::remote_session::{EarlyAnswer, RemoteEntity};
-use super::{ClusterCore, error_to_proto};
+use crate::errors::error_to_proto;
+use crate::remote_session::{EarlyAnswer, RemoteEntity};
+use crate::runtime::ClusterRuntime;
 
 /// Message for a request whose `metadata` is missing or not a JSON object (spec §6.5).
 pub(crate) const NO_CONTEXT: &str = "no context found";
 
 /// The [`RpcHandler`] the RPC server calls. Holds the core weakly: the core owns the
 /// RPC server, which owns this handler.
-pub(crate) struct Incoming(pub(crate) Weak<ClusterCore>);
+pub(crate) struct Incoming(pub(crate) Weak<ClusterRuntime>);
 
 fn gone() -> Error {
     Error::internal("server is shutting down")
@@ -92,7 +93,38 @@ pub(crate) async fn kick_or_close(session: &pitaya_session::Session) {
     }
 }
 
-impl ClusterCore {
+/// Receiving: the RPC handler the runtime installs, and the per-user subscriptions.
+impl ClusterRuntime {
+    /// Starts receiving: the RPC server serves peers' requests from now on, and a
+    /// frontend subscribes each user it binds (spec §6.2). Discovery registration is
+    /// the caller's last step, once the whole server can serve.
+    ///
+    /// # Errors
+    /// When the RPC server cannot start.
+    pub async fn start(self: &Arc<Self>) -> Result<(), Error> {
+        let incoming = Arc::new(Incoming(Arc::downgrade(self)));
+        self.rpc_server.start(incoming).await?;
+        self.register_bind_callbacks();
+        Ok(())
+    }
+
+    /// Registers the frontend's bind callback: per-user subscriptions (spec §6.2).
+    fn register_bind_callbacks(self: &Arc<Self>) {
+        if !self.me.frontend {
+            return;
+        }
+        let core = Arc::downgrade(self);
+        self.pool.on_session_bind(move |session| {
+            let core = core.upgrade();
+            async move {
+                let (Some(core), Some(uid)) = (core, session.uid()) else { return Ok(()) };
+                let sub = core.rpc_server.subscribe_user(&uid).await?;
+                session.on_close(move |_| drop(sub));
+                Ok(())
+            }
+        });
+    }
+
     /// Serves one RPC: context checks, the server-side timeout, then Sys or User.
     async fn serve(self: Arc<Self>, req: protos::Request) -> Result<Bytes, Error> {
         if req.metadata.is_empty() {
@@ -180,12 +212,11 @@ impl ClusterCore {
             id: msg.id,
             kind,
             data: msg.data,
-            serializer: self.handlers.serializer.clone(),
-            state: self.handlers.state.clone(),
+            serializer: self.handlers.serializer().clone(),
+            state: self.handlers.state().clone(),
             ctx,
         };
-        let handlers = self.handlers.clone();
-        let mut call = Box::pin(async move { handlers.call(hreq).await });
+        let mut call = self.handlers.call(hreq);
         let reply = match early {
             None => call.await?,
             Some(mut early) => {
@@ -226,7 +257,7 @@ impl ClusterCore {
             "sys.pushsession" => self.sys_push_session(msg.data),
             "sys.kick" => self.sys_kick(msg.data).await,
             _ => {
-                let req = RemoteRequest { ctx, state: self.handlers.state.clone() };
+                let req = RemoteRequest { ctx, state: self.handlers.state().clone() };
                 self.remotes.call(short, req, msg.data).await
             }
         }

@@ -17,15 +17,17 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use pitaya_cluster::{DieSignal, Server};
-use pitaya_handler::Remotes;
+#[cfg(feature = "cluster")]
+use pitaya_cluster_runtime::ClusterRuntime;
+#[cfg(feature = "cluster")]
+use pitaya_cluster_runtime::modules::{UNIQUE_SESSION, UniqueSession};
 
-use crate::builder::{AcceptorSpec, Builder};
-use crate::cluster::{ClusterCore, ClusterFactory, ClusterSetup, RouteFn};
+use crate::acceptor_spec::AcceptorSpec;
 use crate::dispatch::{DispatchMetrics, HandlerCore, Handlers, LocalDispatch};
 use crate::handle::{AppHandle, HandleInner};
-use crate::modules::{UNIQUE_SESSION, UniqueSession};
 
-/// A configured server, not yet listening. Built by [`Builder::build`].
+/// A configured server, not yet listening. Built by
+/// [`Builder::build`](crate::Builder::build).
 pub struct App {
     pub(crate) server_type: String,
     pub(crate) config: PitayaConfig,
@@ -39,11 +41,8 @@ pub struct App {
     pub(crate) handshake_timeout: Duration,
     pub(crate) rate_limiting: bool,
     pub(crate) pool: SessionPool,
-    pub(crate) frontend: bool,
-    pub(crate) metadata: std::collections::BTreeMap<String, String>,
-    pub(crate) remotes: Remotes,
-    pub(crate) routes: std::collections::HashMap<String, RouteFn>,
-    pub(crate) cluster: Option<ClusterFactory>,
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: crate::cluster_glue::ClusterSpec,
     pub(crate) modules: Vec<(String, Arc<dyn pitaya_modules::Module>)>,
     pub(crate) reporters: Vec<Arc<dyn pitaya_metrics::Reporter>>,
 }
@@ -57,21 +56,14 @@ pub struct RunningApp {
     agents: Arc<AgentShared>,
     lifecycles: Vec<Arc<dyn Lifecycle>>,
     config: PitayaConfig,
-    cluster: Option<Arc<ClusterCore>>,
+    #[cfg(feature = "cluster")]
+    cluster: Option<Arc<ClusterRuntime>>,
     die: DieSignal,
     modules: pitaya_modules::Modules,
     metrics: Option<crate::metrics_wiring::MetricsRuntime>,
 }
 
 impl App {
-    /// Starts a server from `builder`; shorthand for `builder.build()?.start()`.
-    ///
-    /// # Errors
-    /// As [`Builder::build`] and [`App::start`].
-    pub async fn start_from(builder: Builder) -> Result<RunningApp, Error> {
-        builder.build()?.start().await
-    }
-
     /// The resolved configuration.
     pub fn config(&self) -> &PitayaConfig {
         &self.config
@@ -96,11 +88,8 @@ impl App {
             handshake_timeout,
             rate_limiting,
             pool,
-            frontend,
-            metadata,
-            remotes,
-            routes,
-            cluster: cluster_factory,
+            #[cfg(feature = "cluster")]
+                cluster: cluster_spec,
             modules: app_modules,
             reporters: extra_reporters,
         } = self;
@@ -111,6 +100,7 @@ impl App {
             pool: pool.clone(),
             groups,
             serializer: serializer.clone(),
+            #[cfg(feature = "cluster")]
             cluster: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
             running: std::sync::atomic::AtomicBool::new(false),
@@ -139,56 +129,33 @@ impl App {
             state,
         });
 
-        let mut cluster_modules = Vec::new();
-        let cluster = match cluster_factory {
-            Some(factory) => {
-                let me = Arc::new(Server::new(server_type.clone(), frontend, metadata));
-                let setup =
-                    ClusterSetup { server: me.clone(), config: config.clone(), die: die.clone() };
-                let parts = factory(setup).await?;
-                if parts.discovery.this_server().id != me.id {
-                    return Err(Error::unknown(
-                        "the cluster's discovery must register the server record it was given",
-                    ));
-                }
-                // The transports may have added metadata (the bound gRPC port).
-                let me = parts.discovery.this_server().clone();
-                cluster_modules = parts.modules;
-                let core = Arc::new_cyclic(|this| ClusterCore {
-                    this: this.clone(),
-                    me,
-                    discovery: parts.discovery,
-                    client: parts.client,
-                    rpc_server: parts.server,
-                    pool: pool.clone(),
-                    handlers: handlers.clone(),
-                    remotes,
-                    routes,
-                    loopback: config.cluster.rpc.server.loopback_enabled,
-                    answer_codec: pitaya_codec::MessageCodec::new()
-                        .with_data_compression(config.handler.messages.compression),
-                    metrics: std::sync::OnceLock::new(),
-                });
-                let incoming = Arc::new(crate::cluster::Incoming(Arc::downgrade(&core)));
-                core.rpc_server.start(incoming).await?;
-                core.register_bind_callbacks();
-                let _ = handle.0.cluster.set(core.clone());
-                Some(core)
+        #[cfg(feature = "cluster")]
+        let (cluster, cluster_modules) = match crate::cluster_glue::start(
+            cluster_spec,
+            &server_type,
+            &config,
+            &die,
+            &pool,
+            handlers.clone(),
+        )
+        .await?
+        {
+            Some((runtime, modules)) => {
+                let _ = handle.0.cluster.set(runtime.clone());
+                (Some(runtime), modules)
             }
-            None => {
-                if !remotes.routes().is_empty() {
-                    tracing::warn!("remotes registered on a standalone server are never called");
-                }
-                None
-            }
+            None => (None, Vec::new()),
         };
+        #[cfg(not(feature = "cluster"))]
+        let cluster_modules: Vec<(String, Arc<dyn pitaya_modules::Module>)> = Vec::new();
         let metrics_parts =
             crate::metrics_wiring::start(&server_type, &config, extra_reporters).await?;
         let reporter = metrics_parts.as_ref().map(|m| m.reporter.clone());
         if let Some(r) = &reporter {
             let _ = handle.0.metrics.set(r.clone());
-            if let Some(core) = &cluster {
-                let _ = core.metrics.set(r.clone());
+            #[cfg(feature = "cluster")]
+            if let Some(runtime) = &cluster {
+                runtime.set_metrics(Arc::new(crate::cluster_glue::RpcResponseTimes(r.clone())));
             }
         }
         if reporter.is_some() {
@@ -198,22 +165,33 @@ impl App {
         }
         let metrics =
             reporter.map(|r| Arc::new(DispatchMetrics::new(r, &server_type, handler_routes)));
-        let dispatch = Arc::new(LocalDispatch { handlers, cluster: cluster.clone(), metrics });
+        let dispatch = Arc::new(LocalDispatch {
+            handlers,
+            #[cfg(feature = "cluster")]
+            cluster: cluster.clone(),
+            metrics,
+        });
 
         let mut modules = pitaya_modules::Modules::new();
+        // The unique-session module is part of the cluster runtime: without feature
+        // `cluster` a second bind of a uid still closes the older session (the session
+        // pool does that), without a kick packet.
+        #[cfg(feature = "cluster")]
         if config.session.unique {
             let cluster = cluster.as_ref().map(Arc::downgrade);
-            modules.register(UNIQUE_SESSION, Arc::new(UniqueSession { cluster }))?;
+            modules.register(UNIQUE_SESSION, Arc::new(UniqueSession::new(cluster)))?;
         }
         for (name, module) in cluster_modules.into_iter().chain(app_modules) {
             modules.register(name, module)?;
         }
+        // Standalone servers have a record too, for modules that want an identity.
+        let standalone = || Arc::new(Server::new(server_type.clone(), true, Default::default()));
+        #[cfg(feature = "cluster")]
+        let record = cluster.as_ref().map_or_else(standalone, |runtime| runtime.server().clone());
+        #[cfg(not(feature = "cluster"))]
+        let record = standalone();
         let module_ctx = pitaya_modules::ModuleContext {
-            server: match &cluster {
-                Some(core) => core.me.clone(),
-                // Standalone servers have a record too, for modules that want an identity.
-                None => Arc::new(Server::new(server_type.clone(), frontend, Default::default())),
-            },
+            server: record,
             sessions: pool.clone(),
             die: die.clone(),
         };
@@ -241,8 +219,14 @@ impl App {
             dispatch,
             config.concurrency.handler.dispatch,
         ));
-        let metrics = metrics_parts
-            .map(|parts| parts.run(config.metrics.period, agents.clone(), cluster.clone()));
+        let metrics = metrics_parts.map(|parts| {
+            parts.run(
+                config.metrics.period,
+                agents.clone(),
+                #[cfg(feature = "cluster")]
+                cluster.clone(),
+            )
+        });
 
         let limits = &config.conn.rate_limiting;
         let rate_limit = (rate_limiting && !limits.force_disable)
@@ -279,9 +263,10 @@ impl App {
             hooks.after_init().await;
         }
 
-        if let Some(core) = &cluster {
+        #[cfg(feature = "cluster")]
+        if let Some(runtime) = &cluster {
             // Registered last: peers route to this server only once it can serve.
-            core.discovery.start().await?;
+            runtime.discovery().start().await?;
         }
 
         let (stop_accepting, stop) = watch::channel(false);
@@ -290,9 +275,13 @@ impl App {
         for acceptor in acceptors {
             tracker.spawn(accept_loop(acceptor, agents.clone(), tracker.clone(), stop.clone()));
         }
-        match &cluster {
-            Some(core) => {
-                tracing::info!(?addrs, id = %core.me.id, server_type = %core.me.server_type, frontend = core.me.frontend, "pitaya server started in cluster mode")
+        #[cfg(feature = "cluster")]
+        let me = cluster.as_ref().map(|runtime| runtime.server().clone());
+        #[cfg(not(feature = "cluster"))]
+        let me: Option<Arc<Server>> = None;
+        match me {
+            Some(me) => {
+                tracing::info!(?addrs, id = %me.id, server_type = %me.server_type, frontend = me.frontend, "pitaya server started in cluster mode")
             }
             None => tracing::info!(?addrs, "pitaya server started"),
         }
@@ -307,6 +296,7 @@ impl App {
             agents,
             lifecycles,
             config,
+            #[cfg(feature = "cluster")]
             cluster,
             die,
             modules,
@@ -412,9 +402,10 @@ impl RunningApp {
     pub async fn shutdown(self) {
         // Readiness probes fail from here on, as Go's `IsReady` once `running` is false.
         self.handle.0.running.store(false, std::sync::atomic::Ordering::Release);
-        if let Some(core) = &self.cluster {
+        #[cfg(feature = "cluster")]
+        if let Some(runtime) = &self.cluster {
             // Peers stop routing here first; what is already on its way is still served.
-            core.discovery.stop().await;
+            runtime.discovery().stop().await;
         }
         let _ = self.stop_accepting.send(true);
         for hooks in self.lifecycles.iter().rev() {
@@ -435,9 +426,10 @@ impl RunningApp {
         if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the shutdown grace period");
         }
-        if let Some(core) = &self.cluster {
-            core.rpc_server.stop().await;
-            core.client.stop().await;
+        #[cfg(feature = "cluster")]
+        if let Some(runtime) = &self.cluster {
+            runtime.rpc_server().stop().await;
+            runtime.client().stop().await;
         }
         self.modules.shutdown().await;
         for hooks in self.lifecycles.iter().rev() {
@@ -450,63 +442,5 @@ impl RunningApp {
 impl std::fmt::Debug for RunningApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunningApp").field("addrs", &self.addrs).finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use bytes::Bytes;
-    use pitaya_core::BoxFuture;
-    use pitaya_session::NetworkEntity;
-
-    use super::*;
-
-    /// A connection whose kick packet can never be queued (dead or stuck).
-    #[derive(Default)]
-    struct KickFails {
-        closes: AtomicUsize,
-    }
-
-    impl NetworkEntity for KickFails {
-        fn push(&self, _: &str, _: Bytes) -> BoxFuture<'_, Result<(), Error>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn respond(&self, _: u64, _: Bytes, _: bool) -> BoxFuture<'_, Result<(), Error>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {
-            Box::pin(async { Err(Error::new(pitaya_core::codes::CLIENT_CLOSED_REQUEST, "stuck")) })
-        }
-        fn close(&self) {
-            self.closes.fetch_add(1, Ordering::SeqCst);
-        }
-        fn remote_addr(&self) -> Option<SocketAddr> {
-            None
-        }
-    }
-
-    /// Go's TestUniqueSession_ShouldSucceedIfKickFails: the newer login wins even when
-    /// the older session cannot be sent its kick; that session is closed instead.
-    #[tokio::test]
-    async fn unique_session_bind_succeeds_when_the_kick_fails() {
-        let pool = SessionPool::new();
-        let ctx = pitaya_modules::ModuleContext {
-            server: Arc::new(Server::new("connector", true, Default::default())),
-            sessions: pool.clone(),
-            die: DieSignal::new(),
-        };
-        pitaya_modules::Module::init(&UniqueSession { cluster: None }, &ctx).await.unwrap();
-        let old_conn = Arc::new(KickFails::default());
-        let old = pool.create(old_conn.clone());
-        old.bind("u").await.unwrap();
-        let new = pool.create(Arc::new(KickFails::default()));
-        new.bind("u").await.expect("the newer login binds");
-        assert!(pool.by_uid("u").unwrap().ptr_eq(&new));
-        // Closed twice: by the unique-session module after the failed kick, then by the
-        // bind replacing the uid's index entry (real connections make close idempotent).
-        assert_eq!(old_conn.closes.load(Ordering::SeqCst), 2);
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
+#[cfg(feature = "cluster")]
 use pitaya_core::Context;
 use pitaya_core::Error;
 use pitaya_groups::Groups;
@@ -11,7 +12,8 @@ use pitaya_handler::{FromRequestParts, Request};
 use pitaya_serialize::Serializer;
 use pitaya_session::SessionPool;
 
-use crate::cluster::ClusterCore;
+#[cfg(feature = "cluster")]
+use pitaya_cluster_runtime::ClusterRuntime;
 
 /// A cheap, cloneable handle on a server: its sessions, groups and serializer. Handlers
 /// take it as an extractor.
@@ -24,7 +26,8 @@ pub(crate) struct HandleInner {
     pub(crate) groups: Arc<dyn Groups>,
     pub(crate) serializer: Arc<dyn Serializer>,
     /// Set once the cluster is up; empty on a standalone server.
-    pub(crate) cluster: std::sync::OnceLock<Arc<ClusterCore>>,
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: std::sync::OnceLock<Arc<ClusterRuntime>>,
     /// Set when metrics are on.
     pub(crate) metrics: std::sync::OnceLock<Arc<dyn pitaya_metrics::Reporter>>,
     /// From the end of `App::start` to the start of `RunningApp::shutdown` (Go's
@@ -119,28 +122,15 @@ impl AppHandle {
     }
 }
 
-/// Cluster operations (spec §6.6, §8.4).
+/// Readiness, and pushes and kicks by uid: across the cluster in cluster mode, to this
+/// process's sessions otherwise.
 impl AppHandle {
-    fn cluster(&self) -> Result<&Arc<ClusterCore>, Error> {
-        self.0.cluster.get().ok_or_else(|| Error::unknown("not running in cluster mode"))
-    }
-
-    /// This server's record in the cluster; `None` on a standalone server.
-    pub fn server(&self) -> Option<Arc<pitaya_cluster::Server>> {
-        self.0.cluster.get().map(|c| c.me.clone())
-    }
-
-    /// The service discovery; `None` on a standalone server.
-    pub fn discovery(&self) -> Option<Arc<dyn pitaya_cluster::ServiceDiscovery>> {
-        self.0.cluster.get().map(|c| c.discovery.clone())
-    }
-
     /// Whether this server can serve requests now (Go's `IsReady`), for a readiness
     /// probe: it has started and is not shutting down, and in cluster mode its RPC
     /// client and server are connected (NATS: not reconnecting or closed; see
-    /// [`RpcClient::is_connected`](pitaya_cluster::RpcClient::is_connected)) and its
+    /// [`RpcClient::is_connected`](pitaya_cluster_runtime::RpcClient::is_connected)) and its
     /// service discovery reaches its backend
-    /// ([`ServiceDiscovery::is_connected`](pitaya_cluster::ServiceDiscovery::is_connected)).
+    /// ([`ServiceDiscovery::is_connected`](pitaya_cluster_runtime::ServiceDiscovery::is_connected)).
     ///
     /// A standalone server and in-process transports are always connected. With etcd
     /// this is one read bounded by `pitaya.cluster.sd.etcd.revoke.timeout` (5 s), so
@@ -149,14 +139,82 @@ impl AppHandle {
         if !self.0.running.load(std::sync::atomic::Ordering::Acquire) {
             return false;
         }
-        match self.0.cluster.get() {
-            Some(core) => {
-                core.client.is_connected()
-                    && core.rpc_server.is_connected()
-                    && core.discovery.is_connected().await
-            }
-            None => true,
+        #[cfg(feature = "cluster")]
+        if let Some(runtime) = self.0.cluster.get() {
+            return runtime.client().is_connected()
+                && runtime.rpc_server().is_connected()
+                && runtime.discovery().is_connected().await;
         }
+        true
+    }
+
+    /// Pushes `data` on `route` to the users `uids` connected to frontends of
+    /// `frontend_type`, wherever they are (Go's `SendPushToUsers`, spec §8.4). Returns
+    /// the uids that failed. On a standalone server only local sessions are reached.
+    pub async fn send_push_to_users(
+        &self,
+        route: &str,
+        data: Bytes,
+        uids: &[String],
+        frontend_type: &str,
+    ) -> Vec<String> {
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.0.cluster.get() {
+            return c.push_to_users(route, data, uids, frontend_type).await;
+        }
+        let _ = frontend_type;
+        self.push_to_uids(uids.iter().map(String::as_str), route, data).await
+    }
+
+    /// Kicks the users `uids` from frontends of `frontend_type`, wherever they are (Go's
+    /// `SendKickToUsers`). Returns the uids that failed.
+    pub async fn send_kick_to_users(&self, uids: &[String], frontend_type: &str) -> Vec<String> {
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.0.cluster.get() {
+            return c.kick_users(uids, frontend_type).await;
+        }
+        let _ = frontend_type;
+        let mut failed = Vec::new();
+        for uid in uids {
+            if self.kick_uid(uid).await.is_err() {
+                failed.push(uid.clone());
+            }
+        }
+        failed
+    }
+
+    /// Pushes to every member of `group` on frontends of `frontend_type` (Go's
+    /// `GroupBroadcast`). Returns the members that could not be reached.
+    ///
+    /// # Errors
+    /// The group's error, e.g. `group not found`.
+    pub async fn group_broadcast(
+        &self,
+        frontend_type: &str,
+        group: &str,
+        route: &str,
+        data: Bytes,
+    ) -> Result<Vec<String>, Error> {
+        let members = self.0.groups.members(group).await?;
+        Ok(self.send_push_to_users(route, data, &members, frontend_type).await)
+    }
+}
+
+/// Cluster operations (spec §6.6, §8.4; feature `cluster`).
+#[cfg(feature = "cluster")]
+impl AppHandle {
+    fn cluster(&self) -> Result<&Arc<ClusterRuntime>, Error> {
+        self.0.cluster.get().ok_or_else(|| Error::unknown("not running in cluster mode"))
+    }
+
+    /// This server's record in the cluster; `None` on a standalone server.
+    pub fn server(&self) -> Option<Arc<pitaya_cluster_runtime::Server>> {
+        self.0.cluster.get().map(|c| c.server().clone())
+    }
+
+    /// The service discovery; `None` on a standalone server.
+    pub fn discovery(&self) -> Option<Arc<dyn pitaya_cluster_runtime::ServiceDiscovery>> {
+        self.0.cluster.get().map(|c| c.discovery().clone())
     }
 
     /// Calls the remote `route` (`serverType.service.method`) on a server of that type,
@@ -209,55 +267,6 @@ impl AppHandle {
         let data = Bytes::from(arg.encode_to_vec());
         let reply = self.cluster()?.rpc(ctx, Some(server_id), route, Some(data)).await?;
         R::decode(reply).map_err(|e| Error::unknown(e.to_string()))
-    }
-
-    /// Pushes `data` on `route` to the users `uids` connected to frontends of
-    /// `frontend_type`, wherever they are (Go's `SendPushToUsers`, spec §8.4). Returns
-    /// the uids that failed. On a standalone server only local sessions are reached.
-    pub async fn send_push_to_users(
-        &self,
-        route: &str,
-        data: Bytes,
-        uids: &[String],
-        frontend_type: &str,
-    ) -> Vec<String> {
-        match self.0.cluster.get() {
-            Some(c) => c.push_to_users(route, data, uids, frontend_type).await,
-            None => self.push_to_uids(uids.iter().map(String::as_str), route, data).await,
-        }
-    }
-
-    /// Kicks the users `uids` from frontends of `frontend_type`, wherever they are (Go's
-    /// `SendKickToUsers`). Returns the uids that failed.
-    pub async fn send_kick_to_users(&self, uids: &[String], frontend_type: &str) -> Vec<String> {
-        match self.0.cluster.get() {
-            Some(c) => c.kick_users(uids, frontend_type).await,
-            None => {
-                let mut failed = Vec::new();
-                for uid in uids {
-                    if self.kick_uid(uid).await.is_err() {
-                        failed.push(uid.clone());
-                    }
-                }
-                failed
-            }
-        }
-    }
-
-    /// Pushes to every member of `group` on frontends of `frontend_type` (Go's
-    /// `GroupBroadcast`). Returns the members that could not be reached.
-    ///
-    /// # Errors
-    /// The group's error, e.g. `group not found`.
-    pub async fn group_broadcast(
-        &self,
-        frontend_type: &str,
-        group: &str,
-        route: &str,
-        data: Bytes,
-    ) -> Result<Vec<String>, Error> {
-        let members = self.0.groups.members(group).await?;
-        Ok(self.send_push_to_users(route, data, &members, frontend_type).await)
     }
 
     /// Calls the remote `route` with an already encoded argument and returns the

@@ -4,8 +4,8 @@
 //! its jobs find the cluster up:
 //!
 //! ```no_run
-//! # async fn demo(app: pitaya::App) -> Result<(), pitaya::Error> {
-//! use pitaya::worker::{RpcJobs, Worker, WorkerOptions};
+//! # async fn demo(app: pitaya_server::App) -> Result<(), pitaya_core::Error> {
+//! use pitaya_worker::{RpcJobs, Worker, WorkerOptions};
 //! let opts = WorkerOptions::from_config(&app.config().worker);
 //! let running = app.start().await?;
 //! let worker = Worker::new(opts, RpcJobs::new(), running.handle().clone()).start()?;
@@ -15,7 +15,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! It is not a [`Module`](crate::Module): modules start inside `App::start`, before the
+//! It is not a [`Module`](pitaya_modules::Module): modules start inside `App::start`, before the
 //! handle is handed out, and get no handle in their context.
 
 use bytes::Bytes;

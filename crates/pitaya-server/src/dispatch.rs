@@ -16,7 +16,8 @@ use pitaya_serialize::Serializer;
 use pitaya_session::Session;
 use tower::{Service, ServiceExt};
 
-use crate::cluster::ClusterCore;
+#[cfg(feature = "cluster")]
+use pitaya_cluster_runtime::ClusterRuntime;
 
 /// The handlers as the dispatcher calls them.
 pub(crate) enum Handlers {
@@ -28,7 +29,8 @@ pub(crate) enum Handlers {
 }
 
 /// This server's handlers with what every call needs; shared by the client dispatcher
-/// and the cluster's RPC server.
+/// and, as its [`LocalHandlers`](pitaya_cluster_runtime::LocalHandlers), the cluster
+/// runtime.
 pub(crate) struct HandlerCore {
     pub(crate) service: Handlers,
     pub(crate) server_type: String,
@@ -47,7 +49,8 @@ impl HandlerCore {
 
 pub(crate) struct LocalDispatch {
     pub(crate) handlers: Arc<HandlerCore>,
-    pub(crate) cluster: Option<Arc<ClusterCore>>,
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<Arc<ClusterRuntime>>,
     /// Set when metrics are on; `None` keeps the hot path free of timing.
     pub(crate) metrics: Option<Arc<DispatchMetrics>>,
 }
@@ -234,6 +237,7 @@ impl LocalDispatch {
     ) -> BoxFuture<'static, Result<Option<Bytes>, Error>> {
         let own_type = &self.handlers.server_type;
         if !route.server_type().is_empty() && route.server_type() != own_type {
+            #[cfg(feature = "cluster")]
             if let Some(cluster) = &self.cluster {
                 return cluster.forward(session, route, id, is_request, data);
             }

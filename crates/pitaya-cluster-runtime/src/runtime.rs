@@ -1,30 +1,21 @@
-//! Cluster mode: forwarding client messages to backends, user RPC, backend sessions,
-//! push and kick by uid (spec §6, §8).
-//!
-//! The transports are traits of `pitaya-cluster`; this module only uses them, so
-//! etcd or NATS can be swapped for other implementations.
-
-mod incoming;
-mod remote_session;
+//! [`ClusterRuntime`]: forwarding client messages to backends, user RPC, push and kick
+//! by uid (spec §6, §8), over whatever transports the [`ClusterParts`] hold.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
-use pitaya_cluster::protos::{KickMsg, Msg, MsgType, Push, RpcType};
+use pitaya_cluster::protos::{self, KickMsg, Msg, MsgType, Push, RpcType};
+use pitaya_cluster::{RpcClient, RpcServer, Server, ServiceDiscovery};
 use pitaya_codec::Route;
-use pitaya_config::PitayaConfig;
 use pitaya_core::context::{OPENTRACING_SPAN, PEER_ID, PEER_SERVICE};
 use pitaya_core::{BoxFuture, Context, Error};
 use pitaya_handler::{RemoteRequest, Remotes};
 use pitaya_session::{Session, SessionPool};
 
-pub use pitaya_cluster::*;
-
-use crate::dispatch::HandlerCore;
-
-pub(crate) use incoming::{Incoming, kick_or_close};
+use crate::errors::error_from_proto;
+use crate::parts::{ClusterParts, RouteFn, RouteRequest};
+use crate::{LocalHandlers, RpcMetrics};
 
 /// Message of the error for an RPC to this server's own type without a server id
 /// (spec §6.6).
@@ -34,99 +25,105 @@ pub const NO_SERVER_TYPE: &str = "no server type chosen for sending RPC, send a 
 /// Message of the error when no server of the wanted type is known.
 pub const NO_SERVERS: &str = "no servers available of this type";
 
-/// The transports of a cluster server: its discovery and its RPC client and server.
-pub struct ClusterParts {
-    /// Service discovery. Its `this_server()` is this server's record: the one given in
-    /// [`ClusterSetup`], possibly with metadata added (e.g. the bound gRPC port).
-    pub discovery: Arc<dyn ServiceDiscovery>,
-    /// Sends RPCs, pushes and kicks.
-    pub client: Arc<dyn RpcClient>,
-    /// Receives them.
-    pub server: Arc<dyn RpcServer>,
-    /// Where users are bound (needed by transports without per-user subjects, gRPC):
-    /// kept up to date by the binding-storage module on frontends.
-    pub bindings: Option<Arc<dyn BindingStorage>>,
-    /// Modules the transports need (e.g. the binding storage's lifecycle), started
-    /// before the application's own.
-    pub modules: Vec<(String, Arc<dyn pitaya_modules::Module>)>,
-}
-
-impl std::fmt::Debug for ClusterParts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterParts").field("server", self.discovery.this_server()).finish()
-    }
-}
-
-/// What a cluster factory gets to build [`ClusterParts`] with.
-#[derive(Debug, Clone)]
-pub struct ClusterSetup {
-    /// This server's record (fresh UUID id, type, frontend flag, metadata).
-    pub server: Arc<Server>,
-    /// The resolved configuration.
-    pub config: PitayaConfig,
-    /// Raise it when a transport cannot go on: the server then shuts down.
-    pub die: DieSignal,
-}
-
-impl ClusterParts {
-    /// Parts without binding storage or modules.
-    pub fn new(
-        discovery: Arc<dyn ServiceDiscovery>,
-        client: Arc<dyn RpcClient>,
-        server: Arc<dyn RpcServer>,
-    ) -> Self {
-        Self { discovery, client, server, bindings: None, modules: Vec::new() }
-    }
-}
-
-pub(crate) type ClusterFactory =
-    Box<dyn FnOnce(ClusterSetup) -> BoxFuture<'static, Result<ClusterParts, Error>> + Send>;
-
-pub(crate) fn boxed_factory<F, Fut>(f: F) -> ClusterFactory
-where
-    F: FnOnce(ClusterSetup) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<ClusterParts, Error>> + Send + 'static,
-{
-    Box::new(move |setup| Box::pin(f(setup)))
-}
-
-/// What a custom routing function sees (Go's `AddRoute` callback arguments).
-#[derive(Debug)]
-pub struct RouteRequest<'a> {
-    /// The client's session, for a forwarded client message; `None` for a user RPC.
-    pub session: Option<&'a Session>,
-    /// The route being sent.
-    pub route: &'a Route,
-    /// The payload.
-    pub payload: &'a [u8],
-    /// Every known server of the route's type (never empty).
-    pub servers: &'a [Arc<Server>],
-}
-
-/// A custom routing function for one server type.
-pub(crate) type RouteFn = Arc<dyn Fn(RouteRequest<'_>) -> Result<Arc<Server>, Error> + Send + Sync>;
-
-/// The running cluster side of a server.
-pub(crate) struct ClusterCore {
+/// The running cluster side of a server: it forwards client messages for other server
+/// types, sends user RPCs, pushes and kicks by uid, and serves what peers send (Sys and
+/// User RPCs, backend sessions, the `sys` remotes).
+///
+/// Built by [`ClusterRuntime::new`] from the transports, started with
+/// [`ClusterRuntime::start`]; the server runtime stops the transports at shutdown.
+pub struct ClusterRuntime {
     /// Itself, weakly, for the objects it hands out (backend sessions, the RPC handler).
-    pub(crate) this: std::sync::Weak<ClusterCore>,
+    pub(crate) this: Weak<ClusterRuntime>,
     pub(crate) me: Arc<Server>,
     pub(crate) discovery: Arc<dyn ServiceDiscovery>,
     pub(crate) client: Arc<dyn RpcClient>,
     pub(crate) rpc_server: Arc<dyn RpcServer>,
     pub(crate) pool: SessionPool,
-    pub(crate) handlers: Arc<HandlerCore>,
+    pub(crate) handlers: Arc<dyn LocalHandlers>,
     pub(crate) remotes: Remotes,
     pub(crate) routes: HashMap<String, RouteFn>,
     pub(crate) loopback: bool,
     /// Encodes the client packet a backend session answers by hand (spec §6.6), with
     /// this server's data compression, as Go's remote agent does.
     pub(crate) answer_codec: pitaya_codec::MessageCodec,
-    /// Set when metrics are on: user RPCs report `response_time_ns` with type `rpc`.
-    pub(crate) metrics: std::sync::OnceLock<Arc<dyn pitaya_metrics::Reporter>>,
+    /// Set when metrics are on: user RPCs report their round trip here.
+    pub(crate) metrics: OnceLock<Arc<dyn RpcMetrics>>,
 }
 
-impl ClusterCore {
+/// What the runtime needs from the server besides the transports.
+pub struct RuntimeOptions {
+    /// The server's sessions: frontends look users up here, backends create their
+    /// relayed sessions here.
+    pub pool: SessionPool,
+    /// This server's handlers, for messages forwarded to it.
+    pub handlers: Arc<dyn LocalHandlers>,
+    /// This server's remotes, for user RPCs.
+    pub remotes: Remotes,
+    /// Custom routing per server type (Go's `AddRoute`); random routing for the others.
+    pub routes: HashMap<String, RouteFn>,
+    /// `pitaya.cluster.rpc.server.loopbackenabled`: serve an RPC to this server's own
+    /// type in process instead of refusing it (spec §6.6).
+    pub loopback: bool,
+    /// `pitaya.handler.messages.compression`, for answers by hand.
+    pub data_compression: bool,
+}
+
+impl std::fmt::Debug for RuntimeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeOptions").field("loopback", &self.loopback).finish_non_exhaustive()
+    }
+}
+
+impl ClusterRuntime {
+    /// The runtime of the server whose record is `parts.discovery.this_server()`; the
+    /// parts' modules are left to the caller, who starts them with its own.
+    pub fn new(parts: &ClusterParts, options: RuntimeOptions) -> Arc<Self> {
+        let RuntimeOptions { pool, handlers, remotes, routes, loopback, data_compression } =
+            options;
+        Arc::new_cyclic(|this| Self {
+            this: this.clone(),
+            me: parts.discovery.this_server().clone(),
+            discovery: parts.discovery.clone(),
+            client: parts.client.clone(),
+            rpc_server: parts.server.clone(),
+            pool,
+            handlers,
+            remotes,
+            routes,
+            loopback,
+            answer_codec: pitaya_codec::MessageCodec::new().with_data_compression(data_compression),
+            metrics: OnceLock::new(),
+        })
+    }
+
+    /// Reports each user RPC's round trip to `metrics` from now on; only the first call
+    /// takes effect.
+    pub fn set_metrics(&self, metrics: Arc<dyn RpcMetrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// This server's record as registered (with what the transports added).
+    pub fn server(&self) -> &Arc<Server> {
+        &self.me
+    }
+
+    /// The service discovery.
+    pub fn discovery(&self) -> &Arc<dyn ServiceDiscovery> {
+        &self.discovery
+    }
+
+    /// The RPC client.
+    pub fn client(&self) -> &Arc<dyn RpcClient> {
+        &self.client
+    }
+
+    /// The RPC server.
+    pub fn rpc_server(&self) -> &Arc<dyn RpcServer> {
+        &self.rpc_server
+    }
+}
+
+impl ClusterRuntime {
     /// Adds this server as the sender of an RPC (spec §6.5: the peer keys are replaced,
     /// everything else is forwarded).
     fn stamp(&self, ctx: &mut Context) {
@@ -161,8 +158,12 @@ impl ClusterCore {
     }
 
     /// Forwards a client message to a server of its route's type (Sys RPC, spec §6.6)
-    /// and turns the answer into the client's response body.
-    pub(crate) fn forward(
+    /// and turns the answer into the client's response body (`None` for a notify).
+    ///
+    /// # Errors
+    /// `PIT-500` when no server of the type is known; the backend's error; transport
+    /// errors and timeouts as [`RpcClient::call`] gives them.
+    pub fn forward(
         self: &Arc<Self>,
         session: Session,
         route: Route,
@@ -224,7 +225,12 @@ impl ClusterCore {
     }
 
     /// Sends a user RPC (spec §6.6) and returns the reply's protobuf bytes.
-    pub(crate) async fn rpc(
+    ///
+    /// # Errors
+    /// The remote's error; `PIT-000` for a route without server type, for this
+    /// server's own type without loopback, or an unknown `server_id`; `PIT-500` when no
+    /// server of the type is known; transport errors and timeouts.
+    pub async fn rpc(
         self: &Arc<Self>,
         ctx: &Context,
         server_id: Option<&str>,
@@ -247,7 +253,7 @@ impl ClusterCore {
                 return Err(Error::unknown(NONSENSE_RPC));
             }
             // Loopback (spec §6.6): served in process, same reply and error shapes.
-            let req = RemoteRequest { ctx, state: self.handlers.state.clone() };
+            let req = RemoteRequest { ctx, state: self.handlers.state().clone() };
             return self.remotes.call(parsed.short(), req, data.unwrap_or_default()).await;
         }
         let target = match server_id {
@@ -262,7 +268,7 @@ impl ClusterCore {
     }
 
     /// Sends `route` (already validated) to `target` as a user RPC.
-    async fn user_rpc(
+    pub(crate) async fn user_rpc(
         &self,
         target: &Server,
         mut ctx: Context,
@@ -310,15 +316,8 @@ impl ClusterCore {
         if let Err(e) = &result {
             span.record("code", e.code());
         }
-        if let (Some(reporter), Some(route)) = (self.metrics.get(), metric_route) {
-            let outcome = result.as_ref().map(|_| ());
-            crate::metrics_wiring::report_response(
-                reporter.as_ref(),
-                &route,
-                "rpc",
-                started.elapsed(),
-                outcome,
-            );
+        if let (Some(metrics), Some(route)) = (self.metrics.get(), metric_route) {
+            metrics.rpc_completed(&route, started.elapsed(), result.as_ref().map(|_| ()));
         }
         result
     }
@@ -326,7 +325,7 @@ impl ClusterCore {
     /// Pushes to users by uid (spec §8.4): locally when this server is a frontend of
     /// `frontend_type` holding the uid, through the RPC client otherwise. Returns the
     /// uids that failed.
-    pub(crate) async fn push_to_users(
+    pub async fn push_to_users(
         &self,
         route: &str,
         data: Bytes,
@@ -356,7 +355,7 @@ impl ClusterCore {
 
     /// Kicks users by uid (spec §8.4): locally when a local session holds the uid,
     /// through the RPC client otherwise. Returns the uids that failed.
-    pub(crate) async fn kick_users(&self, uids: &[String], frontend_type: &str) -> Vec<String> {
+    pub async fn kick_users(&self, uids: &[String], frontend_type: &str) -> Vec<String> {
         let kicks = uids.iter().map(|uid| {
             let local = self.pool.by_uid(uid);
             async move {
@@ -370,43 +369,6 @@ impl ClusterCore {
             }
         });
         futures_util::future::join_all(kicks).await.into_iter().flatten().collect()
-    }
-
-    /// Registers the frontend's bind callback: per-user subscriptions (spec §6.2).
-    pub(crate) fn register_bind_callbacks(self: &Arc<Self>) {
-        if !self.me.frontend {
-            return;
-        }
-        let core = Arc::downgrade(self);
-        self.pool.on_session_bind(move |session| {
-            let core = core.upgrade();
-            async move {
-                let (Some(core), Some(uid)) = (core, session.uid()) else { return Ok(()) };
-                let sub = core.rpc_server.subscribe_user(&uid).await?;
-                session.on_close(move |_| drop(sub));
-                Ok(())
-            }
-        });
-    }
-}
-
-/// A Pitaya error from a peer's `Response.error`; an empty code becomes `PIT-000`
-/// (spec §6.6).
-pub(crate) fn error_from_proto(e: protos::Error) -> Error {
-    let code = if e.code.is_empty() { pitaya_core::codes::UNKNOWN.to_owned() } else { e.code };
-    let mut err = Error::new(code, e.msg);
-    for (k, v) in e.metadata {
-        err = err.with_metadata(k, v);
-    }
-    err
-}
-
-/// The `Response.error` carrying `e`.
-pub(crate) fn error_to_proto(e: &Error) -> protos::Error {
-    protos::Error {
-        code: e.code().to_owned(),
-        msg: e.message().to_owned(),
-        metadata: e.metadata().clone(),
     }
 }
 
