@@ -15,6 +15,7 @@
 //! - [`context`]: the `reqTimeout` rules of the propagated context.
 //! - [`gate`]: in-flight accounting for transports that drain on stop.
 //! - [`DieSignal`]: how a layer that cannot go on asks the application to stop.
+//! - [`Unreachable`]: how an RPC client marks a call that never reached its target.
 //!
 //! Swapping NATS for gRPC, or etcd for another discovery, means passing another
 //! implementation of these traits; nothing else changes.
@@ -27,6 +28,7 @@ pub mod gate;
 pub mod memory;
 mod rpc;
 mod server;
+mod unreachable;
 
 pub use binding::{BINDING_NOT_FOUND, BindingStorage};
 pub use die::DieSignal;
@@ -37,6 +39,7 @@ pub use server::{
     GRPC_EXTERNAL_HOST_KEY, GRPC_EXTERNAL_PORT_KEY, GRPC_HOST_KEY, GRPC_PORT_KEY, REGION_KEY,
     Server,
 };
+pub use unreachable::{Unreachable, UnreachableKind, unreachable_kind};
 
 use std::time::Duration;
 

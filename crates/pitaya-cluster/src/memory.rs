@@ -139,8 +139,10 @@ impl RpcClient for MemoryRpcClient {
         let (target_id, me) = (target.id.clone(), self.me.id.clone());
         Box::pin(async move {
             let timeout = timeout?;
-            let handler = handler
-                .ok_or_else(|| Error::unknown("nats: no responders available for request"))?;
+            let handler = handler.ok_or_else(|| {
+                Error::unknown("nats: no responders available for request")
+                    .with_source(crate::Unreachable::new(crate::UnreachableKind::NoResponders))
+            })?;
             tokio::time::timeout(timeout, handler.handle_request(req))
                 .await
                 .map_err(|_| crate::timeout_error(timeout, &route, &me, &target_id))

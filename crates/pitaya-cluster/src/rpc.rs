@@ -22,6 +22,12 @@ pub trait RpcClient: Send + Sync + 'static {
     /// `PIT-000` with grpc-go's deadline text; transport errors as `PIT-000` with their
     /// text. An error
     /// the remote handler returned is *not* an `Err`: it is in `Response.error`.
+    ///
+    /// When the transport knows the request reached no live target (NATS no responders,
+    /// gRPC `Unavailable` or no connection), the error's local source is an
+    /// [`Unreachable`](crate::Unreachable) mark, read with
+    /// [`unreachable_kind`](crate::unreachable_kind): the cluster runtime then routes
+    /// around the target. Timeouts are not marked.
     fn call(
         &self,
         target: &Server,

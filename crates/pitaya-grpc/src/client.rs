@@ -121,6 +121,9 @@ impl RpcClient for GrpcRpcClient {
     /// - `PIT-000` `rpc error: code = <Code> desc = <message>` for any other gRPC status,
     ///   dial failures included (`code = Unavailable`);
     /// - `PIT-000` after `stop`.
+    ///
+    /// `Unavailable` and no-connection errors carry the local
+    /// [`Unreachable`](pitaya_cluster::Unreachable) mark; timeouts do not.
     fn call(
         &self,
         target: &Server,

@@ -1,5 +1,6 @@
 //! Go's error texts and the mapping of gRPC statuses to Pitaya errors (spec §2.5, §7).
 
+use pitaya_cluster::{Unreachable, UnreachableKind};
 use pitaya_core::Error;
 use tonic::{Code, Status};
 
@@ -24,8 +25,10 @@ pub const DEADLINE_EXCEEDED: &str =
 /// The message of a status after the client stopped.
 pub(crate) const STOPPED: &str = "rpc client: stopped";
 
+/// Marked [`Unreachable`]: nothing was sent, and the cluster runtime may route around
+/// the target.
 pub(crate) fn no_connection() -> Error {
-    Error::unknown(NO_CONNECTION)
+    Error::unknown(NO_CONNECTION).with_source(Unreachable::new(UnreachableKind::NoConnection))
 }
 
 pub(crate) fn no_binding_storage() -> Error {
@@ -72,6 +75,10 @@ impl CallFailure {
 ///
 /// A status made on this side from a transport error (a failed dial) says little by
 /// itself (`tcp connect error`), so the error's causes are appended.
+///
+/// `Unavailable` is marked [`Unreachable`] (a local source; the text stays grpc-go's):
+/// tonic gives it for a refused, failed or reset connection and an expired keep-alive,
+/// and a Pitaya server only sends it while it stops, so the target is gone or going.
 pub(crate) fn status_error(status: Status) -> Error {
     let mut desc = status.message().to_owned();
     let mut cause = std::error::Error::source(&status);
@@ -84,6 +91,10 @@ pub(crate) fn status_error(status: Status) -> Error {
         cause = c.source();
     }
     let text = format!("rpc error: code = {} desc = {desc}", go_code(status.code()));
+    if status.code() == Code::Unavailable {
+        let mark = Unreachable::new(UnreachableKind::Unavailable).with_source(status);
+        return Error::unknown(text).with_source(mark);
+    }
     Error::unknown(text).with_source(status)
 }
 
@@ -122,6 +133,23 @@ mod tests {
         let e = status_error(Status::cancelled("x"));
         assert_eq!(e.message(), "rpc error: code = Canceled desc = x");
         assert_eq!(go_code(Code::Unavailable), "Unavailable");
+    }
+
+    #[test]
+    fn only_unreachable_targets_are_marked() {
+        use pitaya_cluster::unreachable_kind;
+        let e = status_error(Status::unavailable("tcp connect error"));
+        assert_eq!(e.message(), "rpc error: code = Unavailable desc = tcp connect error");
+        assert_eq!(unreachable_kind(&e), Some(UnreachableKind::Unavailable));
+        assert_eq!(unreachable_kind(&no_connection()), Some(UnreachableKind::NoConnection));
+        assert_eq!(no_connection().message(), NO_CONNECTION);
+        for e in [
+            status_error(Status::unknown("session not found")),
+            status_error(Status::internal("h2 protocol error")),
+            CallFailure::TimedOut.into_error(),
+        ] {
+            assert_eq!(unreachable_kind(&e), None, "{e}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::client::RequestErrorKind;
 use bytes::Bytes;
 use pitaya_cluster::protos::{BindMsg, KickMsg, Push, Request, Response};
-use pitaya_cluster::{DieSignal, RpcClient, Server};
+use pitaya_cluster::{DieSignal, RpcClient, Server, Unreachable, UnreachableKind};
 use pitaya_config::model::NatsClientConfig;
 use pitaya_core::{BoxFuture, Context, Error};
 use prost::Message;
@@ -81,7 +81,7 @@ impl RpcClient for NatsRpcClient {
     /// - `PIT-408` `rpc client: request timeout` with Go's metadata when no answer came in
     ///   time, including while NATS is unreachable;
     /// - `PIT-000` `nats: no responders available for request` when nobody serves the
-    ///   subject;
+    ///   subject, marked [`Unreachable`] (a local source; the wire form is Go's);
     /// - `PIT-500` when the context's `reqTimeout` is not a Go duration string;
     /// - `PIT-000` when the reply is not a `Response`, the subject is invalid, or the client
     ///   is stopped.
@@ -115,7 +115,10 @@ impl RpcClient for NatsRpcClient {
                 Err(e) => {
                     return Err(match e.kind() {
                         RequestErrorKind::TimedOut => timed_out(),
-                        RequestErrorKind::NoResponders => Error::unknown(NO_RESPONDERS),
+                        // Nobody is subscribed to the target's subject: the request was
+                        // delivered to no one, a sign the target is gone.
+                        RequestErrorKind::NoResponders => Error::unknown(NO_RESPONDERS)
+                            .with_source(Unreachable::new(UnreachableKind::NoResponders)),
                         RequestErrorKind::Other => Error::from(e),
                     });
                 }

@@ -142,6 +142,8 @@ async fn timeout_and_no_responders_errors() {
         .await
         .unwrap_err();
     assert_eq!((err.code(), err.message()), ("PIT-408", "rpc client: request timeout"));
+    // A timeout does not tell a dead server from a slow handler: not marked.
+    assert_eq!(pitaya_cluster::unreachable_kind(&err), None);
     let metadata: Vec<(&str, &str)> =
         err.metadata().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
@@ -162,6 +164,10 @@ async fn timeout_and_no_responders_errors() {
     assert_eq!(
         (err.code(), err.message()),
         ("PIT-000", "nats: no responders available for request")
+    );
+    assert_eq!(
+        pitaya_cluster::unreachable_kind(&err),
+        Some(pitaya_cluster::UnreachableKind::NoResponders)
     );
 
     let mut ctx = Context::new();
