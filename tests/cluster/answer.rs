@@ -12,11 +12,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use pitaya::cluster::protos::{self, Msg};
-use pitaya::config::ConfigLoader;
 use pitaya::handler::RouteInfo;
-use pitaya::{Component, Error, Pitaya, Session};
+use pitaya::{Component, Error, Session};
 use prost::Message;
 
+use crate::inproc;
 use crate::support::{sd_prefix, wait, within};
 
 /// Answers "by hand" by hand, waits, then returns "returned" (never to be seen).
@@ -49,51 +49,18 @@ fn backend_component() -> Component {
         .handler("notifybyhand", notify_by_hand)
 }
 
-/// A server of a cluster under `prefix` on the shared etcd and NATS, over NATS or gRPC.
-async fn server(grpc: bool, server_type: &str, frontend: bool, prefix: &str) -> pitaya::RunningApp {
-    let nats = pitaya_test_services::shared_nats_url();
-    let etcd = pitaya_test_services::shared_etcd_endpoint();
-    let grpc_port = pitaya_test_services::free_port();
-    let config = ConfigLoader::new()
-        .set("pitaya.cluster.sd.etcd.prefix", prefix)
-        .set("pitaya.cluster.sd.etcd.endpoints", etcd.as_str())
-        .set("pitaya.modules.bindingstorage.etcd.endpoints", etcd.as_str())
-        .set("pitaya.cluster.rpc.client.nats.connect", nats.as_str())
-        .set("pitaya.cluster.rpc.server.nats.connect", nats.as_str())
-        .set("pitaya.cluster.rpc.server.grpc.port", grpc_port)
-        .load()
-        .expect("configuration");
-    let mut b = Pitaya::builder()
-        .server_type(server_type)
-        .frontend(frontend)
-        .config(config)
-        .metadata(pitaya::cluster::GRPC_HOST_KEY, "127.0.0.1")
-        .metadata(pitaya::cluster::GRPC_PORT_KEY, grpc_port.to_string());
-    if frontend {
-        b = b.tcp("127.0.0.1:0");
-    } else {
-        b = b.component(backend_component());
-    }
-    let b = if grpc { b.etcd_grpc_cluster() } else { b.etcd_nats_cluster() };
-    b.build().expect("build").start().await.expect("start")
-}
-
 /// Starts a frontend and a `game` backend and connects a client once the frontend sees
 /// the backend.
 async fn cluster(
     grpc: bool,
 ) -> (pitaya::RunningApp, pitaya::RunningApp, pitaya::client::Client, pitaya::client::Pushes) {
     let prefix = sd_prefix();
-    let back = server(grpc, "game", false, &prefix).await;
-    let front = server(grpc, "connector", true, &prefix).await;
-    let addr = front.local_addrs()[0].1.to_string();
-    let (client, pushes) = crate::support::connect(&addr).await;
-    // Discovery is eventually consistent: wait until a forwarded request gets through.
-    let seen = crate::support::eventually(Duration::from_secs(10), || {
-        front.handle().discovery().is_some_and(|d| !d.servers_by_type("game").is_empty())
-    })
-    .await;
-    assert!(seen, "the frontend never saw the backend");
+    let back =
+        inproc::start(inproc::builder(grpc, "game", false, &prefix).component(backend_component()))
+            .await;
+    let front = inproc::start(inproc::builder(grpc, "connector", true, &prefix)).await;
+    let (client, pushes) = crate::support::connect(&inproc::addr(&front)).await;
+    inproc::sees(&front, "game").await;
     (front, back, client, pushes)
 }
 

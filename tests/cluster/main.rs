@@ -10,6 +10,7 @@
 //! - [`metrics`]: Prometheus scrape and statsd datagrams after real traffic.
 //! - [`faults`]: backends killed under load, NATS and etcd restarted.
 //! - [`answer`]: a backend answering a forwarded request by hand (Go's `ResponseMID`).
+//! - [`ordering`]: one session's forwarded messages in order, pipelined over NATS.
 //! - [`bot`]: `examples/bot/cluster.yaml` run by the pitaya-bot library against the
 //!   `testing` example's frontend and backend.
 
@@ -17,8 +18,10 @@ mod answer;
 mod bot;
 mod e2e;
 mod faults;
+mod inproc;
 mod interop;
 mod memory;
 mod metrics;
 mod modules;
+mod ordering;
 mod support;

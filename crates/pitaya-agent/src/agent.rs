@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use crate::AgentConfig;
 use crate::control::{Control, Signal, closing};
-use crate::dispatch::{ClientMessage, Dispatch, Tracked};
+use crate::dispatch::{ClientMessage, Dispatch, Dispatched, Tracked};
 use crate::entity::{AgentEntity, Outgoing};
 use crate::routes::ClientRoutes;
 use crate::writer::WriterTask;
@@ -89,6 +89,12 @@ impl AgentShared {
             shutdown: watch::Sender::new(false),
             config,
         }
+    }
+
+    /// How many messages of one session's lane may be in flight at once: a quarter of the
+    /// handler slots (at least one).
+    fn lane_depth(&self) -> usize {
+        (self.max_concurrent_handlers / 4).max(1)
     }
 
     /// The session pool.
@@ -227,6 +233,7 @@ enum Queued {
         is_request: bool,
         answer: Running,
         tracked: Option<Tracked>,
+        lane: Option<u64>,
         _permit: OwnedSemaphorePermit,
     },
     /// A request answered with an error without reaching the application.
@@ -428,7 +435,7 @@ impl ReaderState<'_> {
         // task entirely. Order is kept because nothing is ahead of this message.
         if self.pending.load(Ordering::Acquire) == 0 {
             if let Ok(permit) = self.shared.dispatch_limit.clone().try_acquire_owned() {
-                let (mut answer, tracked) = start(self.shared, self.session, msg);
+                let (mut answer, tracked, lane) = start(self.shared, self.session, msg);
                 return match (&mut answer).now_or_never() {
                     Some(result) => {
                         drop(permit);
@@ -437,8 +444,14 @@ impl ReaderState<'_> {
                         Next::Continue
                     }
                     None => {
-                        let running =
-                            Queued::Running { id, is_request, answer, tracked, _permit: permit };
+                        let running = Queued::Running {
+                            id,
+                            is_request,
+                            answer,
+                            tracked,
+                            lane,
+                            _permit: permit,
+                        };
                         self.queue(running).await
                     }
                 };
@@ -500,13 +513,16 @@ fn start(
     shared: &AgentShared,
     session: &Session,
     msg: ClientMessage,
-) -> (Running, Option<Tracked>) {
+) -> (Running, Option<Tracked>, Option<u64>) {
     let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        shared.dispatch.dispatch_tracked(session.clone(), msg)
+        shared.dispatch.dispatch_laned(session.clone(), msg)
     }));
-    let (fut, tracked) =
-        started.unwrap_or_else(|_| (Box::pin(std::future::ready(Err(panicked()))), None));
-    (AssertUnwindSafe(fut).catch_unwind(), tracked)
+    let Dispatched { answer, tracked, lane } = started.unwrap_or_else(|_| Dispatched {
+        answer: Box::pin(std::future::ready(Err(panicked()))),
+        tracked: None,
+        lane: None,
+    });
+    (AssertUnwindSafe(answer).catch_unwind(), tracked, lane)
 }
 
 /// The result of a [`Running`] answer (a panic becomes a `PIT-000` error), told to the
@@ -563,7 +579,72 @@ async fn flag_set(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Runs the session's queued messages one at a time, in arrival order.
+/// A message of a lane whose answer is awaited while the session's next messages start;
+/// it holds its slot of the concurrency limit until answered.
+struct InFlight {
+    id: u64,
+    is_request: bool,
+    answer: Running,
+    tracked: Option<Tracked>,
+    _permit: OwnedSemaphorePermit,
+}
+
+type RunningResult = Result<Result<Option<Bytes>, Error>, Box<dyn std::any::Any + Send>>;
+
+/// An answered [`InFlight`]: id, whether it was a request, its tracking note, its result.
+type Landed = (u64, bool, Option<Tracked>, RunningResult);
+
+impl Future for InFlight {
+    type Output = Landed;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Landed> {
+        let result = std::task::ready!(self.answer.poll_unpin(cx));
+        std::task::Poll::Ready((self.id, self.is_request, self.tracked.take(), result))
+    }
+}
+
+/// The messages of the current lane that are still being answered, oldest first.
+///
+/// They are polled in that order every time: a transport that queues a call on its first
+/// poll may find its queue full, and then the calls waiting for room get it in the order
+/// they asked (tokio's channels are fair), but each only takes its place when polled
+/// again, so earlier calls must be polled before later ones for their requests to leave
+/// in order. A lane is short (see [`AgentShared::lane_depth`]), so polling it whole on
+/// each wake costs little.
+struct Lane {
+    lane: Option<u64>,
+    flying: std::collections::VecDeque<InFlight>,
+}
+
+impl Lane {
+    /// Polls the messages in order and takes out the first one answered; `None` when the
+    /// lane is empty.
+    fn poll_landed(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Landed>> {
+        if self.flying.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        for i in 0..self.flying.len() {
+            let Some(flying) = self.flying.get_mut(i) else { break };
+            if let std::task::Poll::Ready(landed) = std::pin::Pin::new(flying).poll(cx) {
+                self.flying.remove(i);
+                return std::task::Poll::Ready(Some(landed));
+            }
+        }
+        std::task::Poll::Pending
+    }
+
+    async fn next(&mut self) -> Option<Landed> {
+        std::future::poll_fn(|cx| self.poll_landed(cx)).await
+    }
+}
+
+/// Runs the session's queued messages in arrival order: one at a time, except that the
+/// messages of one lane (see [`Dispatched::lane`]) start without waiting for the answers
+/// of the lane's earlier ones. A message outside the current lane starts only once every
+/// earlier one is answered.
 async fn dispatch_loop(
     mut rx: mpsc::Receiver<Queued>,
     session: Session,
@@ -571,28 +652,109 @@ async fn dispatch_loop(
     shared: Arc<AgentShared>,
     pending: Arc<AtomicUsize>,
 ) {
-    while let Some(item) = rx.recv().await {
+    let mut lane = Lane { lane: None, flying: std::collections::VecDeque::new() };
+    let answered = |result: Landed| {
+        let (id, is_request, tracked, result) = result;
+        (id, is_request, finished(&shared, tracked, result))
+    };
+    loop {
+        let item = tokio::select! {
+            biased;
+            Some(done) = lane.next(), if !lane.flying.is_empty() => {
+                let (id, is_request, result) = answered(done);
+                answer_client(&shared, &entity, id, is_request, result).await;
+                pending.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            item = rx.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
+        };
         match item {
             Queued::Reject { id, error } => {
+                drain(&mut lane, &shared, &entity, &pending).await;
                 answer_client(&shared, &entity, id, true, Err(error)).await;
             }
-            Queued::Running { id, is_request, answer, tracked, _permit } => {
+            Queued::Running { id, is_request, answer, tracked, lane: l, _permit } => {
+                // The reader starts a message only when nothing of the session is pending,
+                // so the lane is empty here.
+                if let Some(l) = l {
+                    lane.lane = Some(l);
+                    let flying = InFlight { id, is_request, answer, tracked, _permit };
+                    lane.flying.push_back(flying);
+                    continue;
+                }
+                drain(&mut lane, &shared, &entity, &pending).await;
                 let result = finished(&shared, tracked, answer.await);
                 drop(_permit);
                 answer_client(&shared, &entity, id, is_request, result).await;
             }
             Queued::Message(msg) => {
                 let (id, is_request) = (msg.id, msg.is_request);
-                let result = {
-                    // The semaphore is never closed, so acquire only fails if it were.
-                    let _permit = shared.dispatch_limit.acquire().await;
-                    let (answer, tracked) = start(&shared, &session, msg);
-                    finished(&shared, tracked, answer.await)
+                let permit = loop {
+                    // The semaphore is never closed. While waiting for a slot, the lane's
+                    // answers are still taken: they may hold the slots.
+                    if let Ok(p) = shared.dispatch_limit.clone().try_acquire_owned() {
+                        break p;
+                    }
+                    tokio::select! {
+                        biased;
+                        Some(done) = lane.next(), if !lane.flying.is_empty() => {
+                            let (id, is_request, result) = answered(done);
+                            answer_client(&shared, &entity, id, is_request, result).await;
+                            pending.fetch_sub(1, Ordering::AcqRel);
+                        }
+                        p = shared.dispatch_limit.clone().acquire_owned() => match p {
+                            Ok(p) => break p,
+                            Err(_) => return,
+                        },
+                    }
                 };
-                answer_client(&shared, &entity, id, is_request, result).await;
+                let (mut answer, tracked, l) = start(&shared, &session, msg);
+                if l.is_none() || l != lane.lane {
+                    drain(&mut lane, &shared, &entity, &pending).await;
+                }
+                // A lane holds at most a quarter of the handler slots, so that one
+                // pipelining session, even stalled, leaves room for the others.
+                if lane.flying.len() >= shared.lane_depth() {
+                    if let Some(done) = lane.next().await {
+                        let (id, is_request, result) = answered(done);
+                        answer_client(&shared, &entity, id, is_request, result).await;
+                        pending.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+                if let Some(l) = l {
+                    // The first poll is what orders it within the lane.
+                    if let Some(result) = (&mut answer).now_or_never() {
+                        drop(permit);
+                        let result = finished(&shared, tracked, result);
+                        answer_client(&shared, &entity, id, is_request, result).await;
+                    } else {
+                        lane.lane = Some(l);
+                        let flying = InFlight { id, is_request, answer, tracked, _permit: permit };
+                        lane.flying.push_back(flying);
+                        continue;
+                    }
+                } else {
+                    let result = finished(&shared, tracked, answer.await);
+                    drop(permit);
+                    answer_client(&shared, &entity, id, is_request, result).await;
+                }
             }
         }
         // After the answer is queued, so that the reader's fast path cannot overtake it.
         pending.fetch_sub(1, Ordering::AcqRel);
     }
+    drain(&mut lane, &shared, &entity, &pending).await;
+}
+
+/// Answers every message still in flight in `lane`, as each completes.
+async fn drain(lane: &mut Lane, shared: &AgentShared, entity: &AgentEntity, pending: &AtomicUsize) {
+    while let Some((id, is_request, tracked, result)) = lane.next().await {
+        let result = finished(shared, tracked, result);
+        answer_client(shared, entity, id, is_request, result).await;
+        pending.fetch_sub(1, Ordering::AcqRel);
+    }
+    lane.lane = None;
 }

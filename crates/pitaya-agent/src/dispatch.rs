@@ -27,8 +27,9 @@ pub struct ClientMessage {
 /// The application side of the agent: runs one client message and returns the response
 /// body for a request (`None` for a notify).
 ///
-/// The agent awaits each call before starting the next one of the same session, so the
-/// future must not wait on that same session's later messages.
+/// The agent awaits each call before starting the next one of the same session, unless
+/// both are in one [lane](Dispatched::lane); either way the future must not wait on that
+/// same session's later messages.
 pub trait Dispatch: Send + Sync + 'static {
     /// Handles `msg` for `session`.
     fn dispatch(
@@ -56,6 +57,18 @@ pub trait Dispatch: Send + Sync + 'static {
         (self.dispatch(session, msg), None)
     }
 
+    /// What the agent calls: [`Dispatch::dispatch_tracked`] with the message's
+    /// [`Dispatched::lane`]. The default gives no lane, so each message of a session is
+    /// answered before the next one starts.
+    ///
+    /// A dispatcher that gives lanes must start no work of the message before its future
+    /// is first polled: the agent may call this for a message and then wait for earlier
+    /// ones to finish before polling it.
+    fn dispatch_laned(&self, session: Session, msg: ClientMessage) -> Dispatched {
+        let (answer, tracked) = self.dispatch_tracked(session, msg);
+        Dispatched { answer, tracked, lane: None }
+    }
+
     /// Called once for each [`Tracked`] that [`Dispatch::dispatch_tracked`] returned, with
     /// the outcome (a panic is the agent's `PIT-000` error), unless the future is dropped
     /// unfinished because the connection was torn down. Runs on the connection's task: it
@@ -73,4 +86,29 @@ pub struct Tracked {
     pub started: quanta::Instant,
     /// The dispatcher's own value (e.g. an index into its per-route state).
     pub token: usize,
+}
+
+/// A message handed to the dispatcher (see [`Dispatch::dispatch_laned`]).
+pub struct Dispatched {
+    /// Resolves to the response body (`None` for a notify) or the error to answer.
+    pub answer: BoxFuture<'static, Result<Option<Bytes>, Error>>,
+    /// The note to hand back to [`Dispatch::completed`], if any.
+    pub tracked: Option<Tracked>,
+    /// `Some(lane)`: once this future has been polled once, the agent may start the
+    /// session's next message if it has the same lane, without waiting for this one's
+    /// answer. The dispatcher guarantees that the messages of one lane take effect in the
+    /// order their futures were first polled (for instance requests forwarded to one
+    /// backend, handed to a transport that keeps their order on the first poll and run
+    /// in arrival order there). `None`: the next message starts once this one is
+    /// answered. Answers are sent as they complete, each with its request's id.
+    pub lane: Option<u64>,
+}
+
+impl std::fmt::Debug for Dispatched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatched")
+            .field("tracked", &self.tracked)
+            .field("lane", &self.lane)
+            .finish_non_exhaustive()
+    }
 }

@@ -29,4 +29,4 @@ mod writer;
 
 pub use agent::{Agent, AgentShared, serve};
 pub use config::AgentConfig;
-pub use dispatch::{ClientMessage, Dispatch, Tracked};
+pub use dispatch::{ClientMessage, Dispatch, Dispatched, Tracked};

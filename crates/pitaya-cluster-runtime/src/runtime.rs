@@ -163,6 +163,19 @@ impl ClusterRuntime {
     /// # Errors
     /// `PIT-500` when no server of the type is known; the backend's error; transport
     /// errors and timeouts as [`RpcClient::call`] gives them.
+    ///
+    /// Also returns the message's lane (see `pitaya_agent::Dispatched::lane`): when the
+    /// transport sends calls in the order of their first poll
+    /// ([`RpcClient::orders_on_first_poll`]), a hash of the chosen server's id, so that a
+    /// session's next messages to the same server leave without waiting for this answer;
+    /// `None` otherwise. The receiving server runs one session's messages in arrival
+    /// order (a Go backend runs them concurrently: ordering is then Go's).
+    ///
+    /// Routing is sticky: without a custom route for the type, a session keeps the server
+    /// it was first sent to for each type while that server is registered, so its
+    /// messages stay in one lane. A custom route function is asked for every message; when
+    /// it picks another server the lane changes and the agent waits for the earlier
+    /// answers first.
     pub fn forward(
         self: &Arc<Self>,
         session: Session,
@@ -170,11 +183,12 @@ impl ClusterRuntime {
         id: u64,
         is_request: bool,
         data: Bytes,
-    ) -> BoxFuture<'static, Result<Option<Bytes>, Error>> {
-        let target = match self.choose(route.server_type(), Some(&session), &route, &data) {
+    ) -> (BoxFuture<'static, Result<Option<Bytes>, Error>>, Option<u64>) {
+        let target = match self.forward_target(&session, &route, &data) {
             Ok(t) => t,
-            Err(e) => return Box::pin(std::future::ready(Err(e))),
+            Err(e) => return (Box::pin(std::future::ready(Err(e))), None),
         };
+        let lane = self.client.orders_on_first_poll().then(|| lane_of(&target.id));
         let route_str = route.as_str().to_owned();
         let mut ctx = Context::for_request(&route_str);
         self.stamp(&mut ctx);
@@ -221,7 +235,31 @@ impl ClusterRuntime {
             }
             result
         };
-        Box::pin(tracing::Instrument::instrument(fut, span))
+        (Box::pin(tracing::Instrument::instrument(fut, span)), lane)
+    }
+
+    /// The server a client message of `session` goes to: the custom route of its type if
+    /// there is one, else the server this session was sent to before for that type while
+    /// it is still registered, else one at random, remembered for the session.
+    fn forward_target(
+        &self,
+        session: &Session,
+        route: &Route,
+        payload: &[u8],
+    ) -> Result<Arc<Server>, Error> {
+        let server_type = route.server_type();
+        if self.routes.contains_key(server_type) {
+            return self.choose(server_type, Some(session), route, payload);
+        }
+        let sticky = session.extension::<StickyRoutes>().unwrap_or_default();
+        if let Some(known) = sticky.get(server_type) {
+            if self.discovery.server(&known.id).is_some() {
+                return Ok(known);
+            }
+        }
+        let chosen = self.choose(server_type, Some(session), route, payload)?;
+        session.set_extension(sticky.with(server_type, chosen.clone()));
+        Ok(chosen)
     }
 
     /// Sends a user RPC (spec §6.6) and returns the reply's protobuf bytes.
@@ -371,6 +409,33 @@ impl ClusterRuntime {
         futures_util::future::join_all(kicks).await.into_iter().flatten().collect()
     }
 }
+
+/// The server a session was last routed to, per server type: a session talks to few
+/// types, so a short list, replaced whole (copy on write) on the rare change.
+#[derive(Clone, Default)]
+struct StickyRoutes(Arc<[(String, Arc<Server>)]>);
+
+impl StickyRoutes {
+    fn get(&self, server_type: &str) -> Option<Arc<Server>> {
+        self.0.iter().find(|(t, _)| t == server_type).map(|(_, s)| s.clone())
+    }
+
+    fn with(&self, server_type: &str, server: Arc<Server>) -> Self {
+        let mut routes: Vec<_> = self.0.iter().filter(|(t, _)| t != server_type).cloned().collect();
+        routes.push((server_type.to_owned(), server));
+        Self(routes.into())
+    }
+}
+
+/// A session's lane toward the server `id`: messages in one lane may be in flight together.
+fn lane_of(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    LANE_HASH.hash_one(id)
+}
+
+/// One fixed hasher for the process, so that a server id always gives the same lane.
+static LANE_HASH: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+    std::sync::LazyLock::new(std::collections::hash_map::RandomState::new);
 
 fn random_index(len: usize) -> usize {
     (pitaya_core::context::random_u64() % len as u64) as usize

@@ -67,6 +67,15 @@ pub trait RpcClient: Send + Sync + 'static {
     /// Closes the client once in-flight calls have finished. Idempotent.
     fn stop(&self) -> BoxFuture<'_, ()>;
 
+    /// Whether a call's request is handed to the connection by the first poll of the
+    /// future [`call`](Self::call) returns, in the order of those first polls, and sent in
+    /// that order. The caller may then start a call before the earlier ones are
+    /// answered and still know that the target receives them in order. NATS does (one
+    /// ordered command queue per connection); the default, `false`, promises nothing.
+    fn orders_on_first_poll(&self) -> bool {
+        false
+    }
+
     /// Whether the client's connection is up right now (Go's NATS `IsConnected`), for
     /// the application's readiness check. Never waits. The default is `true`: a
     /// transport without a standing connection (gRPC dials per peer, in-process) has

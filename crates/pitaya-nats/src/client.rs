@@ -66,6 +66,13 @@ impl NatsRpcClient {
 }
 
 impl RpcClient for NatsRpcClient {
+    /// `true`: the first poll of a call reaches async-nats' command queue (or its fair
+    /// wait for room) before anything else can wait, and that queue is written to the
+    /// socket in order.
+    fn orders_on_first_poll(&self) -> bool {
+        true
+    }
+
     /// Whether the NATS connection is up (not reconnecting, not closed).
     fn is_connected(&self) -> bool {
         self.conn.is_up()

@@ -1,16 +1,18 @@
 //! [`serve_requests`]: the request loop of the RPC server (spec §6.3): a bounded queue in
-//! front of at most `services` concurrent handlers.
+//! front of at most `services` concurrent handlers, which runs one client session's
+//! forwarded messages one at a time, in arrival order.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::{Subject, Subscriber};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use pitaya_cluster::RpcHandler;
-use pitaya_cluster::protos::Request;
+use pitaya_cluster::protos::{Request, RpcType};
 use prost::Message;
 use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinSet};
@@ -45,6 +47,62 @@ pub(crate) struct QueueLoad {
 struct Accepted {
     req: Request,
     reply: Option<Subject>,
+    /// The client session of a forwarded message (a Sys RPC): its frontend and session id.
+    session: Option<SessionKey>,
+}
+
+/// One client session of one frontend.
+type SessionKey = (String, i64);
+
+/// The queues of the request loop.
+#[derive(Default)]
+struct Queues {
+    /// Requests free to start, in arrival order.
+    ready: VecDeque<Accepted>,
+    /// Per session with a message waiting in `ready` or running: its later messages, in
+    /// arrival order. A session's next message becomes ready when the one before it ends,
+    /// so one session's messages run one at a time and never hold more than one handler
+    /// slot, while other sessions' messages run beside them.
+    behind: HashMap<SessionKey, VecDeque<Accepted>>,
+    /// How many requests `behind` holds.
+    behind_len: usize,
+}
+
+impl Queues {
+    fn len(&self) -> usize {
+        self.ready.len() + self.behind_len
+    }
+
+    fn push(&mut self, accepted: Accepted) {
+        match &accepted.session {
+            Some(key) => match self.behind.get_mut(key) {
+                Some(waiting) => {
+                    waiting.push_back(accepted);
+                    self.behind_len += 1;
+                }
+                None => {
+                    self.behind.insert(key.clone(), VecDeque::new());
+                    self.ready.push_back(accepted);
+                }
+            },
+            None => self.ready.push_back(accepted),
+        }
+    }
+
+    /// The handler of a message of `session` ended: its next message becomes ready.
+    fn ended(&mut self, session: Option<SessionKey>) {
+        let Some(key) = session else { return };
+        let next = self.behind.get_mut(&key).and_then(VecDeque::pop_front);
+        match next {
+            Some(next) => {
+                self.behind_len -= 1;
+                self.ready.push_back(next);
+            }
+            None => {
+                self.behind.remove(&key);
+            }
+        }
+    }
 }
 
 /// Serves the requests of `sub` until `stop` fires (or its sender drops) or the
@@ -52,7 +110,11 @@ struct Accepted {
 ///
 /// The subscription is read even while every handler is busy, so one slow handler never
 /// stalls the intake: accepted requests wait in a queue of `capacity`, and those beyond
-/// it are dropped and counted. On stop the subscription is unsubscribed, the requests
+/// it are dropped and counted. The forwarded messages of one client session (Sys RPCs
+/// with the same `frontendID` and session id) start one at a time, in arrival order,
+/// each once the one before it has been answered; others start as handlers free up. (A
+/// handler that answers by hand, `ResponseMID`, lets its session's next message start
+/// while it goes on.) On stop the subscription is unsubscribed, the requests
 /// already received are still served, and after [`STOP_TIMEOUT`] the remaining handlers
 /// are aborted; the function returns when no handler task is left.
 pub(crate) async fn serve_requests(
@@ -60,7 +122,7 @@ pub(crate) async fn serve_requests(
     dispatch: Dispatch,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut queue = VecDeque::new();
+    let mut queue = Queues::default();
     let mut running = JoinSet::new();
     let mut overflowing = false;
     let mut closed = false;
@@ -71,7 +133,7 @@ pub(crate) async fn serve_requests(
         tokio::select! {
             biased;
             _ = &mut stop => break,
-            Some(done) = running.join_next() => report(done),
+            Some(done) = running.join_next() => ended(done, &mut queue),
             msg = sub.next() => match msg {
                 Some(msg) => dispatch.accept(msg, &mut queue, &mut overflowing),
                 None => {
@@ -101,7 +163,7 @@ pub(crate) async fn serve_requests(
     loop {
         dispatch.fill(&mut queue, &mut running);
         match tokio::time::timeout_at(deadline, running.join_next()).await {
-            Ok(Some(done)) => report(done),
+            Ok(Some(done)) => ended(done, &mut queue),
             // Nothing running, and `fill` found nothing waiting.
             Ok(None) => break,
             Err(_) => {
@@ -120,12 +182,7 @@ pub(crate) async fn serve_requests(
 
 impl Dispatch {
     /// Decodes a received message and queues it, or drops it.
-    fn accept(
-        &self,
-        msg: async_nats::Message,
-        queue: &mut VecDeque<Accepted>,
-        overflowing: &mut bool,
-    ) {
+    fn accept(&self, msg: async_nats::Message, queue: &mut Queues, overflowing: &mut bool) {
         let req = match Request::decode(msg.payload) {
             Ok(req) => req,
             Err(e) => {
@@ -150,20 +207,33 @@ impl Dispatch {
             return;
         }
         *overflowing = false;
-        queue.push_back(Accepted { req, reply: msg.reply });
+        let session = match (&req.session, RpcType::try_from(req.r#type)) {
+            // Spec §6.6: a forwarded client message; 0 is no session.
+            (Some(s), Ok(RpcType::Sys)) if s.id != 0 => Some((req.frontend_id.clone(), s.id)),
+            _ => None,
+        };
+        queue.push(Accepted { req, reply: msg.reply, session });
     }
 
     /// Starts waiting requests while fewer than `services` handlers run.
-    fn fill(&self, queue: &mut VecDeque<Accepted>, running: &mut JoinSet<()>) {
+    fn fill(&self, queue: &mut Queues, running: &mut JoinSet<Option<SessionKey>>) {
         while running.len() < self.services {
-            let Some(accepted) = queue.pop_front() else { break };
-            running.spawn(serve_one(self.handler.clone(), self.client.clone(), accepted));
+            let Some(accepted) = queue.ready.pop_front() else { break };
+            let session = accepted.session.clone();
+            let serve = serve_one(self.handler.clone(), self.client.clone(), accepted);
+            running.spawn(async move {
+                // The session's next message waits for this one to end, even by a panic.
+                if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
+                    tracing::error!("rpc server: request handler panicked; no reply sent");
+                }
+                session
+            });
         }
     }
 }
 
 async fn serve_one(handler: Arc<dyn RpcHandler>, client: async_nats::Client, accepted: Accepted) {
-    let Accepted { mut req, reply } = accepted;
+    let Accepted { mut req, reply, .. } = accepted;
     if let (Some(msg), Some(reply)) = (req.msg.as_mut(), &reply) {
         // Spec §6.3: the sender leaves `msg.reply` empty and the receiver fills it in.
         msg.reply = reply.to_string();
@@ -181,10 +251,11 @@ async fn serve_one(handler: Arc<dyn RpcHandler>, client: async_nats::Client, acc
     }
 }
 
-fn report(done: Result<(), JoinError>) {
-    if let Err(e) = done {
-        if e.is_panic() {
-            tracing::error!(error = %e, "rpc server: request handler panicked; no reply sent");
-        }
+/// A handler task ended: the next message of its session, if any, becomes ready.
+fn ended(done: Result<Option<SessionKey>, JoinError>, queue: &mut Queues) {
+    match done {
+        Ok(session) => queue.ended(session),
+        // Only at stop, when what is left is abandoned anyway.
+        Err(e) => tracing::debug!(error = %e, "rpc server: request handler cancelled"),
     }
 }

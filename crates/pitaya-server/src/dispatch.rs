@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pitaya_agent::{ClientMessage, Dispatch, Tracked};
+use pitaya_agent::{ClientMessage, Dispatch, Dispatched, Tracked};
 use pitaya_core::{BoxFuture, Error};
 use pitaya_handler::{AppState, HandlerKind, HandlerService, Request, RouterService};
 use pitaya_metrics::names::response_type::HANDLER;
@@ -18,6 +18,9 @@ use tower::{Service, ServiceExt};
 
 #[cfg(feature = "cluster")]
 use pitaya_cluster_runtime::ClusterRuntime;
+
+/// What a handler or a forwarded message resolves to: the response body, if any.
+type HandlerFuture = BoxFuture<'static, Result<Option<Bytes>, Error>>;
 
 /// The handlers as the dispatcher calls them.
 pub(crate) enum Handlers {
@@ -167,7 +170,17 @@ impl Dispatch for LocalDispatch {
         session: Session,
         msg: ClientMessage,
     ) -> (BoxFuture<'static, Result<Option<Bytes>, Error>>, Option<Tracked>) {
-        let Some(metrics) = &self.metrics else { return (self.route(session, msg), None) };
+        let Dispatched { answer, tracked, .. } = self.dispatch_laned(session, msg);
+        (answer, tracked)
+    }
+
+    /// As [`Dispatch::dispatch_tracked`], with the lane of a forwarded message (see
+    /// `ClusterRuntime::forward`); local handlers have none.
+    fn dispatch_laned(&self, session: Session, msg: ClientMessage) -> Dispatched {
+        let Some(metrics) = &self.metrics else {
+            let (answer, lane) = self.route(session, msg);
+            return Dispatched { answer, tracked: None, lane };
+        };
         let started = quanta::Instant::now();
         let own_type = &self.handlers.server_type;
         let ClientMessage { route, id, is_request, data, received } = msg;
@@ -184,12 +197,12 @@ impl Dispatch for LocalDispatch {
             );
         }
         if let Some(token) = cached {
-            let fut = self.route_resolved(session, id, is_request, data, route);
-            return (fut, Some(Tracked { started, token }));
+            let (answer, lane) = self.route_resolved(session, id, is_request, data, route);
+            return Dispatched { answer, tracked: Some(Tracked { started, token }), lane };
         }
         let name = route.as_str().to_owned();
         let reporter = metrics.reporter.clone();
-        let fut = self.route_resolved(session, id, is_request, data, route);
+        let (fut, lane) = self.route_resolved(session, id, is_request, data, route);
         let fut = Box::pin(async move {
             let result = fut.await;
             let outcome = result.as_ref().map(|_| ());
@@ -203,7 +216,7 @@ impl Dispatch for LocalDispatch {
             );
             result
         });
-        (fut, None)
+        Dispatched { answer: fut, tracked: None, lane }
     }
 
     fn completed(&self, tracked: Tracked, result: Result<(), &Error>) {
@@ -218,15 +231,12 @@ impl Dispatch for LocalDispatch {
 }
 
 impl LocalDispatch {
-    fn route(
-        &self,
-        session: Session,
-        msg: ClientMessage,
-    ) -> BoxFuture<'static, Result<Option<Bytes>, Error>> {
+    fn route(&self, session: Session, msg: ClientMessage) -> (HandlerFuture, Option<u64>) {
         self.route_resolved(session, msg.id, msg.is_request, msg.data, msg.route)
     }
 
-    /// Runs the handler of `route` or forwards it; `route` may lack its server type.
+    /// Runs the handler of `route` or forwards it, with the forwarded message's lane;
+    /// `route` may lack its server type.
     fn route_resolved(
         &self,
         session: Session,
@@ -234,7 +244,7 @@ impl LocalDispatch {
         is_request: bool,
         data: Bytes,
         route: pitaya_codec::Route,
-    ) -> BoxFuture<'static, Result<Option<Bytes>, Error>> {
+    ) -> (HandlerFuture, Option<u64>) {
         let own_type = &self.handlers.server_type;
         if !route.server_type().is_empty() && route.server_type() != own_type {
             #[cfg(feature = "cluster")]
@@ -244,7 +254,7 @@ impl LocalDispatch {
             // Spec §3.1: a standalone Go frontend stays silent here and the client waits
             // forever; every request gets an answer from us.
             let err = Error::not_found(format!("pitaya/handler: {route} not found"));
-            return Box::pin(std::future::ready(Err(err)));
+            return (Box::pin(std::future::ready(Err(err))), None);
         }
         let route =
             if route.server_type().is_empty() { route.with_server_type(own_type) } else { route };
@@ -262,8 +272,8 @@ impl LocalDispatch {
             tracing::debug_span!("pitaya.handler", route = %req.route, session = req.session.id());
         if span.is_disabled() {
             // The hot path stays free of the span's extra boxing when nobody records it.
-            return self.handlers.call(req);
+            return (self.handlers.call(req), None);
         }
-        Box::pin(tracing::Instrument::instrument(self.handlers.call(req), span))
+        (Box::pin(tracing::Instrument::instrument(self.handlers.call(req), span)), None)
     }
 }

@@ -476,6 +476,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn extensions_are_one_per_type_and_replaced() {
+        let pool = SessionPool::new();
+        let (s, _) = session(&pool);
+        assert_eq!(s.extension::<u32>(), None);
+        s.set_extension(7u32);
+        s.set_extension(String::from("x"));
+        s.set_extension(8u32);
+        assert_eq!((s.extension::<u32>(), s.extension::<String>()), (Some(8), Some("x".into())));
+        assert_eq!(s.extension::<u64>(), None);
+    }
+
+    #[tokio::test]
     async fn data_push_kick_and_validators() {
         let pool = SessionPool::new();
         let (s, rec) = session(&pool);

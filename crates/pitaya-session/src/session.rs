@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     handshake: Mutex<Option<Arc<HandshakeRequest>>>,
     entity: Arc<dyn NetworkEntity>,
     on_close: Mutex<Vec<CloseCallback>>,
+    /// Values other layers keep per session, one per type (see [`Session::extension`]).
+    extensions: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     pub(crate) closed: AtomicBool,
     pub(crate) pool: Weak<PoolInner>,
 }
@@ -45,6 +47,7 @@ impl Session {
             handshake: Mutex::new(None),
             entity,
             on_close: Mutex::new(Vec::new()),
+            extensions: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             pool,
         }))
@@ -233,6 +236,22 @@ impl Session {
     /// Whether the session is closed.
     pub fn is_closed(&self) -> bool {
         self.0.closed.load(Ordering::Acquire)
+    }
+
+    /// The value of type `T` another layer keeps with this session (for instance the
+    /// cluster runtime's backend per server type), if one was set. Values are not session
+    /// data: they are never sent to other servers, and they are dropped with the session.
+    pub fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.0.extensions).iter().find_map(|v| (**v).downcast_ref::<T>()).cloned()
+    }
+
+    /// Sets the value of type `T` kept with this session, replacing the previous one.
+    pub fn set_extension<T: Send + Sync + 'static>(&self, value: T) {
+        let mut values = lock(&self.0.extensions);
+        match values.iter_mut().find(|v| (***v).is::<T>()) {
+            Some(slot) => *slot = Box::new(value),
+            None => values.push(Box::new(value)),
+        }
     }
 
     /// Registers `f` to run once when the session closes (before the pool's callbacks).
