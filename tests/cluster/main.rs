@@ -8,7 +8,10 @@
 //!   spec Appendix A.
 //! - [`modules`]: the module lifecycle and the binary module on a running server.
 //! - [`metrics`]: Prometheus scrape and statsd datagrams after real traffic.
-//! - [`faults`]: backends killed under load, NATS and etcd restarted.
+//! - [`faults`]: backends killed under load, a backend's NATS connection cut, NATS and
+//!   etcd restarted.
+//! - [`health`]: routing around a registered server that does not answer, in one
+//!   process.
 //! - [`answer`]: a backend answering a forwarded request by hand (Go's `ResponseMID`).
 //! - [`ordering`]: one session's forwarded messages in order, pipelined over NATS.
 //! - [`bot`]: `examples/bot/cluster.yaml` run by the pitaya-bot library against the
@@ -18,6 +21,7 @@ mod answer;
 mod bot;
 mod e2e;
 mod faults;
+mod health;
 mod inproc;
 mod interop;
 mod memory;

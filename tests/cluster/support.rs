@@ -226,3 +226,112 @@ pub(crate) fn registered(etcd: &str, prefix: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A TCP proxy on loopback in front of a NATS server, which a test cuts (every
+/// connection through it closed at once, new ones closed as soon as accepted, as a
+/// partition that resets connections) and restores. It counts the NATS `MSG`s it
+/// delivers to its clients on subjects starting with a given prefix. Stops on drop.
+pub(crate) struct CutProxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+    delivered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    /// A proxy to `upstream` (`host:port`, a `scheme://` prefix is ignored), counting the
+    /// messages delivered on subjects starting with `subject_prefix`.
+    pub(crate) async fn start(upstream: &str, subject_prefix: &str) -> Self {
+        let upstream = upstream.rsplit("://").next().unwrap_or(upstream).to_owned();
+        let needle: std::sync::Arc<[u8]> = format!("MSG {subject_prefix}").into_bytes().into();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let delivered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = delivered.clone();
+        let task = tokio::spawn(async move {
+            // Owned by this task: aborting it drops every connection.
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    // Out of descriptors, say: do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                while conns.try_join_next().is_some() {}
+                if *cut_rx.borrow() {
+                    continue;
+                }
+                let mut cut_rx = cut_rx.clone();
+                let (upstream, needle, counter) =
+                    (upstream.clone(), needle.clone(), counter.clone());
+                conns.spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (mut client_rx, mut client_tx) = inbound.into_split();
+                    let (mut server_rx, mut server_tx) = outbound.into_split();
+                    let up = tokio::io::copy(&mut client_rx, &mut server_tx);
+                    let down = copy_counting(&mut server_rx, &mut client_tx, &needle, &counter);
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                        _ = cut_rx.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut, delivered, task }
+    }
+
+    /// The NATS URL of the proxy.
+    pub(crate) fn nats_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub(crate) fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Forwards new connections again.
+    pub(crate) fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+
+    /// Messages delivered so far on the subjects of the prefix (a message whose `MSG`
+    /// line straddles two reads may be missed: a lower bound).
+    pub(crate) fn delivered(&self) -> u64 {
+        self.delivered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` until either ends, adding to `counter` the occurrences of
+/// `needle` in each chunk.
+async fn copy_counting(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    needle: &[u8],
+    counter: &std::sync::atomic::AtomicU64,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let seen = chunk.windows(needle.len()).filter(|w| *w == needle).count();
+        counter.fetch_add(seen as u64, std::sync::atomic::Ordering::Relaxed);
+        if to.write_all(chunk).await.is_err() {
+            return;
+        }
+    }
+}

@@ -15,6 +15,7 @@
 //! | `remote_session` | a backend's relayed session: bind, push, kick, data and answers by hand, through the frontend |
 //! | [`modules`] | the unique-session and binding-storage modules |
 //! | `parts` | [`ClusterParts`], [`ClusterSetup`], custom routing |
+//! | `health` | routing around servers a call could not reach, probing them back |
 //! | `hooks` | [`LocalHandlers`], [`RpcMetrics`] |
 //! | `telemetry` | joining each hop's span to the propagated trace |
 //! | `errors` | Pitaya errors to and from a peer's `Response.error` |
@@ -28,6 +29,7 @@
 //! | `otlp` | OpenTelemetry parents for the hop spans, through `pitaya-otel` |
 
 mod errors;
+mod health;
 mod hooks;
 mod incoming;
 pub mod modules;

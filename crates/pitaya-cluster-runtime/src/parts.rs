@@ -78,7 +78,11 @@ pub struct RouteRequest<'a> {
     pub route: &'a Route,
     /// The payload.
     pub payload: &'a [u8],
-    /// Every known server of the route's type (never empty).
+    /// The servers of the route's type that may be chosen (never empty): those in
+    /// rotation while any is, else every known one. A server leaves the rotation when a
+    /// call to it fails at the transport level (NATS no responders, gRPC `Unavailable`)
+    /// and comes back when it answers a probe or registers again; a function that
+    /// returns a server not in this list is obeyed.
     pub servers: &'a [Arc<Server>],
 }
 

@@ -48,6 +48,8 @@ pub struct ClusterRuntime {
     pub(crate) answer_codec: pitaya_codec::MessageCodec,
     /// Set when metrics are on: user RPCs report their round trip here.
     pub(crate) metrics: OnceLock<Arc<dyn RpcMetrics>>,
+    /// Servers out of rotation after a transport-level failure (see `health`).
+    pub(crate) health: Arc<crate::health::Health>,
 }
 
 /// What the runtime needs from the server besides the transports.
@@ -80,6 +82,9 @@ impl ClusterRuntime {
     pub fn new(parts: &ClusterParts, options: RuntimeOptions) -> Arc<Self> {
         let RuntimeOptions { pool, handlers, remotes, routes, loopback, data_compression } =
             options;
+        let health = Arc::new(crate::health::Health::default());
+        // A (re)registration seen through discovery brings a server back into rotation.
+        parts.discovery.add_listener(health.clone());
         Arc::new_cyclic(|this| Self {
             this: this.clone(),
             me: parts.discovery.this_server().clone(),
@@ -93,6 +98,7 @@ impl ClusterRuntime {
             loopback,
             answer_codec: pitaya_codec::MessageCodec::new().with_data_compression(data_compression),
             metrics: OnceLock::new(),
+            health,
         })
     }
 
@@ -139,7 +145,9 @@ impl ClusterRuntime {
     }
 
     /// Picks the server of `server_type` a message goes to: the custom routing function
-    /// of that type, or one at random.
+    /// of that type, or one at random. Both choose among the servers in rotation while
+    /// any is (a server that failed at the transport level is out until it answers a
+    /// probe or registers again, see `health`), else among all.
     fn choose(
         &self,
         server_type: &str,
@@ -151,6 +159,7 @@ impl ClusterRuntime {
         if servers.is_empty() {
             return Err(Error::internal(NO_SERVERS));
         }
+        let servers = self.routable(servers);
         if let Some(f) = self.routes.get(server_type) {
             return f(RouteRequest { session, route, payload, servers: &servers });
         }
@@ -172,10 +181,10 @@ impl ClusterRuntime {
     /// order (a Go backend runs them concurrently: ordering is then Go's).
     ///
     /// Routing is sticky: without a custom route for the type, a session keeps the server
-    /// it was first sent to for each type while that server is registered, so its
-    /// messages stay in one lane. A custom route function is asked for every message; when
-    /// it picks another server the lane changes and the agent waits for the earlier
-    /// answers first.
+    /// it was first sent to for each type while that server is registered and in
+    /// rotation (see `health`), so its messages stay in one lane. A custom route function
+    /// is asked for every message; when it picks another server the lane changes and the
+    /// agent waits for the earlier answers first.
     pub fn forward(
         self: &Arc<Self>,
         session: Session,
@@ -222,7 +231,9 @@ impl ClusterRuntime {
         };
         let core = self.clone();
         let fut = async move {
-            let result = match core.client.call(&target, ctx, req).await {
+            let answer = core.client.call(&target, ctx, req).await;
+            core.observe(&target, &answer);
+            let result = match answer {
                 Ok(resp) => match resp.error {
                     Some(e) => Err(error_from_proto(e)),
                     // A notify's "ack" is only there to complete the request/reply.
@@ -240,7 +251,8 @@ impl ClusterRuntime {
 
     /// The server a client message of `session` goes to: the custom route of its type if
     /// there is one, else the server this session was sent to before for that type while
-    /// it is still registered, else one at random, remembered for the session.
+    /// it is still registered and in rotation, else one at random, remembered for the
+    /// session.
     fn forward_target(
         &self,
         session: &Session,
@@ -253,7 +265,7 @@ impl ClusterRuntime {
         }
         let sticky = session.extension::<StickyRoutes>().unwrap_or_default();
         if let Some(known) = sticky.get(server_type) {
-            if self.discovery.server(&known.id).is_some() {
+            if self.discovery.server(&known.id).is_some() && self.in_rotation(&known.id) {
                 return Ok(known);
             }
         }
@@ -341,16 +353,16 @@ impl ClusterRuntime {
             .metrics
             .get()
             .map(|_| req.msg.as_ref().map(|m| m.route.clone()).unwrap_or_default());
-        let result =
-            match tracing::Instrument::instrument(self.client.call(target, ctx, req), span.clone())
-                .await
-            {
-                Ok(resp) => match resp.error {
-                    Some(e) => Err(error_from_proto(e)),
-                    None => Ok(resp.data),
-                },
-                Err(e) => Err(e),
-            };
+        let answer =
+            tracing::Instrument::instrument(self.client.call(target, ctx, req), span.clone()).await;
+        self.observe(target, &answer);
+        let result = match answer {
+            Ok(resp) => match resp.error {
+                Some(e) => Err(error_from_proto(e)),
+                None => Ok(resp.data),
+            },
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result {
             span.record("code", e.code());
         }
