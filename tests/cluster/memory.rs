@@ -284,12 +284,18 @@ async fn custom_routing_picks_the_server() {
                 chosen
             );
         }
-        // Without a routing function both backends get traffic.
+        // Without a routing function a session keeps the backend it was first sent to
+        // (sticky routing), and sessions are spread over both at random.
         let plain = start(&cluster, "connector", true, false).await;
-        let (c, _p) = connect(&addr(&plain)).await;
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..64 {
-            seen.insert(c.request("game.extra.whoami", "").await.unwrap());
+            let (c, _p) = connect(&addr(&plain)).await;
+            let first = c.request("game.extra.whoami", "").await.unwrap();
+            for _ in 0..3 {
+                assert_eq!(c.request("game.extra.whoami", "").await.unwrap(), first, "not sticky");
+            }
+            seen.insert(first);
+            c.close().await;
         }
         assert_eq!(seen.len(), 2, "random routing used one backend only");
     })
