@@ -7,7 +7,8 @@
 //! Modes, each ending with one JSON line on stdout (`cargo xtask bench` reads it):
 //! - default: `--conns` connections (TCP, or WebSocket with `--ws`) each keep `--inflight`
 //!   `room.echo` requests of `--payload` bytes in flight; after `--warmup` seconds, reports
-//!   req/s and p50/p99/max latency over `--duration` seconds;
+//!   req/s and p50/p99/max latency over `--duration` seconds, and with `--cpu-pids` the
+//!   CPU time (user + system) each of those processes used within exactly that window;
 //! - `--idle N`: opens N handshaken TCP connections, prints the line once all are open,
 //!   then holds them for `--hold` seconds;
 //! - `--broadcast M`: M members call `room.join`, one sends `--messages` `room.message`
@@ -20,6 +21,8 @@
 
 #[path = "src/loadgen/broadcast.rs"]
 mod broadcast;
+#[path = "src/loadgen/cpu.rs"]
+mod cpu;
 #[path = "src/loadgen/echo_load.rs"]
 mod echo_load;
 #[path = "src/loadgen/idle.rs"]
@@ -80,6 +83,10 @@ struct Args {
     /// Seconds allowed for opening connections, and for the broadcast pushes to arrive.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
+    /// Request mode: comma-separated process ids whose CPU time (user + system) within the
+    /// measurement window is reported, as `window_cpu_s` in the same order.
+    #[arg(long, default_value = "")]
+    cpu_pids: String,
     /// Runtime worker threads; 1 runs everything on the main thread.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -111,7 +118,7 @@ fn main() -> Result<()> {
     let mut line = runtime.block_on(run(&args))?;
     if let Some(fields) = line.as_object_mut() {
         fields.insert("elapsed_s".into(), json!(started.elapsed().as_secs_f64()));
-        fields.insert("cpu_s".into(), json!(own_cpu_seconds().ok()));
+        fields.insert("cpu_s".into(), json!(cpu::cpu_seconds(None).ok()));
     }
     println!("{line}");
     Ok(())
@@ -194,6 +201,7 @@ async fn run(args: &Args) -> Result<serde_json::Value> {
         payload,
         warmup: seconds("--warmup", args.warmup)?,
         duration: seconds("--duration", args.duration)?,
+        cpu_pids: cpu::parse_pids(&args.cpu_pids)?,
     };
     ensure!(!plan.duration.is_zero(), "--duration must be positive");
     let report = tokio::time::timeout(plan.warmup + plan.duration + timeout, echo_load::run(&plan))
@@ -215,6 +223,7 @@ async fn run(args: &Args) -> Result<serde_json::Value> {
         "max_us": hist.max(),
         "errors": report.errors,
         "total_requests": report.total,
+        "window_cpu_s": report.window_cpu_s,
     }))
 }
 
@@ -241,17 +250,4 @@ fn text_payload(len: usize) -> Bytes {
     bytes.truncate(len);
     bytes.resize(len, b' ');
     Bytes::from(bytes)
-}
-
-/// CPU time (user + system) this process used, from `/proc/self/stat`.
-fn own_cpu_seconds() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // Fields after the `(comm)`, which may itself hold spaces: state is the first, utime
-    // and stime (fields 14 and 15 of proc(5)) the 12th and 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc/self/stat")?;
-    let ticks: Vec<f64> =
-        rest.split_whitespace().skip(11).take(2).map_while(|f| f.parse().ok()).collect();
-    ensure!(ticks.len() == 2, "no utime and stime in /proc/self/stat");
-    // proc(5) counts in USER_HZ, which is 100 on every Linux ABI.
-    Ok(ticks.iter().sum::<f64>() / 100.0)
 }

@@ -16,7 +16,10 @@
 //!
 //! The cluster section (alone with `--cluster-only`, see `bench_cluster.rs`) drives a
 //! connector frontend of the conformance server, on a route it serves itself and on one it
-//! forwards over NATS to a backend, and prints the second against the first.
+//! forwards over NATS or gRPC to a backend, at 1x1, 4x10 and 50x1, and prints the forwarded
+//! cases against a raw request-reply over the same transport (the `raw_rpc` example), with
+//! the servers' CPU per request over the measured window; `--repeat N` runs it N times and
+//! prints the medians.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -44,6 +47,10 @@ pub(crate) struct Sections {
     /// route itself and forwards another over NATS to a game backend.
     #[arg(long)]
     cluster_only: bool,
+    /// Run the cluster section this many times and print each figure's median (each ratio
+    /// taken within its run); e.g. `--cluster-only --repeat 3`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    repeat: u32,
 }
 
 /// Runs the Criterion benches, the callgrind section, the load section and the cluster
@@ -60,7 +67,7 @@ pub(crate) fn run(root: &Path, sections: Sections) -> Result<()> {
         load(root)?;
     }
     if all || sections.cluster_only {
-        cluster::run(root)?;
+        cluster::run(root, sections.repeat)?;
     }
     Ok(())
 }

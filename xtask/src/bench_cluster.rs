@@ -1,17 +1,31 @@
-//! The cluster section of `cargo xtask bench`: what forwarding a request costs.
+//! The cluster section of `cargo xtask bench`: what forwarding a request costs, against
+//! what the transport alone allows.
 //!
 //! Two processes of the conformance server (the `testing` example of
 //! pitaya-cluster-examples) share a private nats-server and etcd: a `connector` frontend
 //! and a `game` backend. loadgen drives the frontend on two routes to the same handler,
 //! `testsvc.testrequestreceivereturnsraw`, which returns the raw request body (what
 //! loadgen checks): `connector.…` is served on the frontend itself, `game.…` goes
-//! frontend → NATS → backend → NATS → frontend. Each cluster case is printed against the
-//! standalone case of the same concurrency, measured in the same run. As in the load
-//! section, the figures are printed, never asserted.
+//! frontend → NATS (or gRPC) → backend → frontend.
+//!
+//! The baselines are the transports alone, with the `raw_rpc` example of pitaya-examples:
+//! a raw async-nats request-reply over the same nats-server (one client connection, like
+//! the frontend's, against a responder echoing 64 B), and a raw tonic unary echo. Each
+//! shape (connections × requests in flight: 1x1, 4x10, 50x1) is measured on the
+//! standalone route, on the raw baseline and forwarded, one after the other, so that each
+//! ratio compares figures of the same run taken close together.
+//!
+//! CPU per request is the frontend's plus the backend's user + system time over exactly
+//! the measured window (loadgen reads `/proc/<pid>/stat` when the window opens and when
+//! it closes), divided by the requests answered in it; nats-server is not in it.
+//!
+//! `--repeat N` runs the whole section N times and prints, after each run's table, the
+//! median of every figure and of every ratio (each ratio taken within its run). As in the
+//! load section, the figures are printed, never asserted: they are wall-clock figures.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +33,7 @@ use pitaya_test_services::{Etcd, Nats};
 
 use super::{
     LOAD_SECONDS, LOADGEN_SLACK, Output, Pinning, Running, START_TIMEOUT, WARMUP_SECONDS,
-    cpu_seconds, json_number, load_average, loadgen, secs, target_dir,
+    json_number, load_average, loadgen, secs, target_dir,
 };
 
 /// What the testing server logs once it is registered in etcd, synced and subscribed to
@@ -27,102 +41,123 @@ use super::{
 const READY_LINE: &str = "all modules started!";
 /// Request body size, in bytes.
 const PAYLOAD: &str = "64";
-/// The ready line is logged at info; anything else the servers print is a warning or an
-/// error, worth showing after the table. No heartbeat adds a packet to the cases.
-const SERVER_ENV: [(&str, &str); 2] =
-    [("RUST_LOG", "warn,pitaya::app=info"), ("PITAYA_HEARTBEAT_INTERVAL", "60s")];
+/// The ready line is logged at info by the server runtime's `app` module (its target
+/// named for both the runtime crate and the facade, wherever the module lives); anything
+/// else the servers print is a warning or an error, worth showing after the table. No
+/// heartbeat adds a packet to the cases.
+const SERVER_ENV: [(&str, &str); 2] = [
+    ("RUST_LOG", "warn,pitaya_server::app=info,pitaya::app=info"),
+    ("PITAYA_HEARTBEAT_INTERVAL", "60s"),
+];
 /// How many lines each server's log may show after the table.
 const LOG_LINES_SHOWN: usize = 10;
-
-/// One loadgen run against the frontend.
-struct ClusterCase {
-    label: &'static str,
-    route: &'static str,
-    conns: &'static str,
-    inflight: &'static str,
-    /// The case whose req/s this one is divided by.
-    against: Option<&'static str>,
-}
+/// The issue's targets: forwarded req/s over the raw baseline's of the same shape, and
+/// frontend + backend CPU per forwarded request at 4x10.
+const TARGET_1X1: f64 = 0.6;
+const TARGET_CONCURRENT: f64 = 0.5;
+const TARGET_US_4X10: f64 = 25.0;
 
 const STANDALONE: &str = "connector.testsvc.testrequestreceivereturnsraw";
 const FORWARDED: &str = "game.testsvc.testrequestreceivereturnsraw";
 
-/// Standalone first at each concurrency, so that its reference is measured before it.
-const CASES: [ClusterCase; 4] = [
-    ClusterCase {
-        label: "standalone 1x1",
-        route: STANDALONE,
-        conns: "1",
-        inflight: "1",
-        against: None,
-    },
-    ClusterCase {
-        label: "cluster 1x1",
-        route: FORWARDED,
-        conns: "1",
-        inflight: "1",
-        against: Some("standalone 1x1"),
-    },
-    ClusterCase {
-        label: "standalone 4x10",
-        route: STANDALONE,
-        conns: "4",
-        inflight: "10",
-        against: None,
-    },
-    ClusterCase {
-        label: "cluster 4x10",
-        route: FORWARDED,
-        conns: "4",
-        inflight: "10",
-        against: Some("standalone 4x10"),
-    },
-];
-
-/// The forwarded cases again over gRPC (with etcd binding storage), against the same
-/// standalone references measured on the NATS cluster's frontend in this run.
-const GRPC_CASES: [ClusterCase; 2] = [
-    ClusterCase {
-        label: "grpc 1x1",
-        route: FORWARDED,
-        conns: "1",
-        inflight: "1",
-        against: Some("standalone 1x1"),
-    },
-    ClusterCase {
-        label: "grpc 4x10",
-        route: FORWARDED,
-        conns: "4",
-        inflight: "10",
-        against: Some("standalone 4x10"),
-    },
-];
-
-/// What one case measured.
-struct ClusterRow {
+/// Connections × requests in flight.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
     name: &'static str,
-    against: Option<&'static str>,
+    conns: &'static str,
+    inflight: &'static str,
+    /// The least forwarded / raw req/s ratio the issue asks for at this shape.
+    target: f64,
+}
+
+const SHAPES: [Shape; 3] = [
+    Shape { name: "1x1", conns: "1", inflight: "1", target: TARGET_1X1 },
+    Shape { name: "4x10", conns: "4", inflight: "10", target: TARGET_CONCURRENT },
+    Shape { name: "50x1", conns: "50", inflight: "1", target: TARGET_CONCURRENT },
+];
+
+/// What drives a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// loadgen on the frontend's own route.
+    Standalone,
+    /// `raw_rpc nats-load` against `raw_rpc nats-serve`.
+    RawNats,
+    /// loadgen on the forwarded route, the cluster on NATS.
+    Nats,
+    /// `raw_rpc grpc-load` against `raw_rpc grpc-serve`.
+    RawGrpc,
+    /// loadgen on the forwarded route, the cluster on gRPC.
+    Grpc,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::RawNats => "raw nats",
+            Self::Nats => "nats",
+            Self::RawGrpc => "raw tonic",
+            Self::Grpc => "grpc",
+        }
+    }
+
+    fn is_raw(self) -> bool {
+        matches!(self, Self::RawNats | Self::RawGrpc)
+    }
+
+    /// The raw baseline a forwarded case is divided by.
+    fn baseline(self) -> Option<Self> {
+        match self {
+            Self::Nats => Some(Self::RawNats),
+            Self::Grpc => Some(Self::RawGrpc),
+            Self::Standalone | Self::RawNats | Self::RawGrpc => None,
+        }
+    }
+}
+
+/// What one case measured, all over loadgen's (or raw_rpc's) measurement window.
+#[derive(Debug, Clone)]
+struct Row {
+    kind: Kind,
+    shape: Shape,
     req_per_s: f64,
     p50_us: f64,
     p99_us: f64,
-    max_us: f64,
     errors: f64,
-    /// Frontend and backend CPU over the loadgen run, in % of one core.
-    frontend_cpu: f64,
-    backend_cpu: f64,
-    /// nats-server CPU over the loadgen run, in % of one core, when its PID was found.
+    /// Frontend and backend CPU (raw cases: client and responder), in % of one core.
+    fe_cpu: Option<f64>,
+    be_cpu: Option<f64>,
+    /// nats-server CPU, in % of one core (NATS cases).
     nats_cpu: Option<f64>,
-    /// Frontend plus backend CPU per request, warm-up included, in µs.
-    servers_us_per_req: f64,
-    /// Loadgen CPU over its run, in % of one core.
-    loadgen_cpu: Option<f64>,
+    /// Frontend + backend CPU (raw: client + responder) per request answered, in µs.
+    us_per_req: Option<f64>,
+    /// The driver's (loadgen's or the raw client's) CPU over its whole run, in % of one core.
+    driver_cpu: Option<f64>,
 }
 
-/// The frontend and the backend, with the services they need; dropping it kills the two
-/// servers first, then nats-server and etcd (fields drop in declaration order).
+impl Row {
+    fn name(&self) -> String {
+        format!("{} {}", self.kind.label(), self.shape.name)
+    }
+}
+
+/// The binaries the section runs.
+struct Bins {
+    testing: PathBuf,
+    loadgen: PathBuf,
+    raw_rpc: PathBuf,
+}
+
+/// The frontend and the backend, with the services they need and the raw responder of
+/// the same transport; dropping it kills the servers first, then nats-server and etcd
+/// (fields drop in declaration order).
 struct Cluster {
     frontend: Running,
     backend: Running,
+    raw: Running,
+    /// Where the raw client finds the raw responder: the NATS URL or the gRPC address.
+    raw_target: String,
     frontend_addr: String,
     /// The PID of nats-server, for its CPU time; `None` when it was not found.
     nats_pid: Option<u32>,
@@ -130,59 +165,64 @@ struct Cluster {
     _etcd: Etcd,
 }
 
-/// Builds the two examples, starts NATS, etcd and the two servers, runs [`CASES`] and
-/// prints the table. Every process it starts is killed before it returns, error or not.
-pub(super) fn run(root: &Path) -> Result<()> {
+/// Builds the examples, then runs the section `repeat` times, each run printing its
+/// table; with more than one run, prints the medians. Every process it starts is killed
+/// before it returns, error or not.
+pub(super) fn run(root: &Path, repeat: u32) -> Result<()> {
     let started = Instant::now();
     crate::services::ensure_tools()?;
     crate::cargo(&["build", "--release", "--example", "testing", "-p", "pitaya-cluster-examples"])?;
-    // A no-op after the load section, which builds every example of pitaya-examples.
-    crate::cargo(&["build", "--release", "--example", "loadgen", "-p", "pitaya-examples"])?;
+    crate::cargo(&[
+        "build",
+        "--release",
+        "--example",
+        "loadgen",
+        "--example",
+        "raw_rpc",
+        "-p",
+        "pitaya-examples",
+    ])?;
     let dir = target_dir(root).join("release").join("examples");
-    let (testing, loadgen_bin) = (dir.join("testing"), dir.join("loadgen"));
-    for bin in [&testing, &loadgen_bin] {
+    let bins = Bins {
+        testing: dir.join("testing"),
+        loadgen: dir.join("loadgen"),
+        raw_rpc: dir.join("raw_rpc"),
+    };
+    for bin in [&bins.testing, &bins.loadgen, &bins.raw_rpc] {
         if !bin.is_file() {
             bail!("{} was not built (is its [[example]] still declared?)", bin.display());
         }
     }
     let pin = Pinning::detect();
     let built = Instant::now();
-    eprintln!(
-        "xtask: cluster section: {}; nats-server and etcd unpinned; load average {}",
-        pin.describe(),
-        load_average()
-    );
-
-    let cluster = Cluster::start(&testing, &pin, false)?;
-    let mut rows = CASES
-        .iter()
-        .map(|case| run_case(&loadgen_bin, &pin, &cluster, case))
-        .collect::<Result<Vec<_>>>()?;
-    let mut logs =
-        vec![("frontend", cluster.frontend.printed()), ("backend", cluster.backend.printed())];
-    drop(cluster);
-    let grpc = Cluster::start(&testing, &pin, true)?;
-    for case in &GRPC_CASES {
-        rows.push(run_case(&loadgen_bin, &pin, &grpc, case)?);
+    let repeat = repeat.max(1);
+    let mut runs = Vec::with_capacity(repeat as usize);
+    for run in 1..=repeat {
+        eprintln!(
+            "xtask: cluster section, run {run} of {repeat}: {}; nats-server and etcd unpinned; \
+             load average {}",
+            pin.describe(),
+            load_average()
+        );
+        let (rows, logs) = one_run(&bins, &pin)?;
+        let mut out = String::new();
+        writeln!(out, "\ncluster run {run} of {repeat}")?;
+        render(&mut out, &rows, &pin, None)?;
+        render_logs(&mut out, &logs)?;
+        print(&out)?;
+        runs.push(rows);
     }
-    logs.push(("grpc frontend", grpc.frontend.printed()));
-    logs.push(("grpc backend", grpc.backend.printed()));
-    drop(grpc);
-
-    let mut out = String::new();
-    render(&mut out, &rows, &pin)?;
-    for (name, logged) in logs {
-        if logged.is_empty() {
-            continue;
-        }
-        writeln!(out, "\n{name} logged {} lines after it was ready, among them:", logged.len())?;
-        for line in logged.iter().take(LOG_LINES_SHOWN) {
-            writeln!(out, "  {line}")?;
-        }
+    if runs.len() > 1 {
+        let mut out = String::new();
+        writeln!(
+            out,
+            "\ncluster: medians of {} runs (each ratio taken within its run)",
+            runs.len()
+        )?;
+        let medians = medians(&runs)?;
+        render(&mut out, &medians.rows, &pin, Some(&medians.ratios))?;
+        print(&out)?;
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes())?;
-    stdout.flush()?;
     eprintln!(
         "xtask: cluster section done in {:.0?} ({:.0?} after the builds); load average now {}",
         started.elapsed(),
@@ -192,11 +232,63 @@ pub(super) fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
+fn print(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// What each server logged after it was ready.
+type Logs = Vec<(&'static str, Vec<String>)>;
+
+/// One run of every case: the NATS cluster with its raw baseline, then the gRPC one.
+fn one_run(bins: &Bins, pin: &Pinning) -> Result<(Vec<Row>, Logs)> {
+    let mut rows = Vec::new();
+    let nats = Cluster::start(bins, pin, false)?;
+    for shape in SHAPES {
+        for kind in [Kind::Standalone, Kind::RawNats, Kind::Nats] {
+            rows.push(run_case(bins, pin, &nats, kind, shape)?);
+        }
+    }
+    let mut logs = vec![
+        ("nats frontend", nats.frontend.printed()),
+        ("nats backend", nats.backend.printed()),
+        ("raw nats responder", nats.raw.printed()),
+    ];
+    drop(nats);
+    let grpc = Cluster::start(bins, pin, true)?;
+    for shape in SHAPES {
+        for kind in [Kind::RawGrpc, Kind::Grpc] {
+            rows.push(run_case(bins, pin, &grpc, kind, shape)?);
+        }
+    }
+    logs.push(("grpc frontend", grpc.frontend.printed()));
+    logs.push(("grpc backend", grpc.backend.printed()));
+    logs.push(("raw tonic server", grpc.raw.printed()));
+    drop(grpc);
+    Ok((rows, logs))
+}
+
+fn render_logs(out: &mut String, logs: &Logs) -> Result<()> {
+    for (name, logged) in logs {
+        if logged.is_empty() {
+            continue;
+        }
+        writeln!(out, "\n{name} logged {} lines after it was ready, among them:", logged.len())?;
+        for line in logged.iter().take(LOG_LINES_SHOWN) {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    Ok(())
+}
+
 impl Cluster {
     /// Starts nats-server and etcd (which panic with the end of their log if they do not
-    /// come up), then the backend and the frontend, each once it logged its ready line.
-    /// The backend goes first, so that the frontend's first etcd sync already finds it.
-    fn start(testing: &Path, pin: &Pinning, grpc: bool) -> Result<Self> {
+    /// come up), then the backend and the frontend, each once it logged its ready line,
+    /// and the raw responder of the transport. The backend goes first, so that the
+    /// frontend's first etcd sync already finds it.
+    fn start(bins: &Bins, pin: &Pinning, grpc: bool) -> Result<Self> {
         let (nats, etcd) = (Nats::start(), Etcd::start());
         // A fresh prefix, so that no server left in this etcd by anything else is found.
         let nanos = std::time::SystemTime::now()
@@ -204,14 +296,34 @@ impl Cluster {
             .map_or(0, |d| d.subsec_nanos());
         let sd_prefix = format!("bench-{}-{nanos}/", std::process::id());
         let env = Env { nats: nats.url(), etcd: etcd.endpoint(), sd_prefix, grpc };
-        let backend = start_server(testing, pin, &env, "game", None)?;
+        let backend = start_server(&bins.testing, pin, &env, "game", None)?;
         let port = pitaya_test_services::free_port();
-        let frontend = start_server(testing, pin, &env, "connector", Some(port))?;
+        let frontend = start_server(&bins.testing, pin, &env, "connector", Some(port))?;
+        // The responder shares the servers' core, as the client shares loadgen's.
+        let mut cmd = pin.command(&bins.raw_rpc, 0);
+        cmd.env_clear().env("RUST_LOG", "warn");
+        if grpc {
+            cmd.args(["grpc-serve", "--listen", "127.0.0.1:0"]);
+        } else {
+            cmd.args(["nats-serve", "--nats", &env.nats]);
+        }
+        let mut raw =
+            Running::spawn(cmd, if grpc { "raw_rpc grpc-serve" } else { "raw_rpc nats-serve" })?;
+        let ready = raw.line(START_TIMEOUT)?;
+        let raw_target = if grpc {
+            let value: serde_json::Value = serde_json::from_str(&ready)
+                .with_context(|| format!("raw_rpc grpc-serve printed {ready:?}"))?;
+            value["addr"].as_str().with_context(|| format!("no addr in {ready}"))?.to_owned()
+        } else {
+            env.nats.clone()
+        };
         Ok(Self {
             frontend,
             backend,
+            raw,
+            raw_target,
             frontend_addr: format!("127.0.0.1:{port}"),
-            nats_pid: child_pid("nats-server"),
+            nats_pid: if grpc { None } else { child_pid("nats-server") },
             _nats: nats,
             _etcd: etcd,
         })
@@ -257,123 +369,248 @@ fn start_server(
     Ok(server)
 }
 
-/// One loadgen run of `case`, with the CPU time of both servers around it.
+/// One run of `kind` at `shape`, with the CPU time of the servers (or of the raw client
+/// and responder) and of nats-server over the measured window.
 fn run_case(
-    loadgen_bin: &Path,
+    bins: &Bins,
     pin: &Pinning,
     cluster: &Cluster,
-    case: &ClusterCase,
-) -> Result<ClusterRow> {
-    eprintln!("xtask: cluster case {} ({})", case.label, case.route);
-    let args = [
-        "--addr",
-        &cluster.frontend_addr,
-        "--route",
-        case.route,
+    kind: Kind,
+    shape: Shape,
+) -> Result<Row> {
+    eprintln!("xtask: cluster case {} {}", kind.label(), shape.name);
+    // The processes whose window CPU is asked for, in this order; the NATS server last
+    // when there is one.
+    let mut pids = if kind.is_raw() {
+        vec![cluster.raw.pid()]
+    } else {
+        vec![cluster.frontend.pid(), cluster.backend.pid()]
+    };
+    pids.extend(cluster.nats_pid);
+    let pids_arg = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let mut args: Vec<&str> = match kind {
+        Kind::Standalone | Kind::Nats | Kind::Grpc => vec![
+            "--addr",
+            &cluster.frontend_addr,
+            "--route",
+            if kind == Kind::Standalone { STANDALONE } else { FORWARDED },
+        ],
+        Kind::RawNats => vec!["nats-load", "--nats", &cluster.raw_target],
+        Kind::RawGrpc => vec!["grpc-load", "--addr", &cluster.raw_target],
+    };
+    args.extend([
         "--conns",
-        case.conns,
+        shape.conns,
         "--inflight",
-        case.inflight,
+        shape.inflight,
         "--payload",
         PAYLOAD,
         "--duration",
         LOAD_SECONDS,
         "--warmup",
         WARMUP_SECONDS,
-    ];
+        "--cpu-pids",
+        &pids_arg,
+    ]);
     let timeout = secs(LOAD_SECONDS)? + secs(WARMUP_SECONDS)? + LOADGEN_SLACK;
-    let (frontend, backend) = (cluster.frontend.pid(), cluster.backend.pid());
-    let before = (cpu_seconds(frontend)?, cpu_seconds(backend)?);
-    let nats_before = cluster.nats_pid.map(cpu_seconds).transpose()?;
-    let wall = Instant::now();
-    let line = loadgen(loadgen_bin, pin, &args, timeout)?;
-    let wall = wall.elapsed().as_secs_f64();
-    let frontend_cpu = cpu_seconds(frontend)? - before.0;
-    let backend_cpu = cpu_seconds(backend)? - before.1;
-    let nats_cpu = match (cluster.nats_pid, nats_before) {
-        (Some(pid), Some(before)) => Some(100.0 * (cpu_seconds(pid)? - before) / wall),
+    let bin = if kind.is_raw() { &bins.raw_rpc } else { &bins.loadgen };
+    let line = loadgen(bin, pin, &args, timeout)?;
+    let value: serde_json::Value = serde_json::from_str(&line)
+        .with_context(|| format!("{} printed {line:?}", bin.display()))?;
+    let need = |field| json_number(&line, field)?.with_context(|| format!("no {field} in {line}"));
+    let window = need("duration_s")?;
+    let answered = need("requests")?;
+    let window_cpu: Vec<Option<f64>> = value["window_cpu_s"]
+        .as_array()
+        .with_context(|| format!("no window_cpu_s in {line}"))?
+        .iter()
+        .map(serde_json::Value::as_f64)
+        .collect();
+    let cpu = |i: usize| window_cpu.get(i).copied().flatten();
+    let (fe, be) =
+        if kind.is_raw() { (value["own_window_cpu_s"].as_f64(), cpu(0)) } else { (cpu(0), cpu(1)) };
+    let nats = cluster.nats_pid.and_then(|_| cpu(pids.len() - 1));
+    let percent = |s: Option<f64>| s.map(|s| 100.0 * s / window);
+    let us_per_req = match (fe, be) {
+        (Some(fe), Some(be)) if answered > 0.0 => Some((fe + be) * 1e6 / answered),
         _ => None,
     };
-    let total = json_number(&line, "total_requests")?.unwrap_or(0.0);
-    let need = |field| {
-        json_number(&line, field)?.with_context(|| format!("no {field} in loadgen's {line}"))
-    };
-    let loadgen_cpu = match (json_number(&line, "cpu_s")?, json_number(&line, "elapsed_s")?) {
+    let driver_cpu = match (json_number(&line, "cpu_s")?, json_number(&line, "elapsed_s")?) {
         (Some(cpu), Some(elapsed)) if elapsed > 0.0 => Some(100.0 * cpu / elapsed),
         _ => None,
     };
-    let servers_cpu = frontend_cpu + backend_cpu;
-    Ok(ClusterRow {
-        name: case.label,
-        against: case.against,
+    Ok(Row {
+        kind,
+        shape,
         req_per_s: need("req_per_s")?,
         p50_us: need("p50_us")?,
         p99_us: need("p99_us")?,
-        max_us: need("max_us")?,
         errors: need("errors")?,
-        frontend_cpu: 100.0 * frontend_cpu / wall,
-        backend_cpu: 100.0 * backend_cpu / wall,
-        nats_cpu,
-        servers_us_per_req: if total > 0.0 { servers_cpu * 1e6 / total } else { f64::NAN },
-        loadgen_cpu,
+        fe_cpu: percent(fe),
+        be_cpu: percent(be),
+        nats_cpu: percent(nats),
+        us_per_req,
+        driver_cpu,
     })
 }
 
-fn render(out: &mut String, rows: &[ClusterRow], pin: &Pinning) -> Result<()> {
+/// The ratios of a row: req/s over the standalone case and over the raw baseline of the
+/// same shape, from the same run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ratios {
+    vs_standalone: Option<f64>,
+    vs_raw: Option<f64>,
+}
+
+fn ratios(row: &Row, rows: &[Row]) -> Ratios {
+    let find = |kind: Kind| {
+        rows.iter().find(|r| r.kind == kind && r.shape.name == row.shape.name).map(|r| r.req_per_s)
+    };
+    let forwarded = row.kind.baseline().is_some();
+    Ratios {
+        vs_standalone: forwarded
+            .then(|| find(Kind::Standalone))
+            .flatten()
+            .map(|s| row.req_per_s / s),
+        vs_raw: row.kind.baseline().and_then(find).map(|raw| row.req_per_s / raw),
+    }
+}
+
+/// The medians of several runs: each figure's median over the runs, and each ratio's
+/// median over the ratios of the runs.
+struct Medians {
+    rows: Vec<Row>,
+    ratios: Vec<Ratios>,
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => values.get(n / 2).copied(),
+        _ => Some((values.get(n / 2 - 1)? + values.get(n / 2)?) / 2.0),
+    }
+}
+
+fn medians(runs: &[Vec<Row>]) -> Result<Medians> {
+    let first = runs.first().context("at least one run")?;
+    let mut rows = Vec::with_capacity(first.len());
+    let mut all_ratios = Vec::with_capacity(first.len());
+    for (i, template) in first.iter().enumerate() {
+        let same: Vec<(&Row, Ratios)> = runs
+            .iter()
+            .map(|run| {
+                let row = run.get(i).context("every run has the same cases")?;
+                Ok((row, ratios(row, run)))
+            })
+            .collect::<Result<_>>()?;
+        let of =
+            |f: fn(&Row) -> Option<f64>| median(same.iter().filter_map(|(r, _)| f(r)).collect());
+        let nan = f64::NAN;
+        rows.push(Row {
+            kind: template.kind,
+            shape: template.shape,
+            req_per_s: of(|r| Some(r.req_per_s)).unwrap_or(nan),
+            p50_us: of(|r| Some(r.p50_us)).unwrap_or(nan),
+            p99_us: of(|r| Some(r.p99_us)).unwrap_or(nan),
+            errors: same.iter().map(|(r, _)| r.errors).sum(),
+            fe_cpu: of(|r| r.fe_cpu),
+            be_cpu: of(|r| r.be_cpu),
+            nats_cpu: of(|r| r.nats_cpu),
+            us_per_req: of(|r| r.us_per_req),
+            driver_cpu: of(|r| r.driver_cpu),
+        });
+        let ratio =
+            |f: fn(&Ratios) -> Option<f64>| median(same.iter().filter_map(|(_, q)| f(q)).collect());
+        all_ratios.push(Ratios {
+            vs_standalone: ratio(|q| q.vs_standalone),
+            vs_raw: ratio(|q| q.vs_raw),
+        });
+    }
+    Ok(Medians { rows, ratios: all_ratios })
+}
+
+/// Prints `rows`; their ratios come from `ratios` when given (medians), else from the
+/// rows themselves (one run).
+fn render(
+    out: &mut String,
+    rows: &[Row],
+    pin: &Pinning,
+    ratios_of: Option<&[Ratios]>,
+) -> Result<()> {
     writeln!(
         out,
-        "\ncluster: testing example, connector frontend + game backend over a private NATS, \
-         {PAYLOAD} B raw echo,\n{LOAD_SECONDS} s after a {WARMUP_SECONDS} s warm-up, one round; \
-         {} (frontend and backend share CPU 0; nats-server and etcd unpinned)\n\
-         standalone: {STANDALONE} (served on the frontend); cluster: {FORWARDED} (frontend -> \
-         NATS -> backend -> frontend)\n\
-         1x1, 4x10: connections x requests in flight; fe/be/nats CPU: % of one core used by the \
-         frontend / backend / nats-server;\nsrv us/req: frontend + backend CPU per request; ratio: req/s \
-         against the case named; cpu ratio: its srv us/req over ours (below 1: we spend more)\n",
+        "testing example, connector frontend + game backend, {PAYLOAD} B raw echo, \
+         {LOAD_SECONDS} s after a {WARMUP_SECONDS} s warm-up; {} (frontend, backend and raw \
+         responder share CPU 0; nats-server and etcd unpinned)\n\
+         standalone: {STANDALONE} (served on the frontend); nats, grpc: {FORWARDED} (frontend \
+         -> NATS or gRPC -> backend -> frontend)\n\
+         raw nats: async-nats request-reply over the same nats-server, one client connection, \
+         conns x in flight callers; raw tonic: unary echo over one tonic channel\n\
+         1x1, 4x10, 50x1: connections x requests in flight; fe/be CPU: % of one core used by the \
+         frontend / backend (raw rows: client / responder),\nover the measured window only; \
+         us/req: fe + be CPU per request answered in the window (nats-server excluded); \
+         lg CPU: the driver's whole run\n\
+         vs std: req/s over standalone's; vs raw: req/s over the raw baseline's of the same \
+         shape; target: the issue's (vs raw >= {TARGET_1X1} at 1x1, >= {TARGET_CONCURRENT} \
+         otherwise; us/req <= {TARGET_US_4X10} at 4x10)\n",
         pin.describe()
     )?;
-    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
+    let width = rows.iter().map(|r| r.name().len()).max().unwrap_or(0).max(4);
     writeln!(
         out,
-        "{:<width$}  {:>9}  {:>6}  {:>6}  {:>6}  {:>6}  {:>6}  {:>6}  {:>8}  {:>10}  {:>6}  \
-         {:>6}  {:>9}  against",
+        "{:<width$}  {:>9}  {:>6}  {:>6}  {:>6}  {:>6}  {:>6}  {:>8}  {:>7}  {:>6}  {:>6}  {:>6}  target",
         "case",
         "req/s",
         "p50 us",
         "p99 us",
-        "max us",
         "errors",
         "fe CPU",
         "be CPU",
         "nats CPU",
-        "srv us/req",
+        "us/req",
         "lg CPU",
-        "ratio",
-        "cpu ratio"
+        "vs std",
+        "vs raw",
     )?;
-    for row in rows {
-        let reference = row.against.and_then(|a| rows.iter().find(|r| r.name == a));
-        let ratio = |of: fn(&ClusterRow, &ClusterRow) -> f64| {
-            reference.map_or("-".to_owned(), |r| format!("{:.2}x", of(row, r)))
+    let pct = |v: Option<f64>| v.map_or("-".to_owned(), |c| format!("{c:.0}%"));
+    let times = |v: Option<f64>| v.map_or("-".to_owned(), |r| format!("{r:.2}x"));
+    for (i, row) in rows.iter().enumerate() {
+        let ratio = match ratios_of {
+            Some(all) => all.get(i).copied().unwrap_or_default(),
+            None => ratios(row, rows),
         };
+        let mut target = Vec::new();
+        if let Some(vs_raw) = ratio.vs_raw {
+            let met = if vs_raw >= row.shape.target { "met" } else { "below" };
+            target.push(format!("vs raw >= {:.2}: {met}", row.shape.target));
+        }
+        if row.kind.baseline().is_some() && row.shape.name == "4x10" {
+            let met = match row.us_per_req {
+                Some(us) if us <= TARGET_US_4X10 => "met",
+                Some(_) => "above",
+                None => "unknown",
+            };
+            target.push(format!("us/req <= {TARGET_US_4X10}: {met}"));
+        }
         writeln!(
             out,
-            "{:<width$}  {:>9.0}  {:>6.0}  {:>6.0}  {:>6.0}  {:>6.0}  {:>5.0}%  {:>5.0}%  {:>8}  \
-             {:>10.2}  {:>6}  {:>6}  {:>9}  {}",
-            row.name,
+            "{:<width$}  {:>9.0}  {:>6.0}  {:>6.0}  {:>6.0}  {:>6}  {:>6}  {:>8}  {:>7}  {:>6}  {:>6}  {:>6}  {}",
+            row.name(),
             row.req_per_s,
             row.p50_us,
             row.p99_us,
-            row.max_us,
             row.errors,
-            row.frontend_cpu,
-            row.backend_cpu,
-            row.nats_cpu.map_or("-".to_owned(), |c| format!("{c:.0}%")),
-            row.servers_us_per_req,
-            row.loadgen_cpu.map_or("-".to_owned(), |c| format!("{c:.0}%")),
-            ratio(|ours, base| ours.req_per_s / base.req_per_s),
-            ratio(|ours, base| base.servers_us_per_req / ours.servers_us_per_req),
-            row.against.unwrap_or("-"),
+            pct(row.fe_cpu),
+            pct(row.be_cpu),
+            pct(row.nats_cpu),
+            row.us_per_req.map_or("-".to_owned(), |us| format!("{us:.1}")),
+            pct(row.driver_cpu),
+            times(ratio.vs_standalone),
+            times(ratio.vs_raw),
+            if target.is_empty() { "-".to_owned() } else { target.join("; ") },
         )?;
     }
     Ok(())

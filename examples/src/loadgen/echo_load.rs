@@ -27,6 +27,8 @@ pub(crate) struct LoadPlan {
     pub(crate) payload: Bytes,
     pub(crate) warmup: Duration,
     pub(crate) duration: Duration,
+    /// Processes whose CPU time over the window is reported (`--cpu-pids`).
+    pub(crate) cpu_pids: Vec<u32>,
 }
 
 /// What the request mode measured.
@@ -42,6 +44,8 @@ pub(crate) struct LoadReport {
     pub(crate) errors: u64,
     /// The window's actual length.
     pub(crate) window: Duration,
+    /// CPU seconds each of [`LoadPlan::cpu_pids`] used within the window.
+    pub(crate) window_cpu_s: Vec<Option<f64>>,
 }
 
 /// Opens every connection, then runs the warm-up and the window on all of them at once.
@@ -72,14 +76,21 @@ pub(crate) async fn run(plan: &LoadPlan) -> Result<LoadReport> {
 
     let start = Instant::now() + plan.warmup;
     let end = start + plan.duration;
+    let cpu = crate::cpu::spawn_window(plan.cpu_pids.clone(), start, end);
     let empty = new_histogram()?;
     let mut drivers = JoinSet::new();
     for conn in conns {
         let (plan, latency_us) = (plan.clone(), empty.clone());
         drivers.spawn(async move { drive(conn, &plan, start, end, latency_us).await });
     }
-    let mut report =
-        LoadReport { latency_us: empty, measured: 0, total: 0, errors, window: plan.duration };
+    let mut report = LoadReport {
+        latency_us: empty,
+        measured: 0,
+        total: 0,
+        errors,
+        window: plan.duration,
+        window_cpu_s: Vec::new(),
+    };
     while let Some(stats) = drivers.join_next().await {
         let stats = stats?;
         report.latency_us.add(&stats.latency_us)?;
@@ -88,6 +99,7 @@ pub(crate) async fn run(plan: &LoadPlan) -> Result<LoadReport> {
         report.errors += stats.errors;
     }
     report.window = Instant::now().saturating_duration_since(start).min(plan.duration);
+    report.window_cpu_s = cpu.await?;
     Ok(report)
 }
 
