@@ -14,10 +14,12 @@
 //!   process.
 //! - [`answer`]: a backend answering a forwarded request by hand (Go's `ResponseMID`).
 //! - [`ordering`]: one session's forwarded messages in order, pipelined over NATS.
+//! - [`batch`]: pushes to many users, one message per frontend or Go's one per uid.
 //! - [`bot`]: `examples/bot/cluster.yaml` run by the pitaya-bot library against the
 //!   `testing` example's frontend and backend.
 
 mod answer;
+mod batch;
 mod bot;
 mod e2e;
 mod faults;

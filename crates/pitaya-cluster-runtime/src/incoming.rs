@@ -256,6 +256,7 @@ impl ClusterRuntime {
             "sys.bindsession" => self.sys_bind_session(msg.data).await,
             "sys.pushsession" => self.sys_push_session(msg.data),
             "sys.kick" => self.sys_kick(msg.data).await,
+            crate::batch::ROUTE => self.sys_push_batch(msg.data).await,
             _ => {
                 let req = RemoteRequest { ctx, state: self.handlers.state().clone() };
                 self.remotes.call(short, req, msg.data).await

@@ -19,6 +19,7 @@
 //! | `hooks` | [`LocalHandlers`], [`RpcMetrics`] |
 //! | `telemetry` | joining each hop's span to the propagated trace |
 //! | `errors` | Pitaya errors to and from a peer's `Response.error` |
+//! | `batch` | pushes to many users in one message per frontend, between pitaya-rs servers |
 //!
 //! Everything of `pitaya-cluster` (traits, protos, in-memory transports) is re-exported,
 //! so this crate is the one cluster path a server needs.
@@ -28,6 +29,7 @@
 //! |---|---|
 //! | `otlp` | OpenTelemetry parents for the hop spans, through `pitaya-otel` |
 
+mod batch;
 mod errors;
 mod health;
 mod hooks;

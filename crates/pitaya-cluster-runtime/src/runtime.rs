@@ -50,6 +50,8 @@ pub struct ClusterRuntime {
     pub(crate) metrics: OnceLock<Arc<dyn RpcMetrics>>,
     /// Servers out of rotation after a transport-level failure (see `health`).
     pub(crate) health: Arc<crate::health::Health>,
+    /// Which frontends serve batched pushes (see `batch`).
+    pub(crate) capable: crate::batch::Capable,
 }
 
 /// What the runtime needs from the server besides the transports.
@@ -99,6 +101,7 @@ impl ClusterRuntime {
             answer_codec: pitaya_codec::MessageCodec::new().with_data_compression(data_compression),
             metrics: OnceLock::new(),
             health,
+            capable: crate::batch::Capable::default(),
         })
     }
 
@@ -373,8 +376,9 @@ impl ClusterRuntime {
     }
 
     /// Pushes to users by uid (spec §8.4): locally when this server is a frontend of
-    /// `frontend_type` holding the uid, through the RPC client otherwise. Returns the
-    /// uids that failed.
+    /// `frontend_type` holding the uid, through the RPC client otherwise: one
+    /// `sys.pushbatch` per frontend of the type when they are all pitaya-rs servers (see
+    /// `batch`), else one message per uid as Go does. Returns the uids that failed.
     pub async fn push_to_users(
         &self,
         route: &str,
@@ -383,24 +387,42 @@ impl ClusterRuntime {
         frontend_type: &str,
     ) -> Vec<String> {
         let local_type = self.me.server_type == frontend_type;
-        let sends = uids.iter().map(|uid| {
-            let local = if local_type { self.pool.by_uid(uid) } else { None };
+        let (local, remote): (Vec<_>, Vec<_>) = uids
+            .iter()
+            .map(|uid| (uid, if local_type { self.pool.by_uid(uid) } else { None }))
+            .partition(|(_, session)| session.is_some());
+        let remote: Vec<String> = remote.into_iter().map(|(uid, _)| uid.clone()).collect();
+        let local = local.into_iter().filter_map(|(uid, session)| {
             let data = data.clone();
-            async move {
-                let result = match local {
-                    Some(s) => s.push(route, data).await,
-                    None => {
-                        let push = Push { route: route.to_owned(), uid: uid.clone(), data };
-                        self.client.send_push(frontend_type, None, push).await
-                    }
-                };
-                result.err().map(|e| {
-                    tracing::debug!(%uid, error = %e, "push to user failed");
-                    uid.clone()
-                })
-            }
+            session.map(|s| async move { s.push(route, data).await.err().map(|e| (uid, e)) })
         });
-        futures_util::future::join_all(sends).await.into_iter().flatten().collect()
+        let batched = self.push_batched(route, &data, &remote, frontend_type);
+        let (local, batched) = futures_util::join!(futures_util::future::join_all(local), batched);
+        let mut failed: Vec<String> = local
+            .into_iter()
+            .flatten()
+            .map(|(uid, e)| {
+                tracing::debug!(%uid, error = %e, "push to user failed");
+                uid.clone()
+            })
+            .collect();
+        match batched {
+            Some(remote_failed) => failed.extend(remote_failed),
+            None => {
+                let sends = remote.iter().map(|uid| {
+                    let push =
+                        Push { route: route.to_owned(), uid: uid.clone(), data: data.clone() };
+                    async move {
+                        self.client.send_push(frontend_type, None, push).await.err().map(|e| {
+                            tracing::debug!(%uid, error = %e, "push to user failed");
+                            uid.clone()
+                        })
+                    }
+                });
+                failed.extend(futures_util::future::join_all(sends).await.into_iter().flatten());
+            }
+        }
+        failed
     }
 
     /// Kicks users by uid (spec §8.4): locally when a local session holds the uid,
