@@ -66,6 +66,15 @@ async fn only_bind(c: &pitaya::client::Client, uid: &str) {
     }
 }
 
+/// Checks that `uid` belongs to the session of `c` (a push to the uid reaches it) and
+/// that the session stays connected.
+async fn owns(c: &pitaya::client::Client, pushes: &mut pitaya::client::Pushes, uid: &str) {
+    let msg = format!(r#"{{"msg":"mine","uids":["{uid}"]}}"#);
+    c.notify("connector.testsvc.testsendtousers", msg).await.unwrap();
+    assert_eq!(&wait("push to the new session", pushes.recv()).await.unwrap().data[..], b"mine");
+    assert!(!c.is_closed());
+}
+
 /// Binds `uid`, already bound before on this frontend type: the bind itself succeeds,
 /// but when the older session was on the same frontend the uid is still a member of that
 /// frontend's group `g1`, so the handler answers `PIT-441`, as Go's does.
@@ -193,10 +202,7 @@ async fn unique_session_should_succeed_if_kick_fails(grpc: bool) {
         let (c2, mut p2) = connect(&front.addr).await;
         only_bind(&c2, &uid1).await;
         // Beyond Go's test: the uid belongs to the new session, which stays connected.
-        let msg = format!(r#"{{"msg":"mine","uids":["{uid1}"]}}"#);
-        c2.notify("connector.testsvc.testsendtousers", msg).await.unwrap();
-        assert_eq!(&wait("push to the new session", p2.recv()).await.unwrap().data[..], b"mine");
-        assert!(!c2.is_closed());
+        owns(&c2, &mut p2, &uid1).await;
     })
     .await;
 }
@@ -214,10 +220,7 @@ async fn unique_session_across_frontends_should_succeed_if_kick_fails(grpc: bool
         c1.close().await;
         let (c2, mut p2) = connect(&b.addr).await;
         only_bind(&c2, &uid1).await;
-        let msg = format!(r#"{{"msg":"mine","uids":["{uid1}"]}}"#);
-        c2.notify("connector.testsvc.testsendtousers", msg).await.unwrap();
-        assert_eq!(&wait("push to the new session", p2.recv()).await.unwrap().data[..], b"mine");
-        assert!(!c2.is_closed());
+        owns(&c2, &mut p2, &uid1).await;
     })
     .await;
 }
