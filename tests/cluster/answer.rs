@@ -6,6 +6,8 @@
 //! to the client as the response body. The handler's own return value is never sent as a
 //! second reply (a Go backend publishes it too; nobody reads it). Over gRPC, which Go
 //! does not implement for this, `respond` fails with Go's `method not implemented`.
+//!
+//! Also a backend's own bind callbacks around the frontend's `sys.bindsession`.
 
 use std::time::Duration;
 
@@ -131,4 +133,55 @@ async fn over_grpc_answering_by_hand_fails_as_in_go() {
         back.shutdown().await;
     })
     .await;
+}
+
+/// Spec §8.3, as Go's backend `Bind`: a backend's own bind callbacks run before the
+/// frontend is asked (`sys.bindsession`: the frontend does not hold the uid yet), its
+/// after-bind callbacks after (the frontend holds it), over NATS and gRPC.
+async fn backend_bind_callbacks_around_the_frontend(grpc: bool) {
+    use std::sync::{Arc, Mutex};
+    within(async {
+        let prefix = sd_prefix();
+        async fn bind(s: Session, uid: Bytes) -> Result<Bytes, Error> {
+            s.bind(&String::from_utf8_lossy(&uid)).await?;
+            Ok(Bytes::from_static(b"bound"))
+        }
+        let front = inproc::start(inproc::builder(grpc, "connector", true, &prefix)).await;
+        let back = inproc::builder(grpc, "game", false, &prefix)
+            .component(Component::new("room").handler("bind", bind));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (on, after) = (log.clone(), log.clone());
+        let (fa, fb) = (front.handle().clone(), front.handle().clone());
+        back.sessions().on_session_bind(move |s| {
+            let uid = s.uid().unwrap_or_default();
+            on.lock().unwrap().push(format!("on {}", fa.sessions().by_uid(&uid).is_some()));
+            async { Ok(()) }
+        });
+        back.sessions().after_session_bind(move |s| {
+            let uid = s.uid().unwrap_or_default();
+            after.lock().unwrap().push(format!("after {}", fb.sessions().by_uid(&uid).is_some()));
+            async { Ok(()) }
+        });
+        let back = inproc::start(back).await;
+        inproc::sees(&front, "game").await;
+        let (c, _p) = crate::support::connect(&inproc::addr(&front)).await;
+        let uid = uuid::Uuid::new_v4().to_string();
+        assert_eq!(&c.request("game.room.bind", uid.clone()).await.unwrap()[..], b"bound");
+        // "held by the frontend?" as each callback saw it.
+        assert_eq!(*log.lock().unwrap(), ["on false", "after true"]);
+        assert!(front.handle().sessions().by_uid(&uid).is_some());
+        front.shutdown().await;
+        back.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_bind_callbacks_around_the_frontend_over_nats() {
+    backend_bind_callbacks_around_the_frontend(false).await;
+}
+
+#[tokio::test]
+async fn backend_bind_callbacks_around_the_frontend_over_grpc() {
+    backend_bind_callbacks_around_the_frontend(true).await;
 }

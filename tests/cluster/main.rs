@@ -12,7 +12,8 @@
 //!   etcd restarted.
 //! - [`health`]: routing around a registered server that does not answer, in one
 //!   process.
-//! - [`answer`]: a backend answering a forwarded request by hand (Go's `ResponseMID`).
+//! - [`answer`]: a backend answering a forwarded request by hand (Go's `ResponseMID`),
+//!   and a backend's bind callbacks around the frontend's bind.
 //! - [`ordering`]: one session's forwarded messages in order, pipelined over NATS.
 //! - [`batch`]: pushes to many users, one message per frontend or Go's one per uid.
 //! - [`bot`]: `examples/bot/cluster.yaml` run by the pitaya-bot library against the
