@@ -71,7 +71,21 @@ async fn go_like_frontend(
     })
 }
 
-async fn pushes(grpc: bool, go_frontend: bool) {
+/// Which path the pushes should take.
+#[derive(Clone, Copy, PartialEq)]
+enum Setup {
+    /// Two pitaya-rs frontends: batched.
+    Ours,
+    /// And a Go-like one: Go's path.
+    WithGoFrontend,
+    /// Two pitaya-rs frontends, `pitaya.cluster.rpc.client.pushbatch=false` on the
+    /// sender: Go's path.
+    BatchingOff,
+}
+
+async fn pushes(grpc: bool, setup: Setup) {
+    let go_frontend = setup == Setup::WithGoFrontend;
+    let per_uid_path = setup != Setup::Ours;
     within(async {
         let prefix = sd_prefix();
         let nc = async_nats::connect(pitaya_test_services::shared_nats_url()).await.unwrap();
@@ -81,7 +95,9 @@ async fn pushes(grpc: bool, go_frontend: bool) {
         let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let per_uid = nc.subscribe(">").await.unwrap();
         nc.flush().await.unwrap();
-        let back = inproc::builder(grpc, "game", false, &prefix)
+        let off = [("pitaya.cluster.rpc.client.pushbatch", "false")];
+        let extra: &[(&str, &str)] = if setup == Setup::BatchingOff { &off } else { &[] };
+        let back = inproc::builder_with(grpc, "game", false, &prefix, extra)
             .component(Component::new("push").handler("all", push_all));
         let back = inproc::start(back).await;
         let fronts = [
@@ -140,10 +156,12 @@ async fn pushes(grpc: bool, go_frontend: bool) {
             c.close().await;
         }
         let published = count(per_uid, tag, Duration::from_millis(300)).await;
-        if go_frontend {
+        if per_uid_path && !grpc {
             assert_eq!(published, uids.len(), "Go's path publishes one message per uid");
+        }
+        if go_frontend {
             assert!(asked.load(Ordering::Relaxed) >= 1, "the Go-like frontend was never asked");
-        } else if !grpc {
+        } else if !grpc && !per_uid_path {
             assert_eq!(published, 0, "per-uid messages were published");
         }
         if let Some(fake) = fake {
@@ -175,15 +193,20 @@ async fn count(mut sub: async_nats::Subscriber, tag: &str, quiet: Duration) -> u
 
 #[tokio::test]
 async fn one_batch_per_frontend_over_nats() {
-    pushes(false, false).await;
+    pushes(false, Setup::Ours).await;
 }
 
 #[tokio::test]
 async fn one_batch_per_frontend_over_grpc() {
-    pushes(true, false).await;
+    pushes(true, Setup::Ours).await;
 }
 
 #[tokio::test]
 async fn a_go_frontend_of_the_type_means_gos_path_for_every_uid() {
-    pushes(false, true).await;
+    pushes(false, Setup::WithGoFrontend).await;
+}
+
+#[tokio::test]
+async fn with_pushbatch_off_gos_path_for_every_uid() {
+    pushes(false, Setup::BatchingOff).await;
 }

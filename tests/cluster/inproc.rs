@@ -10,10 +10,25 @@ use pitaya::{Builder, Pitaya, RunningApp};
 /// gRPC (with etcd binding storage): a frontend on a free loopback port, or a backend. The
 /// caller adds components, then calls [`start`].
 pub(crate) fn builder(grpc: bool, server_type: &str, frontend: bool, prefix: &str) -> Builder {
+    builder_with(grpc, server_type, frontend, prefix, &[])
+}
+
+/// As [`builder`], with the configuration keys `extra` set as well.
+pub(crate) fn builder_with(
+    grpc: bool,
+    server_type: &str,
+    frontend: bool,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> Builder {
     let nats = pitaya_test_services::shared_nats_url();
     let etcd = pitaya_test_services::shared_etcd_endpoint();
     let grpc_port = pitaya_test_services::free_port();
-    let config = ConfigLoader::new()
+    let mut loader = ConfigLoader::new();
+    for (key, value) in extra {
+        loader = loader.set(key, *value);
+    }
+    let config = loader
         .set("pitaya.cluster.sd.etcd.prefix", prefix)
         .set("pitaya.cluster.sd.etcd.endpoints", etcd.as_str())
         .set("pitaya.modules.bindingstorage.etcd.endpoints", etcd.as_str())

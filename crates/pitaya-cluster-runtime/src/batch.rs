@@ -108,7 +108,7 @@ impl ClusterRuntime {
             .into_iter()
             .filter(|s| s.id != self.me.id)
             .collect();
-        if fronts.is_empty() || uids.len() <= fronts.len() {
+        if !self.push_batch || fronts.is_empty() || uids.len() <= fronts.len() {
             return None;
         }
         for front in &fronts {

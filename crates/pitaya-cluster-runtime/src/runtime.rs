@@ -52,6 +52,8 @@ pub struct ClusterRuntime {
     pub(crate) health: Arc<crate::health::Health>,
     /// Which frontends serve batched pushes (see `batch`).
     pub(crate) capable: crate::batch::Capable,
+    /// Whether pushes to many users may be batched.
+    pub(crate) push_batch: bool,
 }
 
 /// What the runtime needs from the server besides the transports.
@@ -70,6 +72,9 @@ pub struct RuntimeOptions {
     pub loopback: bool,
     /// `pitaya.handler.messages.compression`, for answers by hand.
     pub data_compression: bool,
+    /// `pitaya.cluster.rpc.client.pushbatch`: batched pushes between pitaya-rs
+    /// frontends (see [`ClusterRuntime::push_to_users`]); `false`, Go's path only.
+    pub push_batch: bool,
 }
 
 impl std::fmt::Debug for RuntimeOptions {
@@ -82,8 +87,15 @@ impl ClusterRuntime {
     /// The runtime of the server whose record is `parts.discovery.this_server()`; the
     /// parts' modules are left to the caller, who starts them with its own.
     pub fn new(parts: &ClusterParts, options: RuntimeOptions) -> Arc<Self> {
-        let RuntimeOptions { pool, handlers, remotes, routes, loopback, data_compression } =
-            options;
+        let RuntimeOptions {
+            pool,
+            handlers,
+            remotes,
+            routes,
+            loopback,
+            data_compression,
+            push_batch,
+        } = options;
         let health = Arc::new(crate::health::Health::default());
         // A (re)registration seen through discovery brings a server back into rotation.
         parts.discovery.add_listener(health.clone());
@@ -102,6 +114,7 @@ impl ClusterRuntime {
             metrics: OnceLock::new(),
             health,
             capable: crate::batch::Capable::default(),
+            push_batch,
         })
     }
 

@@ -164,6 +164,19 @@ fn env_overrides_typed_keys() {
     });
 }
 
+/// Batched pushes are on unless `pitaya.cluster.rpc.client.pushbatch` says otherwise.
+#[test]
+fn push_batch_key_defaults_on_and_reads_from_env() {
+    Jail::expect_with(|jail| -> JailResult {
+        assert!(jailed(PitayaConfig::load(None))?.cluster.rpc.client.push_batch);
+        jail.set_env("PITAYA_CLUSTER_RPC_CLIENT_PUSHBATCH", "false");
+        let c = jailed(PitayaConfig::load(None))?;
+        assert!(!c.cluster.rpc.client.push_batch);
+        assert!(c.to_string().contains("pitaya.cluster.rpc.client.pushbatch = false\n"));
+        Ok(())
+    });
+}
+
 /// A key of this port only (not Go's), read the same way as Go's keys.
 #[test]
 fn route_compression_key_reads_from_env_file_and_overrides() {

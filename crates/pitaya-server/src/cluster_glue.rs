@@ -63,6 +63,7 @@ pub(crate) async fn start(
         routes,
         loopback: config.cluster.rpc.server.loopback_enabled,
         data_compression: config.handler.messages.compression,
+        push_batch: config.cluster.rpc.client.push_batch,
     };
     // The transports may have added metadata to the record (the bound gRPC port): the
     // runtime takes it from the discovery.

@@ -21,7 +21,7 @@ pub struct RpcConfig {
 }
 
 /// `pitaya.cluster.rpc.client.*`
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct RpcClientConfig {
@@ -29,6 +29,21 @@ pub struct RpcClientConfig {
     pub nats: NatsClientConfig,
     /// `pitaya.cluster.rpc.client.grpc.*`
     pub grpc: GrpcClientConfig,
+    /// `pushbatch` (true; a key of this port, not Go's): a push to many users goes as one
+    /// `sys.pushbatch` per frontend of the type when every one of them is a pitaya-rs
+    /// server; `false` always takes Go's path, one message per uid.
+    #[serde(rename = "pushbatch")]
+    pub push_batch: bool,
+}
+
+impl Default for RpcClientConfig {
+    fn default() -> Self {
+        Self {
+            nats: NatsClientConfig::default(),
+            grpc: GrpcClientConfig::default(),
+            push_batch: true,
+        }
+    }
 }
 
 /// `pitaya.cluster.rpc.server.*`
