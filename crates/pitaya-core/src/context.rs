@@ -101,13 +101,29 @@ impl Context {
 /// A random 22-character alphanumeric id, the shape of the nuid Go uses for
 /// `request.id`.
 pub fn new_request_id() -> String {
+    request_id_from_bits((u128::from(random_u64()) << 64) | u128::from(random_u64()))
+}
+
+/// `bits` in base 62, least significant digit first, 22 digits (62^22 > 2^128, so they
+/// hold all 128 bits). Two u128 divisions by 62^10 cut it into pieces of 10, 10 and 2
+/// digits that fit in a u64, whose divisions by 62 the compiler turns into multiplies.
+fn request_id_from_bits(bits: u128) -> String {
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    // 62^22 > 2^128, so 22 digits hold all 128 random bits.
-    let mut bits = (u128::from(random_u64()) << 64) | u128::from(random_u64());
+    const TEN_DIGITS: u128 = 62u128.pow(10);
+    let high = bits / TEN_DIGITS;
+    let top = high / TEN_DIGITS;
+    // Each remainder is below 62^10 < 2^64, and top below 2^128 / 62^20 < 62^2.
+    let pieces = [
+        ((bits - high * TEN_DIGITS) as u64, 10),
+        ((high - top * TEN_DIGITS) as u64, 10),
+        (top as u64, 2),
+    ];
     let mut id = String::with_capacity(22);
-    for _ in 0..22 {
-        id.push(char::from(ALPHABET[(bits % 62) as usize]));
-        bits /= 62;
+    for (mut piece, digits) in pieces {
+        for _ in 0..digits {
+            id.push(char::from(ALPHABET[(piece % 62) as usize]));
+            piece /= 62;
+        }
     }
     id
 }
@@ -130,6 +146,39 @@ mod tests {
         assert_eq!(c.get_str(REQUEST_ID).map(str::len), Some(22));
         assert!(c.get(REQ_START_TIME).and_then(Value::as_i64).is_some_and(|t| t > 0));
         assert_ne!(new_request_id(), new_request_id());
+    }
+
+    /// The digit-by-digit u128 conversion `request_id_from_bits` replaced.
+    fn request_id_by_u128_division(mut bits: u128) -> String {
+        const ALPHABET: &[u8; 62] =
+            b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut id = String::with_capacity(22);
+        for _ in 0..22 {
+            id.push(char::from(ALPHABET[(bits % 62) as usize]));
+            bits /= 62;
+        }
+        id
+    }
+
+    #[test]
+    fn request_ids_are_22_base62_digits_of_128_random_bits() {
+        assert_eq!(request_id_from_bits(0), "0".repeat(22));
+        assert_eq!(request_id_from_bits(61), format!("z{}", "0".repeat(21)));
+        assert_eq!(request_id_from_bits(62), format!("01{}", "0".repeat(20)));
+        let ten = 62u128.pow(10);
+        let mut edges = vec![u128::MAX, u128::MAX - 1, 1 << 64, (1 << 64) - 1];
+        for k in [ten, ten * ten, 62u128.pow(21)] {
+            edges.extend([k - 1, k, k + 1]);
+        }
+        let random = (0..2000).map(|_| (u128::from(random_u64()) << 64) | u128::from(random_u64()));
+        for bits in edges.into_iter().chain(random) {
+            assert_eq!(request_id_from_bits(bits), request_id_by_u128_division(bits), "{bits}");
+        }
+        for _ in 0..100 {
+            let id = new_request_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+        }
     }
 
     #[test]
