@@ -109,10 +109,12 @@ impl RpcClient for NatsRpcClient {
             let route = req.msg.as_ref().map(|m| m.route.clone()).unwrap_or_default();
             let timed_out =
                 || pitaya_cluster::timeout_error(timeout, &route, &self.me.id, &target_id);
-            let request = async_nats::Request::new()
-                .payload(Bytes::from(req.encode_to_vec()))
-                .timeout(Some(timeout));
-            // The outer bound also covers a command queue that is full while disconnected.
+            // One bound for the whole request, so async-nats' own timer is off (`None`, not
+            // its client default): unlike async-nats' timeout, which only starts once the
+            // request is queued, this one also covers a command queue that is full while
+            // disconnected.
+            let request =
+                async_nats::Request::new().payload(Bytes::from(req.encode_to_vec())).timeout(None);
             let reply =
                 tokio::time::timeout(timeout, self.conn.client.send_request(subject, request))
                     .await
@@ -121,6 +123,7 @@ impl RpcClient for NatsRpcClient {
                 Ok(reply) => reply,
                 Err(e) => {
                     return Err(match e.kind() {
+                        // Not raised with async-nats' timer off; mapped like ours anyway.
                         RequestErrorKind::TimedOut => timed_out(),
                         // Nobody is subscribed to the target's subject: the request was
                         // delivered to no one, a sign the target is gone.
