@@ -16,6 +16,7 @@ use pitaya::cluster::{RpcHandler, RpcServer, Server, ServiceDiscovery};
 use pitaya::config::ConfigLoader;
 use pitaya::{AppHandle, BoxFuture, Component, Error, Pitaya, RunningApp};
 
+use crate::inproc::addr;
 use crate::support::{connect, within};
 
 const WHO: &str = "game.who.ami";
@@ -42,11 +43,7 @@ async fn start(
     if frontend {
         b = b.tcp("127.0.0.1:0");
     }
-    b.build().expect("build").start().await.expect("start")
-}
-
-fn addr(app: &RunningApp) -> String {
-    app.local_addrs()[0].1.to_string()
+    crate::inproc::start(b).await
 }
 
 /// A registered `game` server with nothing serving its RPCs yet.

@@ -7,6 +7,7 @@ use pitaya::config::ConfigLoader;
 use pitaya::{AppHandle, Component, Error, RunningApp, SerializerKind, Session};
 use pitaya_cluster_examples::testing::{Options, TestResponse, builder};
 
+use crate::inproc::addr;
 use crate::support::{connect, expect_error_body, wait, within};
 
 /// Session data and server identity, on every server of these tests.
@@ -76,11 +77,7 @@ async fn start_with(
     if frontend {
         b = b.tcp("127.0.0.1:0");
     }
-    b.build().expect("build").start().await.expect("start")
-}
-
-fn addr(app: &RunningApp) -> String {
-    app.local_addrs()[0].1.to_string()
+    crate::inproc::start(b).await
 }
 
 #[tokio::test]
