@@ -12,7 +12,12 @@
 //! - `--idle N`: opens N handshaken TCP connections, prints the line once all are open,
 //!   then holds them for `--hold` seconds;
 //! - `--broadcast M`: M members call `room.join`, one sends `--messages` `room.message`
-//!   notifies, and all count their `onMessage` pushes (pushes/s across members).
+//!   notifies, and all count their `onMessage` pushes (pushes/s across members);
+//! - `push-fanout --addrs A,B --members 1000 --window 8 --seconds 4`: members spread over
+//!   the frontends of the cluster `testing` example bind their own uids, one more client
+//!   sends `game.testsvc.testsendtousers` to all of them with at most `--window` messages
+//!   not yet delivered to every member, and the members' pushes/s are measured (see
+//!   `src/loadgen/push_fanout.rs`).
 //!
 //! It speaks the protocol through `pitaya-codec` directly (see `src/loadgen/wire.rs` for
 //! why), and only to loopback addresses.
@@ -29,6 +34,8 @@ mod echo_load;
 mod idle;
 #[path = "src/loadgen/many.rs"]
 mod many;
+#[path = "src/loadgen/push_fanout.rs"]
+mod push_fanout;
 #[path = "src/loadgen/wire.rs"]
 mod wire;
 
@@ -37,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use serde_json::json;
 
 /// Load generator for Pitaya frontends (loopback only).
@@ -90,6 +97,35 @@ struct Args {
     /// Runtime worker threads; 1 runs everything on the main thread.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+/// Modes with arguments of their own.
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Pushes to many users across frontends of the cluster `testing` example.
+    PushFanout(FanoutArgs),
+}
+
+/// Arguments of `push-fanout` (`--timeout` and `--threads` are the top-level ones).
+#[derive(Debug, clap::Args)]
+struct FanoutArgs {
+    /// Comma-separated frontend addresses; members are spread evenly over them.
+    #[arg(long)]
+    addrs: String,
+    /// Members, each bound to its own uid.
+    #[arg(long, default_value_t = 1000)]
+    members: usize,
+    /// Messages not yet delivered to every member, at most.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// Seconds measured, after the warm-up.
+    #[arg(long, default_value_t = 4.0)]
+    seconds: f64,
+    /// Seconds of sending before the measurement starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
 }
 
 /// Upper bounds that keep a typo from turning into an hour-long or machine-wide run.
@@ -150,6 +186,9 @@ fn seconds(name: &str, value: f64) -> Result<Duration> {
 
 async fn run(args: &Args) -> Result<serde_json::Value> {
     let timeout = seconds("--timeout", args.timeout)?;
+    if let Some(Mode::PushFanout(fanout)) = &args.mode {
+        return push_fanout(fanout, timeout).await;
+    }
     if let Some(conns) = args.idle {
         let plan =
             idle::IdlePlan { addr: args.addr, conns, hold: seconds("--hold", args.hold)?, timeout };
@@ -224,6 +263,57 @@ async fn run(args: &Args) -> Result<serde_json::Value> {
         "errors": report.errors,
         "total_requests": report.total,
         "window_cpu_s": report.window_cpu_s,
+    }))
+}
+
+async fn push_fanout(args: &FanoutArgs, timeout: Duration) -> Result<serde_json::Value> {
+    let addrs = args
+        .addrs
+        .split(',')
+        .map(|a| a.trim().parse::<SocketAddr>().with_context(|| format!("--addrs {a:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    for addr in &addrs {
+        ensure!(addr.ip().is_loopback(), "loopback addresses only, not {addr}");
+    }
+    ensure!((1..=MAX_CONNS).contains(&args.members), "--members must be between 1 and {MAX_CONNS}");
+    ensure!(
+        (1..=push_fanout::MAX_SEQ).contains(&args.window),
+        "--window must be between 1 and {}",
+        push_fanout::MAX_SEQ
+    );
+    let plan = push_fanout::FanoutPlan {
+        addrs,
+        members: args.members,
+        window: args.window,
+        warmup: seconds("--warmup", args.warmup)?,
+        duration: seconds("--seconds", args.seconds)?,
+        timeout,
+        uid_prefix: format!("pf{}-", std::process::id()),
+    };
+    ensure!(!plan.duration.is_zero(), "--seconds must be positive");
+    // Set-up, sending and the drain are each bounded by the plan; this bounds the sum.
+    let bound = 2 * timeout + plan.warmup + plan.duration;
+    let report = tokio::time::timeout(bound, push_fanout::run(&plan))
+        .await
+        .context("the push-fanout mode overran its time bound")??;
+    let secs = report.window.as_secs_f64();
+    Ok(json!({
+        "mode": "push_fanout",
+        "frontends": plan.addrs.len(),
+        "members": args.members,
+        "bound": report.bound,
+        "window": args.window,
+        "sent": report.sent,
+        "expected": report.expected,
+        "received": report.received,
+        "missing": report.missing,
+        "duplicates": report.duplicates,
+        "complete_members": report.complete_members,
+        "duration_s": secs,
+        "window_pushes": report.window_pushes,
+        "pushes_per_s": if secs > 0.0 { report.window_pushes as f64 / secs } else { 0.0 },
+        "drain_ms": report.drained.map(|d| d.as_secs_f64() * 1e3),
+        "errors": report.errors,
     }))
 }
 

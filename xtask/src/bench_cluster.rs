@@ -19,6 +19,15 @@
 //! the measured window (loadgen reads `/proc/<pid>/stat` when the window opens and when
 //! it closes), divided by the requests answered in it; nats-server is not in it.
 //!
+//! The push cases ("cluster push") start 2 connector frontends and 1 game backend on
+//! NATS, twice: the backend as started (a push to many users goes out as one
+//! `sys.pushbatch` RPC per frontend) and with `PITAYA_CLUSTER_RPC_CLIENT_PUSHBATCH=false`
+//! (Go's path, one NATS message per uid: the baseline). `loadgen push-fanout` binds 1,000
+//! members spread over the frontends, each to its own uid, and one more client sends
+//! `game.testsvc.testsendtousers` to all of them, keeping at most a window of messages not
+//! yet delivered to every member; the table gives the members' pushes/s, batched over
+//! baseline at each window, and whether every member got every message.
+//!
 //! `--repeat N` runs the whole section N times and prints, after each run's table, the
 //! median of every figure and of every ratio (each ratio taken within its run). As in the
 //! load section, the figures are printed, never asserted: they are wall-clock figures.
@@ -197,6 +206,7 @@ pub(super) fn run(root: &Path, repeat: u32) -> Result<()> {
     let built = Instant::now();
     let repeat = repeat.max(1);
     let mut runs = Vec::with_capacity(repeat as usize);
+    let mut push_runs = Vec::with_capacity(repeat as usize);
     for run in 1..=repeat {
         eprintln!(
             "xtask: cluster section, run {run} of {repeat}: {}; nats-server and etcd unpinned; \
@@ -204,13 +214,15 @@ pub(super) fn run(root: &Path, repeat: u32) -> Result<()> {
             pin.describe(),
             load_average()
         );
-        let (rows, logs) = one_run(&bins, &pin)?;
+        let (rows, push_rows, logs) = one_run(&bins, &pin)?;
         let mut out = String::new();
         writeln!(out, "\ncluster run {run} of {repeat}")?;
         render(&mut out, &rows, &pin, None)?;
+        render_push(&mut out, &push_rows, None)?;
         render_logs(&mut out, &logs)?;
         print(&out)?;
         runs.push(rows);
+        push_runs.push(push_rows);
     }
     if runs.len() > 1 {
         let mut out = String::new();
@@ -221,6 +233,8 @@ pub(super) fn run(root: &Path, repeat: u32) -> Result<()> {
         )?;
         let medians = medians(&runs)?;
         render(&mut out, &medians.rows, &pin, Some(&medians.ratios))?;
+        let (push_rows, push_ratios) = push_medians(&push_runs)?;
+        render_push(&mut out, &push_rows, Some(&push_ratios))?;
         print(&out)?;
     }
     eprintln!(
@@ -243,7 +257,7 @@ fn print(text: &str) -> Result<()> {
 type Logs = Vec<(&'static str, Vec<String>)>;
 
 /// One run of every case: the NATS cluster with its raw baseline, then the gRPC one.
-fn one_run(bins: &Bins, pin: &Pinning) -> Result<(Vec<Row>, Logs)> {
+fn one_run(bins: &Bins, pin: &Pinning) -> Result<(Vec<Row>, Vec<PushRow>, Logs)> {
     let mut rows = Vec::new();
     let nats = Cluster::start(bins, pin, false)?;
     for shape in SHAPES {
@@ -267,7 +281,9 @@ fn one_run(bins: &Bins, pin: &Pinning) -> Result<(Vec<Row>, Logs)> {
     logs.push(("grpc backend", grpc.backend.printed()));
     logs.push(("raw tonic server", grpc.raw.printed()));
     drop(grpc);
-    Ok((rows, logs))
+    let (push_rows, push_logs) = push_run(bins, pin)?;
+    logs.extend(push_logs);
+    Ok((rows, push_rows, logs))
 }
 
 fn render_logs(out: &mut String, logs: &Logs) -> Result<()> {
@@ -296,9 +312,9 @@ impl Cluster {
             .map_or(0, |d| d.subsec_nanos());
         let sd_prefix = format!("bench-{}-{nanos}/", std::process::id());
         let env = Env { nats: nats.url(), etcd: etcd.endpoint(), sd_prefix, grpc };
-        let backend = start_server(&bins.testing, pin, &env, "game", None)?;
+        let backend = start_server(&bins.testing, pin, &env, "game", None, &[])?;
         let port = pitaya_test_services::free_port();
-        let frontend = start_server(&bins.testing, pin, &env, "connector", Some(port))?;
+        let frontend = start_server(&bins.testing, pin, &env, "connector", Some(port), &[])?;
         // The responder shares the servers' core, as the client shares loadgen's.
         let mut cmd = pin.command(&bins.raw_rpc, 0);
         cmd.env_clear().env("RUST_LOG", "warn");
@@ -348,6 +364,7 @@ fn start_server(
     env: &Env,
     server_type: &str,
     port: Option<u16>,
+    extra_env: &[(&str, &str)],
 ) -> Result<Running> {
     let free = || pitaya_test_services::free_port().to_string();
     let mut cmd = pin.command(testing, 0);
@@ -362,7 +379,8 @@ fn start_server(
         .env("PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT", &env.nats)
         .env("PITAYA_CLUSTER_RPC_SERVER_NATS_CONNECT", &env.nats)
         .env("PITAYA_CLUSTER_SD_ETCD_ENDPOINTS", &env.etcd)
-        .env("PITAYA_MODULES_BINDINGSTORAGE_ETCD_ENDPOINTS", &env.etcd);
+        .env("PITAYA_MODULES_BINDINGSTORAGE_ETCD_ENDPOINTS", &env.etcd)
+        .envs(extra_env.iter().copied());
     let name = format!("testing -type {server_type}");
     let mut server = Running::spawn_reading(cmd, &name, Output::Stderr)?;
     server.wait_for(READY_LINE, START_TIMEOUT)?;
@@ -629,4 +647,277 @@ fn child_pid(program: &str) -> Option<u32> {
         let ppid = rest.split_whitespace().nth(1)?;
         (comm == program && ppid == me).then_some(pid)
     })
+}
+
+/// Members of the push cases, spread evenly over [`PUSH_FRONTENDS`] frontends.
+const PUSH_MEMBERS: &str = "1000";
+const PUSH_FRONTENDS: usize = 2;
+/// Messages not yet delivered to every member, at most: one case per window.
+const PUSH_WINDOWS: [&str; 2] = ["8", "32"];
+/// Seconds measured, after [`WARMUP_SECONDS`] of sending.
+const PUSH_SECONDS: &str = "4";
+/// loadgen's bound on binding the members, and separately on the last pushes' arrival.
+const PUSH_TIMEOUT: &str = "20";
+/// The issue's target: batched pushes/s over the baseline's, at the same window.
+const TARGET_PUSH: f64 = 10.0;
+
+/// The backend's push path in a push case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PushPath {
+    /// As started by default: one `sys.pushbatch` RPC per frontend.
+    Batched,
+    /// `PITAYA_CLUSTER_RPC_CLIENT_PUSHBATCH=false`: Go's one NATS message per uid.
+    Baseline,
+}
+
+impl PushPath {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Batched => "batched",
+            Self::Baseline => "baseline",
+        }
+    }
+}
+
+/// What one push case measured.
+#[derive(Debug, Clone)]
+struct PushRow {
+    path: PushPath,
+    window: &'static str,
+    pushes_per_s: f64,
+    bound: f64,
+    sent: f64,
+    missing: f64,
+    duplicates: f64,
+    complete_members: f64,
+    drain_ms: Option<f64>,
+    errors: f64,
+}
+
+impl PushRow {
+    fn name(&self) -> String {
+        format!("push {} w{}", self.path.label(), self.window)
+    }
+
+    /// Every member bound and got every message sent, exactly once.
+    fn nothing_dropped(&self) -> bool {
+        self.missing == 0.0
+            && self.duplicates == 0.0
+            && self.complete_members == self.bound
+            && PUSH_MEMBERS.parse::<f64>().is_ok_and(|m| self.bound == m)
+            && self.sent > 0.0
+    }
+}
+
+/// The push cases: a cluster of [`PUSH_FRONTENDS`] connectors and one game backend on
+/// NATS, started twice (batched, then the baseline), each driven once per window.
+fn push_run(bins: &Bins, pin: &Pinning) -> Result<(Vec<PushRow>, Logs)> {
+    // A thousand client sockets in loadgen and half as many in each frontend (which
+    // inherit xtask's limit).
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
+    if nofile < 2_048 {
+        eprintln!(
+            "xtask: RLIMIT_NOFILE is only {nofile}; the push cases may not open every member"
+        );
+    }
+    let mut rows = Vec::new();
+    let mut logs = Logs::new();
+    for path in [PushPath::Batched, PushPath::Baseline] {
+        let (nats, etcd) = (Nats::start(), Etcd::start());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let sd_prefix = format!("bench-push-{}-{nanos}/", std::process::id());
+        let env = Env { nats: nats.url(), etcd: etcd.endpoint(), sd_prefix, grpc: false };
+        let backend_env: &[(&str, &str)] = match path {
+            PushPath::Batched => &[],
+            PushPath::Baseline => &[("PITAYA_CLUSTER_RPC_CLIENT_PUSHBATCH", "false")],
+        };
+        let backend = start_server(&bins.testing, pin, &env, "game", None, backend_env)?;
+        let mut frontends = Vec::with_capacity(PUSH_FRONTENDS);
+        let mut addrs = Vec::with_capacity(PUSH_FRONTENDS);
+        for _ in 0..PUSH_FRONTENDS {
+            let port = pitaya_test_services::free_port();
+            frontends.push(start_server(&bins.testing, pin, &env, "connector", Some(port), &[])?);
+            addrs.push(format!("127.0.0.1:{port}"));
+        }
+        let addrs = addrs.join(",");
+        for window in PUSH_WINDOWS {
+            rows.push(push_case(bins, pin, &addrs, path, window)?);
+        }
+        let [backend_name, frontend_name] = match path {
+            PushPath::Batched => ["push batched backend", "push batched frontend"],
+            PushPath::Baseline => ["push baseline backend", "push baseline frontend"],
+        };
+        logs.push((backend_name, backend.printed()));
+        for frontend in &frontends {
+            logs.push((frontend_name, frontend.printed()));
+        }
+        // Servers first, then nats-server and etcd.
+        drop(frontends);
+        drop(backend);
+        drop((nats, etcd));
+    }
+    Ok((rows, logs))
+}
+
+/// One run of `loadgen push-fanout` against the frontends at `addrs`.
+fn push_case(
+    bins: &Bins,
+    pin: &Pinning,
+    addrs: &str,
+    path: PushPath,
+    window: &'static str,
+) -> Result<PushRow> {
+    eprintln!("xtask: cluster case push {} window {window}", path.label());
+    let args = [
+        "--timeout",
+        PUSH_TIMEOUT,
+        "push-fanout",
+        "--addrs",
+        addrs,
+        "--members",
+        PUSH_MEMBERS,
+        "--window",
+        window,
+        "--seconds",
+        PUSH_SECONDS,
+        "--warmup",
+        WARMUP_SECONDS,
+    ];
+    let timeout =
+        secs(PUSH_SECONDS)? + secs(WARMUP_SECONDS)? + 2 * secs(PUSH_TIMEOUT)? + LOADGEN_SLACK;
+    let line = loadgen(&bins.loadgen, pin, &args, timeout)?;
+    let need = |field| json_number(&line, field)?.with_context(|| format!("no {field} in {line}"));
+    Ok(PushRow {
+        path,
+        window,
+        pushes_per_s: need("pushes_per_s")?,
+        bound: need("bound")?,
+        sent: need("sent")?,
+        missing: need("missing")?,
+        duplicates: need("duplicates")?,
+        complete_members: need("complete_members")?,
+        drain_ms: json_number(&line, "drain_ms")?,
+        errors: need("errors")?,
+    })
+}
+
+/// Batched pushes/s over the baseline's at the same window, of one run.
+fn push_ratio(row: &PushRow, rows: &[PushRow]) -> Option<f64> {
+    (row.path == PushPath::Batched)
+        .then(|| {
+            rows.iter()
+                .find(|r| r.path == PushPath::Baseline && r.window == row.window)
+                .map(|base| row.pushes_per_s / base.pushes_per_s)
+        })
+        .flatten()
+}
+
+/// Prints the push cases; their ratios come from `ratios_of` when given (medians), else
+/// from the rows themselves (one run).
+fn render_push(
+    out: &mut String,
+    rows: &[PushRow],
+    ratios_of: Option<&[Option<f64>]>,
+) -> Result<()> {
+    writeln!(
+        out,
+        "\ncluster push: {PUSH_FRONTENDS} connector frontends + 1 game backend of the testing \
+         example on NATS; {PUSH_MEMBERS} members spread evenly over the frontends, each bound to \
+         its own uid\n(connector.testsvc.testonlybindid); one more client on the first frontend \
+         sends game.testsvc.testsendtousers naming every member's uid, with a sequence number,\n\
+         keeping at most w (the window) messages not yet delivered to every member; \
+         {PUSH_SECONDS} s after a {WARMUP_SECONDS} s warm-up (servers share CPU 0)\n\
+         batched: the backend as started (one sys.pushbatch RPC per frontend); baseline: the \
+         backend with PITAYA_CLUSTER_RPC_CLIENT_PUSHBATCH=false (Go's path, one NATS message per \
+         uid)\npushes/s: pushes received by the members within the measured window; msgs/s: \
+         pushes/s per member; missing, dup: pushes a member never got, or got twice, of all \
+         messages sent;\ncomplete: members that got every message; drain: from the last send to \
+         its delivery to everyone; vs base: batched pushes/s over the baseline's at the same \
+         window (target >= {TARGET_PUSH}x)\n"
+    )?;
+    let width = rows.iter().map(|r| r.name().len()).max().unwrap_or(0).max(4);
+    writeln!(
+        out,
+        "{:<width$}  {:>9}  {:>7}  {:>7}  {:>7}  {:>5}  {:>9}  {:>8}  {:>6}  {:>7}  {:<14}  target",
+        "case",
+        "pushes/s",
+        "msgs/s",
+        "sent",
+        "missing",
+        "dup",
+        "complete",
+        "drain ms",
+        "errors",
+        "vs base",
+        "delivered",
+    )?;
+    let members: f64 = PUSH_MEMBERS.parse()?;
+    for (i, row) in rows.iter().enumerate() {
+        let ratio = match ratios_of {
+            Some(all) => all.get(i).copied().flatten(),
+            None => push_ratio(row, rows),
+        };
+        let target = ratio.map_or("-".to_owned(), |r| {
+            let met = if r >= TARGET_PUSH { "met" } else { "below" };
+            format!("vs base >= {TARGET_PUSH}: {met}")
+        });
+        let delivered = if row.nothing_dropped() {
+            "all, once".to_owned()
+        } else {
+            format!("DROPPED {:.0}", row.missing + (members - row.bound).max(0.0) * row.sent)
+        };
+        writeln!(
+            out,
+            "{:<width$}  {:>9.0}  {:>7.0}  {:>7.0}  {:>7.0}  {:>5.0}  {:>4.0}/{:<4.0}  {:>8}  {:>6.0}  {:>7}  {:<14}  {}",
+            row.name(),
+            row.pushes_per_s,
+            row.pushes_per_s / members,
+            row.sent,
+            row.missing,
+            row.duplicates,
+            row.complete_members,
+            row.bound,
+            row.drain_ms.map_or("-".to_owned(), |ms| format!("{ms:.1}")),
+            row.errors,
+            ratio.map_or("-".to_owned(), |r| format!("{r:.1}x")),
+            delivered,
+            target,
+        )?;
+    }
+    Ok(())
+}
+
+/// The medians of the push cases over several runs, with each ratio's median over the
+/// ratios of the runs; the drop figures are summed, so that a drop in any run shows.
+fn push_medians(runs: &[Vec<PushRow>]) -> Result<(Vec<PushRow>, Vec<Option<f64>>)> {
+    let first = runs.first().context("at least one run")?;
+    let mut rows = Vec::with_capacity(first.len());
+    let mut ratios = Vec::with_capacity(first.len());
+    for (i, template) in first.iter().enumerate() {
+        let same: Vec<(&PushRow, &[PushRow])> = runs
+            .iter()
+            .map(|run| {
+                Ok((run.get(i).context("every run has the same push cases")?, run.as_slice()))
+            })
+            .collect::<Result<_>>()?;
+        let sum = |f: fn(&PushRow) -> f64| same.iter().map(|(r, _)| f(r)).sum::<f64>();
+        let min =
+            |f: fn(&PushRow) -> f64| same.iter().map(|(r, _)| f(r)).fold(f64::INFINITY, f64::min);
+        rows.push(PushRow {
+            pushes_per_s: median(same.iter().map(|(r, _)| r.pushes_per_s).collect())
+                .unwrap_or(f64::NAN),
+            sent: median(same.iter().map(|(r, _)| r.sent).collect()).unwrap_or(f64::NAN),
+            drain_ms: median(same.iter().filter_map(|(r, _)| r.drain_ms).collect()),
+            missing: sum(|r| r.missing),
+            duplicates: sum(|r| r.duplicates),
+            errors: sum(|r| r.errors),
+            bound: min(|r| r.bound),
+            complete_members: min(|r| r.complete_members),
+            ..template.clone()
+        });
+        ratios.push(median(same.iter().filter_map(|(r, run)| push_ratio(r, run)).collect()));
+    }
+    Ok((rows, ratios))
 }
