@@ -90,7 +90,7 @@ struct Args {
     /// Seconds allowed for opening connections, and for the broadcast pushes to arrive.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
-    /// Request mode: comma-separated process ids whose CPU time (user + system) within the
+    /// Request and push-fanout modes: comma-separated process ids whose CPU time (user + system) within the
     /// measurement window is reported, as `window_cpu_s` in the same order.
     #[arg(long, default_value = "")]
     cpu_pids: String,
@@ -187,7 +187,10 @@ fn seconds(name: &str, value: f64) -> Result<Duration> {
 async fn run(args: &Args) -> Result<serde_json::Value> {
     let timeout = seconds("--timeout", args.timeout)?;
     if let Some(Mode::PushFanout(fanout)) = &args.mode {
-        return push_fanout(fanout, timeout).await;
+        // This process last: whether the members' side kept up.
+        let mut pids = cpu::parse_pids(&args.cpu_pids)?;
+        pids.push(std::process::id());
+        return push_fanout(fanout, timeout, pids).await;
     }
     if let Some(conns) = args.idle {
         let plan =
@@ -266,7 +269,11 @@ async fn run(args: &Args) -> Result<serde_json::Value> {
     }))
 }
 
-async fn push_fanout(args: &FanoutArgs, timeout: Duration) -> Result<serde_json::Value> {
+async fn push_fanout(
+    args: &FanoutArgs,
+    timeout: Duration,
+    cpu_pids: Vec<u32>,
+) -> Result<serde_json::Value> {
     let addrs = args
         .addrs
         .split(',')
@@ -289,6 +296,7 @@ async fn push_fanout(args: &FanoutArgs, timeout: Duration) -> Result<serde_json:
         duration: seconds("--seconds", args.seconds)?,
         timeout,
         uid_prefix: format!("pf{}-", std::process::id()),
+        cpu_pids,
     };
     ensure!(!plan.duration.is_zero(), "--seconds must be positive");
     // Set-up, sending and the drain are each bounded by the plan; this bounds the sum.
@@ -314,6 +322,7 @@ async fn push_fanout(args: &FanoutArgs, timeout: Duration) -> Result<serde_json:
         "pushes_per_s": if secs > 0.0 { report.window_pushes as f64 / secs } else { 0.0 },
         "drain_ms": report.drained.map(|d| d.as_secs_f64() * 1e3),
         "errors": report.errors,
+        "window_cpu_s": report.window_cpu_s,
     }))
 }
 

@@ -692,6 +692,12 @@ struct PushRow {
     complete_members: f64,
     drain_ms: Option<f64>,
     errors: f64,
+    /// Both frontends', the backend's, nats-server's and loadgen's CPU over the measured
+    /// window, in % of one core.
+    fe_cpu: Option<f64>,
+    be_cpu: Option<f64>,
+    nats_cpu: Option<f64>,
+    lg_cpu: Option<f64>,
 }
 
 impl PushRow {
@@ -742,8 +748,14 @@ fn push_run(bins: &Bins, pin: &Pinning) -> Result<(Vec<PushRow>, Logs)> {
             addrs.push(format!("127.0.0.1:{port}"));
         }
         let addrs = addrs.join(",");
+        // Frontends, then the backend, then nats-server when found.
+        let mut pids: Vec<u32> = frontends.iter().map(Running::pid).collect();
+        pids.push(backend.pid());
+        let nats_pid = child_pid("nats-server");
+        pids.extend(nats_pid);
+        let pids = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
         for window in PUSH_WINDOWS {
-            rows.push(push_case(bins, pin, &addrs, path, window)?);
+            rows.push(push_case(bins, pin, &addrs, &pids, nats_pid.is_some(), path, window)?);
         }
         let [backend_name, frontend_name] = match path {
             PushPath::Batched => ["push batched backend", "push batched frontend"],
@@ -766,6 +778,8 @@ fn push_case(
     bins: &Bins,
     pin: &Pinning,
     addrs: &str,
+    pids: &str,
+    with_nats: bool,
     path: PushPath,
     window: &'static str,
 ) -> Result<PushRow> {
@@ -773,6 +787,8 @@ fn push_case(
     let args = [
         "--timeout",
         PUSH_TIMEOUT,
+        "--cpu-pids",
+        pids,
         "push-fanout",
         "--addrs",
         addrs,
@@ -789,9 +805,28 @@ fn push_case(
         secs(PUSH_SECONDS)? + secs(WARMUP_SECONDS)? + 2 * secs(PUSH_TIMEOUT)? + LOADGEN_SLACK;
     let line = loadgen(&bins.loadgen, pin, &args, timeout)?;
     let need = |field| json_number(&line, field)?.with_context(|| format!("no {field} in {line}"));
+    let value: serde_json::Value = serde_json::from_str(&line)
+        .with_context(|| format!("{} printed {line:?}", bins.loadgen.display()))?;
+    let window_s = need("duration_s")?;
+    // loadgen reports the frontends, the backend, nats-server if asked, then itself.
+    let cpu: Vec<Option<f64>> = value["window_cpu_s"]
+        .as_array()
+        .with_context(|| format!("no window_cpu_s in {line}"))?
+        .iter()
+        .map(|v| v.as_f64().filter(|_| window_s > 0.0).map(|s| 100.0 * s / window_s))
+        .collect();
+    let at = |i: usize| cpu.get(i).copied().flatten();
+    let fe_cpu = (0..PUSH_FRONTENDS).map(at).sum::<Option<f64>>();
+    let be_cpu = at(PUSH_FRONTENDS);
+    let nats_cpu = if with_nats { at(PUSH_FRONTENDS + 1) } else { None };
+    let lg_cpu = cpu.last().copied().flatten();
     Ok(PushRow {
         path,
         window,
+        fe_cpu,
+        be_cpu,
+        nats_cpu,
+        lg_cpu,
         pushes_per_s: need("pushes_per_s")?,
         bound: need("bound")?,
         sent: need("sent")?,
@@ -834,13 +869,14 @@ fn render_push(
          uid)\npushes/s: pushes received by the members within the measured window; msgs/s: \
          pushes/s per member; missing, dup: pushes a member never got, or got twice, of all \
          messages sent;\ncomplete: members that got every message; drain: from the last send to \
-         its delivery to everyone; vs base: batched pushes/s over the baseline's at the same \
+         its delivery to everyone;\nfe CPU (both frontends), be CPU, nats CPU, lg CPU \
+         (loadgen, holding every client): % of one core over the measured window; vs base: batched pushes/s over the baseline's at the same \
          window (target >= {TARGET_PUSH}x)\n"
     )?;
     let width = rows.iter().map(|r| r.name().len()).max().unwrap_or(0).max(4);
     writeln!(
         out,
-        "{:<width$}  {:>9}  {:>7}  {:>7}  {:>7}  {:>5}  {:>9}  {:>8}  {:>6}  {:>7}  {:<14}  target",
+        "{:<width$}  {:>9}  {:>7}  {:>7}  {:>7}  {:>5}  {:>9}  {:>8}  {:>6}  {:>6}  {:>6}  {:>8}  {:>6}  {:>7}  {:<14}  target",
         "case",
         "pushes/s",
         "msgs/s",
@@ -850,10 +886,15 @@ fn render_push(
         "complete",
         "drain ms",
         "errors",
+        "fe CPU",
+        "be CPU",
+        "nats CPU",
+        "lg CPU",
         "vs base",
         "delivered",
     )?;
     let members: f64 = PUSH_MEMBERS.parse()?;
+    let pct = |v: Option<f64>| v.map_or("-".to_owned(), |c| format!("{c:.0}%"));
     for (i, row) in rows.iter().enumerate() {
         let ratio = match ratios_of {
             Some(all) => all.get(i).copied().flatten(),
@@ -870,7 +911,7 @@ fn render_push(
         };
         writeln!(
             out,
-            "{:<width$}  {:>9.0}  {:>7.0}  {:>7.0}  {:>7.0}  {:>5.0}  {:>4.0}/{:<4.0}  {:>8}  {:>6.0}  {:>7}  {:<14}  {}",
+            "{:<width$}  {:>9.0}  {:>7.0}  {:>7.0}  {:>7.0}  {:>5.0}  {:>4.0}/{:<4.0}  {:>8}  {:>6.0}  {:>6}  {:>6}  {:>8}  {:>6}  {:>7}  {:<14}  {}",
             row.name(),
             row.pushes_per_s,
             row.pushes_per_s / members,
@@ -881,6 +922,10 @@ fn render_push(
             row.bound,
             row.drain_ms.map_or("-".to_owned(), |ms| format!("{ms:.1}")),
             row.errors,
+            pct(row.fe_cpu),
+            pct(row.be_cpu),
+            pct(row.nats_cpu),
+            pct(row.lg_cpu),
             ratio.map_or("-".to_owned(), |r| format!("{r:.1}x")),
             delivered,
             target,
@@ -915,6 +960,10 @@ fn push_medians(runs: &[Vec<PushRow>]) -> Result<(Vec<PushRow>, Vec<Option<f64>>
             errors: sum(|r| r.errors),
             bound: min(|r| r.bound),
             complete_members: min(|r| r.complete_members),
+            fe_cpu: median(same.iter().filter_map(|(r, _)| r.fe_cpu).collect()),
+            be_cpu: median(same.iter().filter_map(|(r, _)| r.be_cpu).collect()),
+            nats_cpu: median(same.iter().filter_map(|(r, _)| r.nats_cpu).collect()),
+            lg_cpu: median(same.iter().filter_map(|(r, _)| r.lg_cpu).collect()),
             ..template.clone()
         });
         ratios.push(median(same.iter().filter_map(|(r, run)| push_ratio(r, run)).collect()));

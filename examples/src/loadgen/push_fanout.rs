@@ -45,6 +45,8 @@ pub(crate) struct FanoutPlan {
     pub(crate) timeout: Duration,
     /// Prefix of the members' uids, unique to the run.
     pub(crate) uid_prefix: String,
+    /// Processes whose CPU time over the measured window is reported.
+    pub(crate) cpu_pids: Vec<u32>,
 }
 
 /// What the push-fanout mode measured.
@@ -73,6 +75,8 @@ pub(crate) struct FanoutReport {
     /// Members that failed to bind, pushes with a foreign route or unreadable body, and
     /// connections the server closed.
     pub(crate) errors: u64,
+    /// CPU seconds each of [`FanoutPlan::cpu_pids`] used within the measured window.
+    pub(crate) window_cpu_s: Vec<Option<f64>>,
 }
 
 /// Counters shared by the members and the sender.
@@ -145,6 +149,8 @@ pub(crate) async fn run(plan: &FanoutPlan) -> Result<FanoutReport> {
     let started = Instant::now();
     let window_open = started + plan.warmup;
     let end = window_open + plan.duration;
+    let cpu =
+        crate::cpu::spawn_window(plan.cpu_pids.clone(), window_open.into_std(), end.into_std());
     let mut at_open: Option<(Instant, u64)> = None;
     let mut sent: u64 = 0;
     let limit = plan.window as u64;
@@ -179,6 +185,7 @@ pub(crate) async fn run(plan: &FanoutPlan) -> Result<FanoutReport> {
         report.window_pushes = delivered_at_close - delivered_at_open;
     }
     report.sent = sent;
+    report.window_cpu_s = cpu.await?;
 
     // The last messages in flight: wait until each reached every member, or the deadline.
     let drain_deadline = closed_at + plan.timeout;
