@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::Result;
 use bytes::Bytes;
 use pitaya_codec::{Message, MessageCodec, MessageType, PacketType};
 use tokio::task::JoinSet;
@@ -47,7 +47,7 @@ pub(crate) struct BroadcastReport {
 pub(crate) async fn run(plan: &BroadcastPlan) -> Result<BroadcastReport> {
     let setup_deadline = Instant::now() + plan.timeout;
     let opened = many::open(plan.addr, plan.members, setup_deadline, |mut conn| async move {
-        join(&mut conn).await?;
+        conn.request("room.join", Bytes::from_static(b"{}")).await?;
         Ok(conn)
     })
     .await;
@@ -100,24 +100,6 @@ pub(crate) async fn run(plan: &BroadcastPlan) -> Result<BroadcastReport> {
     }
     report.errors += report.expected - report.received.min(report.expected);
     Ok(report)
-}
-
-/// Sends `room.join` and waits for its answer.
-async fn join(conn: &mut Conn) -> Result<()> {
-    let codec = MessageCodec::new();
-    conn.queue(&codec, &Message::request(1, "room.join", Bytes::from_static(b"{}")))?;
-    conn.flush().await?;
-    while let Some(packet) = conn.recv().await? {
-        if packet.kind != PacketType::Data {
-            continue;
-        }
-        let msg = codec.decode(packet.body)?;
-        if msg.kind == MessageType::Response && msg.id == 1 {
-            ensure!(!msg.error, "room.join failed: {}", String::from_utf8_lossy(&msg.data));
-            return Ok(());
-        }
-    }
-    bail!("server closed the connection before answering room.join")
 }
 
 struct MemberStats {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
 use pitaya_codec::{Message, MessageCodec, MessageType, PacketType};
 use tokio::sync::{Notify, watch};
@@ -111,7 +111,7 @@ pub(crate) async fn run(plan: &FanoutPlan) -> Result<FanoutReport> {
         let opened = many::open(*addr, n, setup_deadline, move |mut conn| {
             let uid = format!("{prefix}{}", next_uid.fetch_add(1, Ordering::Relaxed));
             async move {
-                request(&mut conn, BIND_ROUTE, Bytes::from(uid.clone())).await?;
+                conn.request(BIND_ROUTE, Bytes::from(uid.clone())).await?;
                 Ok((uid, conn))
             }
         })
@@ -223,24 +223,6 @@ pub(crate) async fn run(plan: &FanoutPlan) -> Result<FanoutReport> {
     }
     report.expected = members * sent;
     Ok(report)
-}
-
-/// Sends request `route` with `body` and waits for its answer.
-async fn request(conn: &mut Conn, route: &str, body: Bytes) -> Result<()> {
-    let codec = MessageCodec::new();
-    conn.queue(&codec, &Message::request(1, route, body))?;
-    conn.flush().await?;
-    while let Some(packet) = conn.recv().await? {
-        if packet.kind != PacketType::Data {
-            continue;
-        }
-        let msg = codec.decode(packet.body)?;
-        if msg.kind == MessageType::Response && msg.id == 1 {
-            ensure!(!msg.error, "{route} failed: {}", String::from_utf8_lossy(&msg.data));
-            return Ok(());
-        }
-    }
-    bail!("server closed the connection before answering {route}")
 }
 
 struct MemberStats {

@@ -12,8 +12,8 @@ use bytes::BytesMut;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use pitaya_codec::packet::HEADER_LEN;
 use pitaya_codec::{
-    ClientInfo, HandshakeRequest, HandshakeResponse, MAX_BODY_LEN, Message, MessageCodec, Packet,
-    PacketDecoder, PacketType,
+    ClientInfo, HandshakeRequest, HandshakeResponse, MAX_BODY_LEN, Message, MessageCodec,
+    MessageType, Packet, PacketDecoder, PacketType,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -102,6 +102,25 @@ impl Conn {
     /// Queues `msg`; it goes out with the next [`Conn::flush`].
     pub(crate) fn queue(&mut self, codec: &MessageCodec, msg: &Message) -> Result<()> {
         Ok(codec.encode_packet(msg, &mut self.wbuf)?)
+    }
+
+    /// Sends request `route` with `body` (id 1) and waits for its answer, skipping any
+    /// other packet; an error response is an error.
+    pub(crate) async fn request(&mut self, route: &str, body: bytes::Bytes) -> Result<()> {
+        let codec = MessageCodec::new();
+        self.queue(&codec, &Message::request(1, route, body))?;
+        self.flush().await?;
+        while let Some(packet) = self.recv().await? {
+            if packet.kind != PacketType::Data {
+                continue;
+            }
+            let msg = codec.decode(packet.body)?;
+            if msg.kind == MessageType::Response && msg.id == 1 {
+                ensure!(!msg.error, "{route} failed: {}", String::from_utf8_lossy(&msg.data));
+                return Ok(());
+            }
+        }
+        bail!("server closed the connection before answering {route}")
     }
 
     /// Writes every queued packet: one write on TCP, one frame per packet on WebSocket
