@@ -653,17 +653,11 @@ async fn dispatch_loop(
     pending: Arc<AtomicUsize>,
 ) {
     let mut lane = Lane { lane: None, flying: std::collections::VecDeque::new() };
-    let answered = |result: Landed| {
-        let (id, is_request, tracked, result) = result;
-        (id, is_request, finished(&shared, tracked, result))
-    };
     loop {
         let item = tokio::select! {
             biased;
             Some(done) = lane.next(), if !lane.flying.is_empty() => {
-                let (id, is_request, result) = answered(done);
-                answer_client(&shared, &entity, id, is_request, result).await;
-                pending.fetch_sub(1, Ordering::AcqRel);
+                land(done, &shared, &entity, &pending).await;
                 continue;
             }
             item = rx.recv() => match item {
@@ -701,9 +695,7 @@ async fn dispatch_loop(
                     tokio::select! {
                         biased;
                         Some(done) = lane.next(), if !lane.flying.is_empty() => {
-                            let (id, is_request, result) = answered(done);
-                            answer_client(&shared, &entity, id, is_request, result).await;
-                            pending.fetch_sub(1, Ordering::AcqRel);
+                            land(done, &shared, &entity, &pending).await;
                         }
                         p = shared.dispatch_limit.clone().acquire_owned() => match p {
                             Ok(p) => break p,
@@ -719,9 +711,7 @@ async fn dispatch_loop(
                 // pipelining session, even stalled, leaves room for the others.
                 if lane.flying.len() >= shared.lane_depth() {
                     if let Some(done) = lane.next().await {
-                        let (id, is_request, result) = answered(done);
-                        answer_client(&shared, &entity, id, is_request, result).await;
-                        pending.fetch_sub(1, Ordering::AcqRel);
+                        land(done, &shared, &entity, &pending).await;
                     }
                 }
                 if let Some(l) = l {
@@ -749,12 +739,18 @@ async fn dispatch_loop(
     drain(&mut lane, &shared, &entity, &pending).await;
 }
 
+/// Answers a message of a lane that completed; it no longer counts as pending.
+async fn land(done: Landed, shared: &AgentShared, entity: &AgentEntity, pending: &AtomicUsize) {
+    let (id, is_request, tracked, result) = done;
+    let result = finished(shared, tracked, result);
+    answer_client(shared, entity, id, is_request, result).await;
+    pending.fetch_sub(1, Ordering::AcqRel);
+}
+
 /// Answers every message still in flight in `lane`, as each completes.
 async fn drain(lane: &mut Lane, shared: &AgentShared, entity: &AgentEntity, pending: &AtomicUsize) {
-    while let Some((id, is_request, tracked, result)) = lane.next().await {
-        let result = finished(shared, tracked, result);
-        answer_client(shared, entity, id, is_request, result).await;
-        pending.fetch_sub(1, Ordering::AcqRel);
+    while let Some(done) = lane.next().await {
+        land(done, shared, entity, pending).await;
     }
     lane.lane = None;
 }
