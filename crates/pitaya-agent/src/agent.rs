@@ -608,27 +608,66 @@ impl Future for InFlight {
 
 /// The messages of the current lane that are still being answered, oldest first.
 ///
-/// They are polled in that order every time: a transport that queues a call on its first
-/// poll may find its queue full, and then the calls waiting for room get it in the order
-/// they asked (tokio's channels are fair), but each only takes its place when polled
-/// again, so earlier calls must be polled before later ones for their requests to leave
-/// in order. A lane is short (see [`AgentShared::lane_depth`]), so polling it whole on
-/// each wake costs little.
+/// Those woken since their last poll are polled in that order: a transport that queues a
+/// call on its first poll may find its queue full, and then the calls waiting for room get
+/// it in the order they asked (tokio's channels are fair), but each only takes its place
+/// when polled again, so earlier calls must be polled before later ones for their
+/// requests to leave in order. A message that was not woken is not polled: with a lane of
+/// ten calls, polling all of them on every answer cost more than the answer itself.
 struct Lane {
     lane: Option<u64>,
-    flying: std::collections::VecDeque<InFlight>,
+    flying: std::collections::VecDeque<(InFlight, Arc<WakeFlag>)>,
+    /// The dispatch loop's waker, which every message's wake also wakes.
+    parent: Arc<futures_util::task::AtomicWaker>,
+}
+
+/// Set when one in-flight message's future is woken; wakes the dispatch loop.
+struct WakeFlag {
+    woken: std::sync::atomic::AtomicBool,
+    parent: Arc<futures_util::task::AtomicWaker>,
+}
+
+impl std::task::Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.parent.wake();
+    }
 }
 
 impl Lane {
-    /// Polls the messages in order and takes out the first one answered; `None` when the
-    /// lane is empty.
+    fn new() -> Self {
+        Self { lane: None, flying: std::collections::VecDeque::new(), parent: Arc::default() }
+    }
+
+    /// Adds a message, to be polled on the next [`Lane::next`].
+    fn push(&mut self, flying: InFlight) {
+        let flag = Arc::new(WakeFlag {
+            woken: std::sync::atomic::AtomicBool::new(true),
+            parent: self.parent.clone(),
+        });
+        self.flying.push_back((flying, flag));
+    }
+
+    /// Polls the woken messages in order and takes out the first one answered; `None`
+    /// when the lane is empty.
     fn poll_landed(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Landed>> {
         if self.flying.is_empty() {
             return std::task::Poll::Ready(None);
         }
+        // Registered before the flags are read: a wake in between is not lost.
+        self.parent.register(cx.waker());
         for i in 0..self.flying.len() {
-            let Some(flying) = self.flying.get_mut(i) else { break };
-            if let std::task::Poll::Ready(landed) = std::pin::Pin::new(flying).poll(cx) {
+            let Some((flying, flag)) = self.flying.get_mut(i) else { break };
+            if !flag.woken.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            let waker = std::task::Waker::from(flag.clone());
+            let mut own = std::task::Context::from_waker(&waker);
+            if let std::task::Poll::Ready(landed) = std::pin::Pin::new(flying).poll(&mut own) {
                 self.flying.remove(i);
                 return std::task::Poll::Ready(Some(landed));
             }
@@ -652,7 +691,7 @@ async fn dispatch_loop(
     shared: Arc<AgentShared>,
     pending: Arc<AtomicUsize>,
 ) {
-    let mut lane = Lane { lane: None, flying: std::collections::VecDeque::new() };
+    let mut lane = Lane::new();
     loop {
         let item = tokio::select! {
             biased;
@@ -675,8 +714,7 @@ async fn dispatch_loop(
                 // so the lane is empty here.
                 if let Some(l) = l {
                     lane.lane = Some(l);
-                    let flying = InFlight { id, is_request, answer, tracked, _permit };
-                    lane.flying.push_back(flying);
+                    lane.push(InFlight { id, is_request, answer, tracked, _permit });
                     continue;
                 }
                 drain(&mut lane, &shared, &entity, &pending).await;
@@ -722,8 +760,7 @@ async fn dispatch_loop(
                         answer_client(&shared, &entity, id, is_request, result).await;
                     } else {
                         lane.lane = Some(l);
-                        let flying = InFlight { id, is_request, answer, tracked, _permit: permit };
-                        lane.flying.push_back(flying);
+                        lane.push(InFlight { id, is_request, answer, tracked, _permit: permit });
                         continue;
                     }
                 } else {

@@ -126,15 +126,19 @@ impl ClusterRuntime {
     }
 
     /// Serves one RPC: context checks, the server-side timeout, then Sys or User.
-    async fn serve(self: Arc<Self>, req: protos::Request) -> Result<Bytes, Error> {
+    async fn serve(self: Arc<Self>, mut req: protos::Request) -> Result<Bytes, Error> {
         if req.metadata.is_empty() {
             return Err(Error::internal(NO_CONTEXT));
         }
-        let mut ctx = Context::decode(&req.metadata).map_err(|_| Error::internal(NO_CONTEXT))?;
+        let mut ctx =
+            Context::decode_bytes(req.metadata.clone()).map_err(|_| Error::internal(NO_CONTEXT))?;
         let timeout = req_timeout(&ctx)?;
         let msg =
-            req.msg.clone().ok_or_else(|| Error::bad_request("route field can not be empty"))?;
-        ctx.insert(REQ_ROUTE, msg.route.as_str());
+            req.msg.take().ok_or_else(|| Error::bad_request("route field can not be empty"))?;
+        // A frontend's context already names the route it forwards: no need to rewrite it.
+        if ctx.get_str(REQ_ROUTE) != Some(msg.route.as_str()) {
+            ctx.insert(REQ_ROUTE, msg.route.as_str());
+        }
         let span = tracing::info_span!(
             "pitaya.rpc.server",
             route = %msg.route,

@@ -227,7 +227,9 @@ impl ClusterRuntime {
             code = tracing::field::Empty,
         );
         let trace = crate::telemetry::link_outgoing(&span, &mut ctx);
-        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+        if !span.is_disabled() {
+            span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+        }
         let req = protos::Request {
             r#type: RpcType::Sys as i32,
             session: Some(protos::Session {
@@ -350,7 +352,9 @@ impl ClusterRuntime {
             code = tracing::field::Empty,
         );
         let trace = crate::telemetry::link_outgoing(&span, &mut ctx);
-        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+        if !span.is_disabled() {
+            span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+        }
         let req = protos::Request {
             r#type: RpcType::User as i32,
             session: None,

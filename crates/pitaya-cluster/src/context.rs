@@ -13,11 +13,15 @@ use pitaya_core::{Context, Error};
 /// that is not a Go duration. A value that is not a string is refused the same way (Go
 /// panics on it, taking the whole server down).
 pub fn req_timeout(ctx: &Context) -> Result<Option<Duration>, Error> {
+    // `get_str` first: it reads an encoded context in place.
+    if let Some(s) = ctx.get_str(REQ_TIMEOUT) {
+        return godur::parse(s).map(Some).map_err(|e| Error::internal(e.to_string()));
+    }
+    if !ctx.contains(REQ_TIMEOUT) {
+        return Ok(None);
+    }
     match ctx.get(REQ_TIMEOUT) {
         None => Ok(None),
-        Some(serde_json::Value::String(s)) => {
-            godur::parse(s).map(Some).map_err(|e| Error::internal(e.to_string()))
-        }
         Some(other) => Err(Error::internal(format!("time: invalid duration {other}"))),
     }
 }

@@ -134,7 +134,7 @@ impl RpcClient for MemoryRpcClient {
         let handler = self.cluster.handler(&target.id);
         let timeout =
             crate::context::effective_timeout(&mut ctx, std::time::Duration::from_secs(5));
-        req.metadata = ctx.encode().into();
+        req.metadata = ctx.to_bytes();
         let route = req.msg.as_ref().map(|m| m.route.clone()).unwrap_or_default();
         let (target_id, me) = (target.id.clone(), self.me.id.clone());
         Box::pin(async move {

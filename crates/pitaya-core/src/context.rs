@@ -1,6 +1,11 @@
 //! [`Context`]: the context that travels with every RPC between servers (spec §6.5).
 
+use std::sync::OnceLock;
+
+use bytes::Bytes;
 use serde_json::{Map, Value};
+
+mod raw;
 
 /// Key of the sender's server id.
 pub const PEER_ID: &str = "peer.id";
@@ -23,8 +28,69 @@ pub const OPENTRACING_SPAN: &str = "opentracing-span";
 /// replacing only the peer keys, so application keys ([`Context::insert`], Go's
 /// `AddToPropagateCtx`), the request id and the caller's timeout reach every hop.
 /// Numbers come back as JSON numbers (Go decodes them as float64).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Context(Map<String, Value>);
+///
+/// A context decoded from a peer (or started by [`Context::for_request`]) stays in its
+/// encoded form until something needs it whole: looking up a string ([`Context::get_str`],
+/// [`Context::contains`]) reads the bytes in place, adding a key that is not there
+/// writes it into the bytes at its sorted place, and encoding an unchanged context hands
+/// its bytes back. Every forwarded client message crosses a frontend and a backend this
+/// way, and a map of owned JSON values built and encoded on each hop was most of what
+/// the context cost. [`Context::get`], [`Context::as_map`], replacing or removing a key
+/// parse it once.
+#[derive(Clone, Default)]
+pub struct Context(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Map(Map<String, Value>),
+    Encoded(Encoded),
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Self::Map(Map::new())
+    }
+}
+
+/// A JSON object known to be well formed, and its entries once someone needed them.
+#[derive(Clone)]
+struct Encoded {
+    bytes: Bytes,
+    parsed: OnceLock<Map<String, Value>>,
+}
+
+impl Encoded {
+    fn new(bytes: Bytes) -> Self {
+        Self { bytes, parsed: OnceLock::new() }
+    }
+
+    fn map(&self) -> &Map<String, Value> {
+        self.parsed.get_or_init(|| parse(&self.bytes))
+    }
+
+    /// The last entry under `key` (JSON decoders, Go's and serde_json's, keep the last).
+    fn find(&self, key: &str) -> Option<raw::Entry> {
+        raw::Entries::new(&self.bytes).filter(|e| e.key_is(&self.bytes, key)).last()
+    }
+}
+
+/// The entries of bytes checked when they came in (or written by this module): parsing
+/// cannot fail, and an empty map is the safe answer if it ever did.
+fn parse(bytes: &[u8]) -> Map<String, Value> {
+    serde_json::from_slice::<Option<Map<String, Value>>>(bytes).ok().flatten().unwrap_or_default()
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Context").field(self.as_map()).finish()
+    }
+}
+
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_map() == other.as_map()
+    }
+}
 
 impl Context {
     /// An empty context.
@@ -35,66 +101,140 @@ impl Context {
     /// Decodes `Request.metadata`.
     ///
     /// # Errors
-    /// When the bytes are not a JSON object.
+    /// When the bytes are not a JSON object (or `null`, taken as empty).
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        let map: Option<Map<String, Value>> = serde_json::from_slice(bytes)?;
-        Ok(Self(map.unwrap_or_default()))
+        Self::decode_bytes(Bytes::copy_from_slice(bytes))
     }
 
-    /// Encodes as Go does: compact, keys sorted, HTML characters escaped.
+    /// As [`Context::decode`], keeping `bytes` (no copy) as the context's encoded form.
+    ///
+    /// # Errors
+    /// When the bytes are not a JSON object (or `null`, taken as empty).
+    pub fn decode_bytes(bytes: Bytes) -> Result<Self, serde_json::Error> {
+        // Checks the whole document without building anything; the entries are read in
+        // place when asked for.
+        if serde_json::from_slice::<raw::ObjectOrNull>(&bytes)?.0 {
+            Ok(Self(Repr::Encoded(Encoded::new(bytes))))
+        } else {
+            Ok(Self::new())
+        }
+    }
+
+    /// Encodes as Go does: compact, keys sorted, HTML characters escaped. A context
+    /// decoded from a peer and only added to keeps the peer's bytes for its entries.
     pub fn encode(&self) -> Vec<u8> {
-        // A map of JSON values always encodes.
-        pitaya_serialize::gojson::to_vec(&self.0).unwrap_or_else(|_| b"{}".to_vec())
+        self.to_bytes().into()
+    }
+
+    /// As [`Context::encode`], without a copy when the context is in its encoded form.
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.0 {
+            Repr::Encoded(e) => e.bytes.clone(),
+            // A map of JSON values always encodes.
+            Repr::Map(m) => {
+                pitaya_serialize::gojson::to_vec(m).unwrap_or_else(|_| b"{}".to_vec()).into()
+            }
+        }
     }
 
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.get(key)
+        self.as_map().get(key)
     }
 
     /// The string under `key`, if it is one.
     pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
+        match &self.0 {
+            Repr::Map(m) => m.get(key).and_then(Value::as_str),
+            Repr::Encoded(e) => {
+                let entry = e.find(key)?;
+                match entry.plain_str(&e.bytes) {
+                    raw::Str::Plain(s) => Some(s),
+                    raw::Str::Escaped => e.map().get(key).and_then(Value::as_str),
+                    raw::Str::NotString => None,
+                }
+            }
+        }
     }
 
     /// Sets `key`, replacing any value.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) {
-        self.0.insert(key.into(), value.into());
+        let key = key.into();
+        let value = value.into();
+        if let Repr::Encoded(e) = &self.0 {
+            if e.find(&key).is_none() {
+                if let Some(bytes) = raw::with_entry(&e.bytes, &key, &value) {
+                    self.0 = Repr::Encoded(Encoded::new(bytes.into()));
+                    return;
+                }
+            }
+        }
+        self.map_mut().insert(key, value);
     }
 
     /// Removes `key`.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.0.remove(key)
+        if let Repr::Encoded(e) = &self.0 {
+            e.find(key)?;
+        }
+        self.map_mut().remove(key)
     }
 
     /// Whether `key` is set.
     pub fn contains(&self, key: &str) -> bool {
-        self.0.contains_key(key)
+        match &self.0 {
+            Repr::Map(m) => m.contains_key(key),
+            Repr::Encoded(e) => e.find(key).is_some(),
+        }
     }
 
     /// The entries.
     pub fn as_map(&self) -> &Map<String, Value> {
-        &self.0
+        match &self.0 {
+            Repr::Map(m) => m,
+            Repr::Encoded(e) => e.map(),
+        }
     }
 
     /// Whether nothing is set.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        match &self.0 {
+            Repr::Map(m) => m.is_empty(),
+            Repr::Encoded(e) => raw::Entries::new(&e.bytes).next().is_none(),
+        }
+    }
+
+    /// The entries as a map, parsed if they were still encoded.
+    fn map_mut(&mut self) -> &mut Map<String, Value> {
+        if let Repr::Encoded(e) = &mut self.0 {
+            let map = e.parsed.take().unwrap_or_else(|| parse(&e.bytes));
+            self.0 = Repr::Map(map);
+        }
+        match &mut self.0 {
+            Repr::Map(m) => m,
+            // Replaced just above.
+            Repr::Encoded(_) => unreachable!("context converted to a map"),
+        }
     }
 
     /// The context a frontend starts for a client message on `route` (spec §6.5): a new
     /// request id, the route, the start time in Unix nanoseconds, and the empty
     /// `opentracing-span` Go v2 always sends.
     pub fn for_request(route: &str) -> Self {
-        let mut c = Self::new();
-        c.insert(OPENTRACING_SPAN, Value::Object(Map::new()));
-        c.insert(REQ_ROUTE, route);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-        c.insert(REQ_START_TIME, now);
-        c.insert(REQUEST_ID, new_request_id());
-        c
+        // Written directly, keys in Go's (sorted) order: what inserting the four keys into
+        // a map and encoding it gives, byte for byte (tested).
+        let mut out = Vec::with_capacity(160 + route.len());
+        out.extend_from_slice(br#"{"opentracing-span":{},"req-route":"#);
+        raw::write_str(&mut out, route);
+        out.extend_from_slice(br#","req-start-time":"#);
+        out.extend_from_slice(now.to_string().as_bytes());
+        out.extend_from_slice(br#","request.id":""#);
+        out.extend_from_slice(new_request_id().as_bytes());
+        out.extend_from_slice(br#""}"#);
+        Self(Repr::Encoded(Encoded::new(out.into())))
     }
 }
 
@@ -178,6 +318,111 @@ mod tests {
             let id = new_request_id();
             assert_eq!(id.len(), 22, "{id}");
             assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+        }
+    }
+
+    /// What `for_request` wrote by hand, built the slow way.
+    #[test]
+    fn request_context_is_the_map_encoding() {
+        for route in ["connector.room.join", "a<b>&\"\\\u{2028}.c.d"] {
+            let c = Context::for_request(route);
+            let mut m = Context::new();
+            m.insert(OPENTRACING_SPAN, Value::Object(Map::new()));
+            m.insert(REQ_ROUTE, route);
+            m.insert(REQ_START_TIME, c.get(REQ_START_TIME).cloned().unwrap());
+            m.insert(REQUEST_ID, c.get_str(REQUEST_ID).unwrap());
+            assert_eq!(c.encode(), m.encode(), "{route}");
+            assert_eq!(c, m);
+        }
+    }
+
+    #[test]
+    fn decoded_contexts_read_and_grow_in_place() {
+        let bytes =
+            br#" { "b" : "x\"y" , "d":{"e":[1,{"f":"}"}]},"a\u0041":1.5,"c":"plain","b":"last"} "#;
+        let c = Context::decode(bytes).unwrap();
+        assert_eq!(c.get_str("b"), Some("last"), "the last duplicate wins");
+        assert_eq!(c.get_str("aA"), None);
+        assert!(c.contains("aA") && c.contains("d") && !c.contains("e"));
+        assert_eq!(c.get_str("c"), Some("plain"));
+        let mut grown = c.clone();
+        grown.insert("bb", "new");
+        grown.insert("0", 7);
+        grown.insert("z", true);
+        let mut expected = c.as_map().clone();
+        expected.insert("bb".into(), "new".into());
+        expected.insert("0".into(), 7.into());
+        expected.insert("z".into(), true.into());
+        assert_eq!(grown.as_map(), &expected);
+        let reread = Context::decode(&grown.encode()).unwrap();
+        assert_eq!(reread.as_map(), &expected);
+        assert!(Context::decode(b"{}").unwrap().is_empty());
+        assert!(!c.is_empty());
+        let mut empty = Context::decode(b" { } ").unwrap();
+        empty.insert("k", "v");
+        assert_eq!(empty.encode(), br#" { "k":"v"} "#);
+        for bad in [&b"[1]"[..], b"1", b"\"s\"", b"{", b"{\"a\":1}x", b"{1:2}"] {
+            assert!(Context::decode(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    fn key() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(PEER_ID.to_owned()),
+            Just(REQ_TIMEOUT.to_owned()),
+            Just(OTEL_SPAN.to_owned()),
+            "[a-z.\\\\-]{0,6}",
+            "[a\"\\\\<\u{2028}\u{e9}\n]{0,4}",
+        ]
+    }
+
+    fn value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            key().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(key(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Read in place and extended in place, an encoded context answers as its map
+        /// does and encodes to the same bytes.
+        #[test]
+        fn encoded_form_agrees_with_the_map(
+            entries in proptest::collection::btree_map(key(), value(), 0..8),
+            probes in proptest::collection::vec(key(), 1..6),
+            added in proptest::collection::vec((key(), value()), 0..4),
+        ) {
+            let mut map = Context::new();
+            for (k, v) in &entries {
+                map.insert(k.clone(), v.clone());
+            }
+            let mut raw = Context::decode(&map.encode()).unwrap();
+            for probe in &probes {
+                proptest::prop_assert_eq!(raw.get_str(probe), map.get_str(probe));
+                proptest::prop_assert_eq!(raw.contains(probe), map.contains(probe));
+            }
+            proptest::prop_assert_eq!(raw.is_empty(), map.is_empty());
+            for (k, v) in added {
+                raw.insert(k.clone(), v.clone());
+                map.insert(k, v);
+                proptest::prop_assert_eq!(raw.encode(), map.encode());
+            }
+            if let Some(probe) = probes.first() {
+                proptest::prop_assert_eq!(raw.remove(probe), map.remove(probe));
+                proptest::prop_assert_eq!(raw.encode(), map.encode());
+            }
         }
     }
 
@@ -267,17 +512,20 @@ pub fn random_u64() -> u64 {
 impl Context {
     /// The trace this context carries in [`OTEL_SPAN`], if any.
     pub fn trace_parent(&self) -> Option<TraceParent> {
+        if !self.contains(OTEL_SPAN) {
+            return None;
+        }
         self.get(OTEL_SPAN)?.get("traceparent")?.as_str().and_then(TraceParent::parse)
     }
 
     /// Sets the `traceparent` of [`OTEL_SPAN`], keeping its other entries.
     pub fn set_trace_parent(&mut self, tp: TraceParent) {
-        let mut obj = match self.0.remove(OTEL_SPAN) {
+        let mut obj = match self.remove(OTEL_SPAN) {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
         obj.insert("traceparent".to_owned(), Value::String(tp.to_string()));
-        self.0.insert(OTEL_SPAN.to_owned(), Value::Object(obj));
+        self.insert(OTEL_SPAN, Value::Object(obj));
     }
 
     /// Makes this context continue its trace on a new hop: a child span of the carried

@@ -131,7 +131,7 @@ impl RpcClient for GrpcRpcClient {
         mut req: Request,
     ) -> BoxFuture<'_, Result<Response, Error>> {
         pitaya_cluster::context::set_req_timeout(&mut ctx, self.request_timeout);
-        req.metadata = ctx.encode().into();
+        req.metadata = ctx.to_bytes();
         let target_id = target.id.clone();
         Box::pin(async move {
             self.unary(&target_id, |mut client, timeout| async move {

@@ -1,9 +1,11 @@
 //! [`NatsRpcClient`]: sends RPCs, pushes, kicks and bind announcements over NATS
 //! (spec §6.3, §8.4, §8.5).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::Subject;
 use async_nats::client::RequestErrorKind;
 use bytes::Bytes;
 use pitaya_cluster::protos::{BindMsg, KickMsg, Push, Request, Response};
@@ -32,7 +34,14 @@ pub struct NatsRpcClient {
     me: Arc<Server>,
     request_timeout: Duration,
     in_flight: Gate,
+    /// Each target's checked request subject by server id (with its type), so that a
+    /// call neither formats nor checks it again.
+    subjects: std::sync::Mutex<HashMap<String, (String, Subject)>>,
 }
+
+/// At most this many targets' subjects are kept; past it the cache starts over (servers
+/// come and go, the live ones are back on their next call).
+const SUBJECTS_KEPT: usize = 1024;
 
 impl NatsRpcClient {
     /// Connects to `config.connect` with the options of spec §6.1, retrying the first
@@ -51,7 +60,31 @@ impl NatsRpcClient {
         die: DieSignal,
     ) -> Result<Self, Error> {
         let conn = Connection::open(&ConnSettings::from(config), "rpc client", die, None).await?;
-        Ok(Self { conn, me, request_timeout: config.request_timeout, in_flight: Gate::default() })
+        Ok(Self {
+            conn,
+            me,
+            request_timeout: config.request_timeout,
+            in_flight: Gate::default(),
+            subjects: std::sync::Mutex::default(),
+        })
+    }
+
+    /// `pitaya/servers/<type>/<id>` of `target`, checked.
+    fn request_subject(&self, target: &Server) -> Result<Subject, Error> {
+        let mut kept = self.subjects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((server_type, subject)) = kept.get(&target.id) {
+            if *server_type == target.server_type {
+                return Ok(subject.clone());
+            }
+        }
+        let subject = server_subject(&target.server_type, &target.id);
+        check_subject(&subject)?;
+        let subject = Subject::from(subject);
+        if kept.len() >= SUBJECTS_KEPT {
+            kept.clear();
+        }
+        kept.insert(target.id.clone(), (target.server_type.clone(), subject.clone()));
+        Ok(subject)
     }
 
     async fn publish(&self, subject: String, payload: Vec<u8>) -> Result<(), Error> {
@@ -99,22 +132,22 @@ impl RpcClient for NatsRpcClient {
         mut req: Request,
     ) -> BoxFuture<'_, Result<Response, Error>> {
         let timeout = pitaya_cluster::context::effective_timeout(&mut ctx, self.request_timeout);
-        req.metadata = ctx.encode().into();
-        let subject = server_subject(&target.server_type, &target.id);
+        req.metadata = ctx.to_bytes();
+        let subject = self.request_subject(target);
         let target_id = target.id.clone();
         Box::pin(async move {
             let timeout = timeout?;
-            check_subject(&subject)?;
+            let subject = subject?;
             let _pass = self.in_flight.enter().ok_or_else(stopped)?;
-            let route = req.msg.as_ref().map(|m| m.route.clone()).unwrap_or_default();
-            let timed_out =
-                || pitaya_cluster::timeout_error(timeout, &route, &self.me.id, &target_id);
             // One bound for the whole request, so async-nats' own timer is off (`None`, not
             // its client default): unlike async-nats' timeout, which only starts once the
             // request is queued, this one also covers a command queue that is full while
             // disconnected.
             let request =
                 async_nats::Request::new().payload(Bytes::from(req.encode_to_vec())).timeout(None);
+            let route = req.msg.map(|m| m.route).unwrap_or_default();
+            let timed_out =
+                || pitaya_cluster::timeout_error(timeout, &route, &self.me.id, &target_id);
             let reply =
                 tokio::time::timeout(timeout, self.conn.client.send_request(subject, request))
                     .await

@@ -495,9 +495,20 @@ mod tests {
         s.set("level", &3).unwrap();
         assert_eq!(s.get::<u32>("level"), Some(3));
         assert_eq!(s.get::<String>("level"), None);
-        assert_eq!(s.encoded_data(), br#"{"ipversion":"ipv4","level":3}"#);
+        assert_eq!(&s.encoded_data()[..], br#"{"ipversion":"ipv4","level":3}"#);
         s.set_encoded_data(b"null").unwrap();
         assert!(s.data().is_empty());
+        assert_eq!(&s.encoded_data()[..], b"{}");
+        // The kept encoding follows every change.
+        s.set_encoded_data(br#"{"b":[1],"a":"x"}"#).unwrap();
+        assert_eq!(&s.encoded_data()[..], br#"{"b":[1],"a":"x"}"#);
+        s.set("c", &true).unwrap();
+        assert_eq!(&s.encoded_data()[..], br#"{"a":"x","b":[1],"c":true}"#);
+        assert_eq!(s.remove("b"), Some(serde_json::json!([1])));
+        assert_eq!(s.remove("b"), None);
+        assert_eq!(&s.encoded_data()[..], br#"{"a":"x","c":true}"#);
+        s.set_data(serde_json::Map::new());
+        assert_eq!(&s.encoded_data()[..], b"{}");
         s.push("onMessage", &b"hi"[..]).await.unwrap();
         assert_eq!(lock(&rec.pushes)[0].0, "onMessage");
 

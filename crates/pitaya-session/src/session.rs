@@ -28,7 +28,7 @@ pub struct Session(pub(crate) Arc<Inner>);
 pub(crate) struct Inner {
     pub(crate) id: i64,
     pub(crate) uid: Mutex<Option<Arc<str>>>,
-    data: Mutex<SessionData>,
+    data: Mutex<DataCell>,
     handshake: Mutex<Option<Arc<HandshakeRequest>>>,
     entity: Arc<dyn NetworkEntity>,
     on_close: Mutex<Vec<CloseCallback>>,
@@ -38,12 +38,27 @@ pub(crate) struct Inner {
     pub(crate) pool: Weak<PoolInner>,
 }
 
+/// A session's data and, once asked for and until it changes, its encoding.
+#[derive(Default)]
+struct DataCell {
+    map: SessionData,
+    encoded: Option<Bytes>,
+}
+
+impl DataCell {
+    /// The map, to change: the kept encoding no longer holds.
+    fn edit(&mut self) -> &mut SessionData {
+        self.encoded = None;
+        &mut self.map
+    }
+}
+
 impl Session {
     pub(crate) fn new(id: i64, entity: Arc<dyn NetworkEntity>, pool: Weak<PoolInner>) -> Self {
         Self(Arc::new(Inner {
             id,
             uid: Mutex::new(None),
-            data: Mutex::new(SessionData::new()),
+            data: Mutex::new(DataCell::default()),
             handshake: Mutex::new(None),
             entity,
             on_close: Mutex::new(Vec::new()),
@@ -111,44 +126,53 @@ impl Session {
     /// `PIT-000` when the value cannot be represented as JSON.
     pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
         let value = serde_json::to_value(value)?;
-        lock(&self.0.data).insert(key.to_owned(), value);
+        lock(&self.0.data).edit().insert(key.to_owned(), value);
         Ok(())
     }
 
     /// Reads `key` as a `T`. `None` when absent or when it does not decode as `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let value = lock(&self.0.data).get(key).cloned()?;
+        let value = lock(&self.0.data).map.get(key).cloned()?;
         serde_json::from_value(value).ok()
     }
 
     /// The raw JSON value under `key`.
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        lock(&self.0.data).get(key).cloned()
+        lock(&self.0.data).map.get(key).cloned()
     }
 
     /// Whether `key` is set.
     pub fn has(&self, key: &str) -> bool {
-        lock(&self.0.data).contains_key(key)
+        lock(&self.0.data).map.contains_key(key)
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&self, key: &str) -> Option<Value> {
-        lock(&self.0.data).remove(key)
+        let mut data = lock(&self.0.data);
+        if !data.map.contains_key(key) {
+            return None;
+        }
+        data.edit().remove(key)
     }
 
     /// A copy of all the data.
     pub fn data(&self) -> SessionData {
-        lock(&self.0.data).clone()
+        lock(&self.0.data).map.clone()
     }
 
     /// Replaces all the data.
     pub fn set_data(&self, data: SessionData) {
-        *lock(&self.0.data) = data;
+        *lock(&self.0.data) = DataCell { map: data, encoded: None };
     }
 
     /// The data as it travels between servers (spec §8.2).
-    pub fn encoded_data(&self) -> Vec<u8> {
-        session_data::encode(&lock(&self.0.data))
+    ///
+    /// The encoding is kept until the data changes: a frontend sends it with every message
+    /// it forwards, and most messages change nothing.
+    pub fn encoded_data(&self) -> Bytes {
+        let mut data = lock(&self.0.data);
+        let DataCell { map, encoded } = &mut *data;
+        encoded.get_or_insert_with(|| session_data::encode(map).into()).clone()
     }
 
     /// Replaces the data with a decoded copy of `bytes`; `null` means empty.
@@ -156,8 +180,11 @@ impl Session {
     /// # Errors
     /// `PIT-000` when the bytes are not a JSON object.
     pub fn set_encoded_data(&self, bytes: &[u8]) -> Result<(), Error> {
-        let data = session_data::decode(bytes)?;
-        self.set_data(data);
+        let map = session_data::decode(bytes)?;
+        // An object's bytes are the encoding of what they decoded to: kept for sending it
+        // on (`null` decodes to the empty map, which encodes as `{}`).
+        let encoded = (bytes.first() == Some(&b'{')).then(|| Bytes::copy_from_slice(bytes));
+        *lock(&self.0.data) = DataCell { map, encoded };
         Ok(())
     }
 
@@ -168,7 +195,7 @@ impl Session {
     /// The RPC's error, e.g. `session not found` when the client has left.
     pub async fn push_to_front(&self) -> Result<(), Error> {
         let uid = self.uid();
-        self.0.entity.push_session(uid.as_deref(), self.encoded_data()).await
+        self.0.entity.push_session(uid.as_deref(), self.encoded_data().to_vec()).await
     }
 
     /// The id of the frontend server holding this session's connection, when this
