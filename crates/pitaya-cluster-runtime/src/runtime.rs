@@ -235,7 +235,7 @@ impl ClusterRuntime {
             session: Some(protos::Session {
                 id: session.id(),
                 uid: session.uid().map(|u| u.to_string()).unwrap_or_default(),
-                data: session.encoded_data().into(),
+                data: session.encoded_data(),
             }),
             msg: Some(Msg {
                 id,
