@@ -3,6 +3,7 @@
 //! forwarded messages one at a time, in arrival order.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +35,8 @@ pub(crate) struct Dispatch {
     pub(crate) dropped: Arc<AtomicU64>,
     /// Requests waiting and running, published for [`crate::NatsRpcServer`]'s load.
     pub(crate) load: Arc<QueueLoad>,
+    /// Keys the per-session queues.
+    pub(crate) session_hash: foldhash::fast::RandomState,
 }
 
 /// Requests waiting for a handler and handlers running, as last seen by the request loop.
@@ -51,8 +54,11 @@ struct Accepted {
     session: Option<SessionKey>,
 }
 
-/// One client session of one frontend.
-type SessionKey = (String, i64);
+/// One client session of one frontend: a hash of the frontend id and the session id.
+/// Two sessions whose keys collide only share one queue (their messages then run one at
+/// a time together); each keeps its own order. A hash saves copying the frontend id for
+/// every request.
+type SessionKey = u64;
 
 /// The queues of the request loop.
 #[derive(Default)]
@@ -63,7 +69,7 @@ struct Queues {
     /// arrival order. A session's next message becomes ready when the one before it ends,
     /// so one session's messages run one at a time and never hold more than one handler
     /// slot, while other sessions' messages run beside them.
-    behind: HashMap<SessionKey, VecDeque<Accepted>>,
+    behind: HashMap<SessionKey, VecDeque<Accepted>, foldhash::fast::RandomState>,
     /// How many requests `behind` holds.
     behind_len: usize,
 }
@@ -81,7 +87,7 @@ impl Queues {
                     self.behind_len += 1;
                 }
                 None => {
-                    self.behind.insert(key.clone(), VecDeque::new());
+                    self.behind.insert(*key, VecDeque::new());
                     self.ready.push_back(accepted);
                 }
             },
@@ -209,7 +215,9 @@ impl Dispatch {
         *overflowing = false;
         let session = match (&req.session, RpcType::try_from(req.r#type)) {
             // Spec §6.6: a forwarded client message; 0 is no session.
-            (Some(s), Ok(RpcType::Sys)) if s.id != 0 => Some((req.frontend_id.clone(), s.id)),
+            (Some(s), Ok(RpcType::Sys)) if s.id != 0 => {
+                Some(self.session_hash.hash_one((req.frontend_id.as_str(), s.id)))
+            }
             _ => None,
         };
         queue.push(Accepted { req, reply: msg.reply, session });
@@ -219,7 +227,7 @@ impl Dispatch {
     fn fill(&self, queue: &mut Queues, running: &mut JoinSet<Option<SessionKey>>) {
         while running.len() < self.services {
             let Some(accepted) = queue.ready.pop_front() else { break };
-            let session = accepted.session.clone();
+            let session = accepted.session;
             let serve = serve_one(self.handler.clone(), self.client.clone(), accepted);
             running.spawn(async move {
                 // The session's next message waits for this one to end, even by a panic.

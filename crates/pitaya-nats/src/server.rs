@@ -150,6 +150,7 @@ impl RpcServer for NatsRpcServer {
                 capacity: self.messages,
                 dropped: self.dropped.clone(),
                 load: self.load.clone(),
+                session_hash: foldhash::fast::RandomState::default(),
             };
             let (stop_requests, stop) = oneshot::channel();
             let requests = tokio::spawn(serve_requests(requests, dispatch, stop));
