@@ -28,7 +28,17 @@ pub fn req_timeout(ctx: &Context) -> Result<Option<Duration>, Error> {
 
 /// Sets `reqTimeout` to `timeout` as a Go duration string (`"5s"`, `"1m30s"`).
 pub fn set_req_timeout(ctx: &mut Context, timeout: Duration) {
-    ctx.insert(REQ_TIMEOUT, godur::format(timeout));
+    // Each client writes its one configured timeout into every call: formatted once per
+    // thread and value, not per call.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Duration, String)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let text = LAST.with_borrow_mut(|last| match last {
+        Some((d, text)) if *d == timeout => text.clone(),
+        _ => last.insert((timeout, godur::format(timeout))).1.clone(),
+    });
+    ctx.insert(REQ_TIMEOUT, text);
 }
 
 /// The effective timeout of a call: the caller's `reqTimeout`, or `default` (which is

@@ -52,16 +52,23 @@ impl Default for Repr {
     }
 }
 
-/// A JSON object known to be well formed, and its entries once someone needed them.
+/// A JSON object known to be well formed, where its entries are, and its entries parsed
+/// once someone needed them.
 #[derive(Clone)]
 struct Encoded {
     bytes: Bytes,
+    /// Each top-level entry's place in `bytes`, in the order written.
+    entries: Vec<raw::Entry>,
+    /// Where the closing brace is.
+    closing: usize,
     parsed: OnceLock<Map<String, Value>>,
 }
 
 impl Encoded {
-    fn new(bytes: Bytes) -> Self {
-        Self { bytes, parsed: OnceLock::new() }
+    /// `None` when the bytes cannot be indexed (never for checked bytes).
+    fn new(bytes: Bytes) -> Option<Self> {
+        let (entries, closing) = raw::index(&bytes)?;
+        Some(Self { bytes, entries, closing, parsed: OnceLock::new() })
     }
 
     fn map(&self) -> &Map<String, Value> {
@@ -69,8 +76,8 @@ impl Encoded {
     }
 
     /// The last entry under `key` (JSON decoders, Go's and serde_json's, keep the last).
-    fn find(&self, key: &str) -> Option<raw::Entry> {
-        raw::Entries::new(&self.bytes).filter(|e| e.key_is(&self.bytes, key)).last()
+    fn find(&self, key: &str) -> Option<&raw::Entry> {
+        self.entries.iter().rev().find(|e| e.key_is(&self.bytes, key))
     }
 }
 
@@ -113,11 +120,13 @@ impl Context {
     pub fn decode_bytes(bytes: Bytes) -> Result<Self, serde_json::Error> {
         // Checks the whole document without building anything; the entries are read in
         // place when asked for.
-        if serde_json::from_slice::<raw::ObjectOrNull>(&bytes)?.0 {
-            Ok(Self(Repr::Encoded(Encoded::new(bytes))))
-        } else {
-            Ok(Self::new())
+        if !serde_json::from_slice::<raw::ObjectOrNull>(&bytes)?.0 {
+            return Ok(Self::new());
         }
+        Ok(Self(match Encoded::new(bytes.clone()) {
+            Some(encoded) => Repr::Encoded(encoded),
+            None => Repr::Map(parse(&bytes)),
+        }))
     }
 
     /// Encodes as Go does: compact, keys sorted, HTML characters escaped. A context
@@ -163,8 +172,12 @@ impl Context {
         let value = value.into();
         if let Repr::Encoded(e) = &self.0 {
             if e.find(&key).is_none() {
-                if let Some(bytes) = raw::with_entry(&e.bytes, &key, &value) {
-                    self.0 = Repr::Encoded(Encoded::new(bytes.into()));
+                if let Some((bytes, entries, closing)) =
+                    raw::with_entry(&e.bytes, &e.entries, e.closing, &key, &value)
+                {
+                    let bytes = bytes.into();
+                    self.0 =
+                        Repr::Encoded(Encoded { bytes, entries, closing, parsed: OnceLock::new() });
                     return;
                 }
             }
@@ -200,7 +213,7 @@ impl Context {
     pub fn is_empty(&self) -> bool {
         match &self.0 {
             Repr::Map(m) => m.is_empty(),
-            Repr::Encoded(e) => raw::Entries::new(&e.bytes).next().is_none(),
+            Repr::Encoded(e) => e.entries.is_empty(),
         }
     }
 
@@ -234,7 +247,12 @@ impl Context {
         out.extend_from_slice(br#","request.id":""#);
         out.extend_from_slice(new_request_id().as_bytes());
         out.extend_from_slice(br#""}"#);
-        Self(Repr::Encoded(Encoded::new(out.into())))
+        let bytes = Bytes::from(out);
+        Self(match Encoded::new(bytes.clone()) {
+            Some(encoded) => Repr::Encoded(encoded),
+            // Never: the bytes were just written well formed.
+            None => Repr::Map(parse(&bytes)),
+        })
     }
 }
 
@@ -416,8 +434,13 @@ mod tests {
             proptest::prop_assert_eq!(raw.is_empty(), map.is_empty());
             for (k, v) in added {
                 raw.insert(k.clone(), v.clone());
+                proptest::prop_assert_eq!(raw.get_str(&k), v.as_str());
                 map.insert(k, v);
                 proptest::prop_assert_eq!(raw.encode(), map.encode());
+                for probe in &probes {
+                    proptest::prop_assert_eq!(raw.get_str(probe), map.get_str(probe));
+                    proptest::prop_assert_eq!(raw.contains(probe), map.contains(probe));
+                }
             }
             if let Some(probe) = probes.first() {
                 proptest::prop_assert_eq!(raw.remove(probe), map.remove(probe));
@@ -496,7 +519,25 @@ impl TraceParent {
 
 impl std::fmt::Display for TraceParent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
+        // By hand: a frontend writes one for every message it forwards, and the
+        // formatting machinery's padded hex cost several times this.
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        put_hex(&mut out[3..35], self.trace_id);
+        out[35] = b'-';
+        put_hex(&mut out[36..52], u128::from(self.span_id));
+        out[52] = b'-';
+        put_hex(&mut out[53..55], u128::from(self.flags));
+        f.write_str(std::str::from_utf8(&out).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+/// The low `out.len()` hex digits of `value`, lowercase, most significant first.
+fn put_hex(out: &mut [u8], mut value: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(value & 0xf) as usize];
+        value >>= 4;
     }
 }
 
@@ -540,6 +581,17 @@ impl Context {
 #[cfg(test)]
 mod trace_tests {
     use super::*;
+
+    #[test]
+    fn traceparent_text_is_the_padded_hex() {
+        for _ in 0..200 {
+            let tp = TraceParent { flags: (random_u64() & 0xff) as u8, ..TraceParent::new_root() };
+            let expected = format!("00-{:032x}-{:016x}-{:02x}", tp.trace_id, tp.span_id, tp.flags);
+            assert_eq!(tp.to_string(), expected);
+        }
+        let small = TraceParent { trace_id: 1, span_id: 2, flags: 1 };
+        assert_eq!(small.to_string(), format!("00-{}1-{}2-01", "0".repeat(31), "0".repeat(15)));
+    }
 
     #[test]
     fn traceparent_round_trip_and_hops() {

@@ -109,7 +109,7 @@ impl Entry {
     pub(super) fn plain_str<'a>(&self, bytes: &'a [u8]) -> Str<'a> {
         let Some(written) = bytes.get(self.value.clone()) else { return Str::NotString };
         let [b'"', inner @ .., b'"'] = written else { return Str::NotString };
-        if memchr::memchr(b'\\', inner).is_some() {
+        if inner.contains(&b'\\') {
             return Str::Escaped;
         }
         std::str::from_utf8(inner).map_or(Str::Escaped, Str::Plain)
@@ -179,17 +179,22 @@ fn skip_ws(b: &[u8], mut at: usize) -> usize {
 }
 
 /// The index just past the string opening at `at`, and whether it holds an escape.
+///
+/// A plain loop: the strings of a context are short, and memchr's set-up per call cost
+/// more than it saved.
 fn string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
-    let mut from = at + 1;
+    let mut i = at + 1;
     let mut escaped = false;
     loop {
-        let found = from + memchr::memchr2(b'"', b'\\', b.get(from..)?)?;
-        if b.get(found) == Some(&b'"') {
-            return Some((found + 1, escaped));
+        match *b.get(i)? {
+            b'"' => return Some((i + 1, escaped)),
+            // A backslash and the character it escapes (the quote of `\"` included).
+            b'\\' => {
+                escaped = true;
+                i += 2;
+            }
+            _ => i += 1,
         }
-        // A backslash and the character it escapes (the quote of `\\"` included).
-        escaped = true;
-        from = found + 2;
     }
 }
 
@@ -237,33 +242,60 @@ pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// `bytes` with the entry `key: value` added where sorted order puts it (before the first
-/// key greater than it), for a `key` that is not there yet. `None` if the object could
-/// not be read to its end (never for bytes checked by [`ObjectOrNull`]).
-pub(super) fn with_entry(bytes: &[u8], key: &str, value: &Value) -> Option<Vec<u8>> {
+/// The entries of an object and where its closing brace is; `None` if it could not be
+/// read to its end (never for bytes checked by [`ObjectOrNull`]).
+pub(super) fn index(bytes: &[u8]) -> Option<(Vec<Entry>, usize)> {
     let mut entries = Entries::new(bytes);
-    let mut any = false;
-    let mut before = None;
-    for entry in entries.by_ref() {
-        any = true;
-        if before.is_none() && *entry.key(bytes) > *key {
-            before = Some(entry.start);
-        }
-    }
-    let closing = entries.closing()?;
+    let found: Vec<Entry> = entries.by_ref().collect();
+    Some((found, entries.closing()?))
+}
+
+/// `bytes` (indexed as `entries`, closing brace at `closing`) with the entry `key: value`
+/// added where sorted order puts it (before the first key greater than it), for a `key`
+/// that is not there yet; with its index and closing brace.
+pub(super) fn with_entry(
+    bytes: &[u8],
+    entries: &[Entry],
+    closing: usize,
+    key: &str,
+    value: &Value,
+) -> Option<(Vec<u8>, Vec<Entry>, usize)> {
+    let before = entries.iter().position(|e| *e.key(bytes) > *key);
     let encoded = pitaya_serialize::gojson::to_vec(value).ok()?;
-    let mut out = Vec::with_capacity(bytes.len() + key.len() + encoded.len() + 4);
-    let (head, tail) = bytes.split_at(before.unwrap_or(closing));
-    out.extend_from_slice(head);
-    if before.is_none() && any {
+    let at = before.map_or(closing, |i| entries[i].start);
+    let mut out = Vec::with_capacity(bytes.len() + key.len() + encoded.len() + 8);
+    out.extend_from_slice(bytes.get(..at)?);
+    if before.is_none() && !entries.is_empty() {
         out.push(b',');
     }
+    let start = out.len();
     write_str(&mut out, key);
+    let key_end = out.len();
     out.push(b':');
+    let value_start = out.len();
     out.extend_from_slice(&encoded);
+    let value_end = out.len();
     if before.is_some() {
         out.push(b',');
     }
-    out.extend_from_slice(tail);
-    Some(out)
+    let shift = out.len() - at;
+    out.extend_from_slice(bytes.get(at..)?);
+    let added = Entry {
+        start,
+        key: start + 1..key_end - 1,
+        key_escaped: out.get(start + 1..key_end - 1)?.contains(&b'\\'),
+        value: value_start..value_end,
+    };
+    let split = before.unwrap_or(entries.len());
+    let moved = entries.get(split..)?.iter().map(|e| Entry {
+        start: e.start + shift,
+        key: e.key.start + shift..e.key.end + shift,
+        key_escaped: e.key_escaped,
+        value: e.value.start + shift..e.value.end + shift,
+    });
+    let mut index = Vec::with_capacity(entries.len() + 1);
+    index.extend_from_slice(entries.get(..split)?);
+    index.push(added);
+    index.extend(moved);
+    Some((out, index, closing + shift))
 }
