@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, c_char};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,22 +26,21 @@ const CALLBACK_GRACE: Duration = Duration::from_secs(5);
 
 /// A running server. Made by `pitaya_start`; freed by `pitaya_shutdown`. Every function
 /// taking a `const PitayaServer *` may be called from any thread, callbacks included,
-/// until `pitaya_shutdown` is called.
+/// until `pitaya_shutdown` is called; callbacks still running during the shutdown may
+/// go on calling them (they fail once the server has stopped) until it returns.
 pub struct PitayaServer {
-    runtime: Option<Runtime>,
-    app: Option<RunningApp>,
+    /// Read by callbacks while `pitaya_shutdown` drains, so never changed after start;
+    /// once the runtime is gone, what is spawned on it is dropped and callers get an
+    /// error.
+    runtime_handle: Handle,
     handle: AppHandle,
     id: CString,
     client_addr: Option<CString>,
+    /// Taken by `pitaya_shutdown`.
+    running: Mutex<Option<(Runtime, RunningApp)>>,
 }
 
 impl PitayaServer {
-    fn runtime(&self) -> Result<&Handle, Error> {
-        self.runtime
-            .as_ref()
-            .map(Runtime::handle)
-            .ok_or_else(|| Error::internal("the server is shut down"))
-    }
 
     /// Runs `f` with the application handle on the server's runtime and waits for it.
     fn block<T: Send + 'static, F>(
@@ -51,7 +51,7 @@ impl PitayaServer {
         F: std::future::Future<Output = Result<T, Error>> + Send + 'static,
     {
         let handle = self.handle.clone();
-        block_on(self.runtime()?, async move { f(handle).await })
+        block_on(&self.runtime_handle, async move { f(handle).await })
     }
 }
 
@@ -132,11 +132,11 @@ fn start(b: PitayaBuilder) -> Result<PitayaServer, Error> {
     let id = handle.server().map(|s| s.id.clone()).unwrap_or_default();
     let client_addr = running.local_addrs().first().map(|(_, a)| c_string(&a.to_string()));
     Ok(PitayaServer {
-        runtime: Some(runtime),
-        app: Some(running),
+        runtime_handle: runtime.handle().clone(),
         handle,
         id: c_string(&id),
         client_addr,
+        running: Mutex::new(Some((runtime, running))),
     })
 }
 
@@ -187,7 +187,8 @@ fn register_all(mut builder: Builder, server_type: &str, regs: Vec<Registration>
 
 /// Shuts `server` down gracefully and frees it: deregisters from etcd, answers the
 /// requests and RPCs already received (their callbacks still run), closes the
-/// connections, then waits up to 5 s for callbacks still running. Returns NULL, or an
+/// connections, then waits up to 5 s for callbacks still running (one running longer
+/// must not use the server afterwards: it is freed). Returns NULL, or an
 /// error (caller-owned) without freeing anything when called from a callback, where it
 /// would wait for itself. `server` may be NULL.
 ///
@@ -203,15 +204,19 @@ pub unsafe extern "C" fn pitaya_shutdown(server: *mut PitayaServer) -> *mut crat
         if in_callback() {
             return Err(Error::bad_request("pitaya_shutdown called from a callback"));
         }
-        // SAFETY: made by Box::into_raw in `pitaya_start`, given back once.
-        let mut server = unsafe { Box::from_raw(server) };
-        let (Some(runtime), Some(app)) = (server.runtime.take(), server.app.take()) else {
-            return Ok(());
-        };
-        on_fresh_thread(move || {
-            runtime.block_on(app.shutdown());
-            runtime.shutdown_timeout(CALLBACK_GRACE);
-        });
+        // SAFETY: a live server; callbacks still running may read it too, which the
+        // shared reference allows.
+        let taken = unsafe { &*server }.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((runtime, app)) = taken {
+            on_fresh_thread(move || {
+                runtime.block_on(app.shutdown());
+                runtime.shutdown_timeout(CALLBACK_GRACE);
+            });
+        }
+        // SAFETY: made by Box::into_raw in `pitaya_start` and given back once; the
+        // runtime is gone, so no callback of ours reads it any more (the header's
+        // contract covers callbacks past the grace period).
+        drop(unsafe { Box::from_raw(server) });
         Ok(())
     })
 }
