@@ -114,18 +114,20 @@ pub(crate) fn guard_err(f: impl FnOnce() -> Result<(), Error>) -> *mut PitayaErr
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => std::ptr::null_mut(),
         Ok(Err(e)) => error_ptr(&e),
-        Err(panic) => error_ptr(&Error::internal(panic_message(panic.as_ref()))),
+        Err(panic) => error_ptr(&Error::internal(format!(
+            "panic in pitaya-ffi: {}",
+            panic_message(panic.as_ref())
+        ))),
     }
 }
 
 /// The text of a caught panic.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
+    panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    format!("panic in pitaya-ffi: {text}")
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 /// The argument `what` as a `&str`.

@@ -147,7 +147,7 @@ impl Callback {
         let failure = match ran {
             Ok(Ok(0)) => None,
             Ok(Ok(code)) => Some(Error::internal(format!("handler callback returned {code}"))),
-            Ok(Err(panic)) => Some(Error::internal(panic)),
+            Ok(Err(panic)) => Some(Error::internal(format!("handler callback panicked: {panic}"))),
             Err(join) => Some(Error::internal(format!("handler callback did not run: {join}"))),
         };
         if let Some(error) = failure {

@@ -41,7 +41,6 @@ pub struct PitayaServer {
 }
 
 impl PitayaServer {
-
     /// Runs `f` with the application handle on the server's runtime and waits for it.
     fn block<T: Send + 'static, F>(
         &self,

@@ -1,0 +1,511 @@
+//! The C ABI in a real cluster (etcd + NATS, the shared test services): a Rust frontend
+//! forwards client requests to the C example (`target/ffi/echo_backend`, built by
+//! `cargo xtask build-ffi` or `cargo xtask test`) and to the Python example; the C
+//! backend calls a Rust backend's remote and pushes to a user bound on the frontend;
+//! callbacks that misbehave, in this process through the ABI, get error replies; and
+//! 10,000 requests through the C backend leave its memory flat.
+
+use std::ffi::c_void;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pitaya_client::{Client, ClientError, ClientOptions, Pushes};
+use pitaya_config::ConfigLoader;
+use pitaya_core::Error;
+use pitaya_ffi::*;
+use pitaya_handler::{RemoteComponent, RemoteRequest};
+use pitaya_protos::test::{TestRequest, TestResponse};
+use pitaya_serialize::Serializer as _;
+use pitaya_server::{Builder, RunningApp};
+use prost::Message as _;
+
+/// Bound on one wait (a backend's start, a routed request, an exit).
+const WAIT: Duration = Duration::from_secs(5);
+/// Bound on a backend process's start, Python's included.
+const START: Duration = Duration::from_secs(20);
+/// What the cluster runtime answers while a frontend knows no server of the type.
+const NO_SERVERS: &str = "no servers available of this type";
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        PathBuf::from,
+    )
+}
+
+fn ffi_dir() -> PathBuf {
+    let dir = target_dir().join("ffi");
+    assert!(
+        dir.join("echo_backend").is_file() && dir.join("libpitaya_ffi.so").is_file(),
+        "{} has no echo_backend: run `cargo xtask build-ffi` (cargo xtask test does)",
+        dir.display()
+    );
+    dir
+}
+
+fn prefix(test: &str) -> String {
+    format!("ffi-{test}-{}/", std::process::id())
+}
+
+fn config(prefix: &str) -> pitaya_config::PitayaConfig {
+    let nats = pitaya_test_services::shared_nats_url();
+    let etcd = pitaya_test_services::shared_etcd_endpoint();
+    ConfigLoader::new()
+        .set("pitaya.cluster.sd.etcd.prefix", prefix)
+        .set("pitaya.cluster.sd.etcd.endpoints", etcd.as_str())
+        .set("pitaya.cluster.rpc.client.nats.connect", nats.as_str())
+        .set("pitaya.cluster.rpc.server.nats.connect", nats.as_str())
+        .load()
+        .expect("configuration")
+}
+
+/// A Rust frontend of type `connector` on a free loopback port.
+async fn frontend(prefix: &str) -> RunningApp {
+    Builder::new()
+        .server_type("connector")
+        .config(config(prefix))
+        .tcp("127.0.0.1:0")
+        .etcd_nats_cluster()
+        .build()
+        .expect("build")
+        .start()
+        .await
+        .expect("start the frontend")
+}
+
+async fn connect(front: &RunningApp) -> (Client, Pushes) {
+    let addr = front.local_addrs()[0].1.to_string();
+    let opts = ClientOptions { request_timeout: WAIT, ..ClientOptions::default() };
+    Client::connect(&addr, opts).await.expect("connect")
+}
+
+/// A request that waits, up to [`WAIT`], for the frontend's etcd watch to see a server
+/// of the route's type.
+async fn routed(client: &Client, route: &str, body: &[u8]) -> Result<Bytes, ClientError> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match client.request(route, Bytes::copy_from_slice(body)).await {
+            Err(ClientError::Server(p)) if p.msg == NO_SERVERS && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The JSON error body a client of a JSON server sees for `e`.
+fn error_json(e: &ClientError) -> String {
+    let ClientError::Server(payload) = e else { panic!("expected an error response, got {e:?}") };
+    String::from_utf8_lossy(&pitaya_serialize::Json.encode_error(payload)).into_owned()
+}
+
+/// A backend process, killed on drop.
+struct Backend {
+    child: Child,
+    log: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Backend {
+    /// Starts `cmd` and waits for `all modules started!` on its stderr.
+    fn start(mut cmd: Command) -> Backend {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("backend: {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut backend = Backend { child, log, seen: Vec::new() };
+        assert!(backend.wait_for_line("all modules started!", START), "{:?}", backend.seen);
+        backend
+    }
+
+    fn wait_for_line(&mut self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.seen.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Resident memory in KiB, from /proc.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Sends SIGTERM and waits up to [`WAIT`] for the exit.
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cluster_args(cmd: &mut Command, prefix: &str) {
+    cmd.args(["--nats", &pitaya_test_services::shared_nats_url()])
+        .args(["--etcd", &pitaya_test_services::shared_etcd_endpoint()])
+        .args(["--sdprefix", prefix]);
+}
+
+fn c_backend(prefix: &str) -> Backend {
+    let mut cmd = Command::new(ffi_dir().join("echo_backend"));
+    // Started with no environment at all: the rpath finds the library.
+    cmd.env_clear().args(["--type", "room"]);
+    cluster_args(&mut cmd, prefix);
+    Backend::start(cmd)
+}
+
+fn python_backend(prefix: &str) -> Backend {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/ffi/echo_backend.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg("--lib").arg(ffi_dir().join("libpitaya_ffi.so"));
+    cluster_args(&mut cmd, prefix);
+    Backend::start(cmd)
+}
+
+/// Echo, fail and a late answer through the frontend, then a graceful stop that takes
+/// the backend out of etcd.
+async fn serves_forwarded_requests(prefix: &str, backend: impl FnOnce() -> Backend) {
+    let front = frontend(prefix).await;
+    let mut backend = backend();
+    let (client, _pushes) = connect(&front).await;
+    let echoed = routed(&client, "room.room.echo", b"\x00hello\xff").await.expect("echo");
+    assert_eq!(&echoed[..], b"\x00hello\xff");
+    let failed = routed(&client, "room.room.fail", b"{}").await.expect_err("fail");
+    assert_eq!(error_json(&failed), r#"{"code":"PIT-499","msg":"fail"}"#);
+    let later = routed(&client, "room.room.later", b"later").await.expect("later");
+    assert_eq!(&later[..], b"later");
+
+    let status = backend.terminate().expect("the backend exits within 5 s of SIGTERM");
+    assert!(status.success(), "exit status {status:?}; log {:?}", backend.seen);
+    let discovery = front.handle().discovery().expect("cluster mode");
+    let deadline = Instant::now() + WAIT;
+    while !discovery.servers_by_type("room").is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(discovery.servers_by_type("room").is_empty(), "the backend is still in etcd");
+    front.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_backend_serves_requests_forwarded_by_a_rust_frontend() {
+    let prefix = prefix("c");
+    serves_forwarded_requests(&prefix, || c_backend(&prefix)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_backend_serves_requests_forwarded_by_a_rust_frontend() {
+    let prefix = prefix("py");
+    serves_forwarded_requests(&prefix, || python_backend(&prefix)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_backend_calls_a_rust_remote_and_pushes_to_a_user_of_the_frontend() {
+    let prefix = prefix("rpc");
+    let front = frontend(&prefix).await;
+    let remotes = RemoteComponent::new("remote")
+        .remote("greet", |_r: RemoteRequest, a: TestRequest| async move {
+            Ok(TestResponse { code: 200, msg: format!("hi {}", a.msg) })
+        })
+        .remote("fail", |_r: RemoteRequest, _a: TestRequest| async move {
+            Err::<TestResponse, _>(
+                Error::new("PIT-433", "test error").with_metadata("some", "meta"),
+            )
+        });
+    let rust = Builder::new()
+        .server_type("rust")
+        .frontend(false)
+        .config(config(&prefix))
+        .remote(remotes)
+        .etcd_nats_cluster()
+        .build()
+        .expect("build")
+        .start()
+        .await
+        .expect("start the Rust backend");
+    let _backend = c_backend(&prefix);
+    let (client, mut pushes) = connect(&front).await;
+
+    let mut body = b"rust.remote.greet\n".to_vec();
+    body.extend(TestRequest { msg: "from C".into() }.encode_to_vec());
+    // The C backend's own etcd watch must see the Rust backend too: retry on its
+    // "no servers" as well.
+    let deadline = Instant::now() + WAIT;
+    let reply = loop {
+        match routed(&client, "room.room.rpc", &body).await {
+            Err(ClientError::Server(p)) if p.msg == NO_SERVERS && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other.expect("rpc through the C backend"),
+        }
+    };
+    assert_eq!(
+        TestResponse::decode(reply).unwrap(),
+        TestResponse { code: 200, msg: "hi from C".into() }
+    );
+    let mut body = b"rust.remote.fail\n".to_vec();
+    body.extend(TestRequest::default().encode_to_vec());
+    let e = routed(&client, "room.room.rpc", &body).await.expect_err("the remote's error");
+    assert_eq!(
+        error_json(&e),
+        r#"{"code":"PIT-433","msg":"test error","metadata":{"some":"meta"}}"#
+    );
+
+    let ok = routed(&client, "room.room.bindpush", b"ffi-user").await.expect("bindpush");
+    assert_eq!(&ok[..], b"ok");
+    let push = tokio::time::timeout(WAIT, pushes.recv()).await.expect("a push").expect("open");
+    assert_eq!((push.route.as_str(), &push.data[..]), ("onPush", &b"hello from C"[..]));
+    assert!(front.handle().sessions().by_uid("ffi-user").is_some(), "bound on the frontend");
+
+    rust.shutdown().await;
+    front.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_requests_through_the_c_backend_leak_nothing() {
+    const CLIENTS: usize = 8;
+    let prefix = prefix("leak");
+    let front = frontend(&prefix).await;
+    let backend = c_backend(&prefix);
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(connect(&front).await);
+    }
+    // 4 KiB bodies: a copy kept per request would show as 40 MiB.
+    let body = vec![b'x'; 4096];
+    routed(&clients[0].0, "room.room.echo", &body).await.expect("routed");
+    let run = |n: usize| {
+        let body = body.clone();
+        let clients: Vec<&Client> = clients.iter().map(|(c, _)| c).collect();
+        async move {
+            let per = n / CLIENTS;
+            let each = clients.iter().map(|c| {
+                let body = body.clone();
+                async move {
+                    for i in 0..per {
+                        let route = if i % 10 == 9 { "room.room.fail" } else { "room.room.echo" };
+                        let r = c.request(route, body.clone()).await;
+                        assert_eq!(r.is_ok(), i % 10 != 9, "{r:?}");
+                    }
+                }
+            });
+            futures_util::future::join_all(each).await;
+        }
+    };
+    run(2_000).await; // warm-up: pools, arenas, caches
+    let before = backend.rss_kib();
+    run(10_000).await;
+    let after = backend.rss_kib();
+    eprintln!("echo_backend RSS: {before} KiB after warm-up, {after} KiB after 10,000 requests");
+    assert!(after < before + 8 * 1024, "RSS grew from {before} to {after} KiB");
+    front.shutdown().await;
+}
+
+// Callbacks registered through the ABI from Rust, misbehaving in each way a foreign
+// callback can, on a backend started in this process.
+
+unsafe extern "C-unwind" fn returns_seven(
+    _: *mut c_void,
+    _: *const PitayaRequest,
+    _: *mut PitayaCall,
+) -> i32 {
+    7
+}
+
+unsafe extern "C-unwind" fn replies_null_with_a_length(
+    _: *mut c_void,
+    _: *const PitayaRequest,
+    call: *mut PitayaCall,
+) -> i32 {
+    // SAFETY: a live call; NULL data is what this callback is testing.
+    unsafe {
+        let e = pitaya_call_respond(call, std::ptr::null(), 5);
+        assert!(!e.is_null(), "NULL data with a length is refused");
+        pitaya_error_free(e);
+    }
+    0
+}
+
+unsafe extern "C-unwind" fn fails_with_a_code_that_is_not_utf8(
+    _: *mut c_void,
+    _: *const PitayaRequest,
+    call: *mut PitayaCall,
+) -> i32 {
+    let code = [0xffu8, 0xfe, 0];
+    // SAFETY: a live call and NUL-terminated strings.
+    unsafe {
+        let e = pitaya_call_fail(call, code.as_ptr().cast(), c"x".as_ptr(), c"[1]".as_ptr());
+        assert!(!e.is_null(), "a code that is not UTF-8 is refused");
+        pitaya_error_free(e);
+    }
+    0
+}
+
+unsafe extern "C-unwind" fn panics(
+    _: *mut c_void,
+    _: *const PitayaRequest,
+    _: *mut PitayaCall,
+) -> i32 {
+    panic!("a Rust callback panicked")
+}
+
+unsafe extern "C-unwind" fn echo(
+    _: *mut c_void,
+    request: *const PitayaRequest,
+    call: *mut PitayaCall,
+) -> i32 {
+    // SAFETY: the request is valid during the callback; the call is live.
+    unsafe {
+        let e = pitaya_call_respond(call, (*request).body, (*request).body_len);
+        assert!(e.is_null());
+    }
+    0
+}
+
+/// A server pointer that moves to a blocking thread.
+struct ServerPtr(*mut PitayaServer);
+// SAFETY: the ABI allows a server to be used from any thread.
+unsafe impl Send for ServerPtr {}
+
+/// Starts an `ffi` backend through the ABI with the misbehaving callbacks.
+fn start_ffi_backend(prefix: &str) -> ServerPtr {
+    let nats = std::ffi::CString::new(pitaya_test_services::shared_nats_url()).unwrap();
+    let etcd = std::ffi::CString::new(pitaya_test_services::shared_etcd_endpoint()).unwrap();
+    let prefix = std::ffi::CString::new(prefix).unwrap();
+    type Cb =
+        unsafe extern "C-unwind" fn(*mut c_void, *const PitayaRequest, *mut PitayaCall) -> i32;
+    let handlers: [(&std::ffi::CStr, Cb); 5] = [
+        (c"seven", returns_seven),
+        (c"nullreply", replies_null_with_a_length),
+        (c"badcode", fails_with_a_code_that_is_not_utf8),
+        (c"panics", panics),
+        (c"echo", echo),
+    ];
+    // SAFETY: valid C strings and callbacks that follow the ABI's contract.
+    unsafe {
+        let b = pitaya_builder_new(c"ffi".as_ptr(), false);
+        assert!(!b.is_null());
+        for (key, value) in [
+            (c"pitaya.cluster.sd.etcd.prefix", prefix.as_c_str()),
+            (c"pitaya.cluster.sd.etcd.endpoints", etcd.as_c_str()),
+            (c"pitaya.cluster.rpc.client.nats.connect", nats.as_c_str()),
+            (c"pitaya.cluster.rpc.server.nats.connect", nats.as_c_str()),
+        ] {
+            assert!(pitaya_builder_set(b, key.as_ptr(), value.as_ptr()).is_null());
+        }
+        for (method, cb) in handlers {
+            let e = pitaya_builder_handler(
+                b,
+                c"cb".as_ptr(),
+                method.as_ptr(),
+                PitayaKind::Request,
+                Some(cb),
+                std::ptr::null_mut(),
+            );
+            assert!(e.is_null());
+        }
+        let mut server = std::ptr::null_mut();
+        let e = pitaya_start(b, &mut server);
+        assert!(e.is_null(), "start: {}", std::ffi::CStr::from_ptr((*e).message).to_string_lossy());
+        ServerPtr(server)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_that_return_garbage_or_panic_get_error_replies_not_a_crash() {
+    let prefix = prefix("garbage");
+    let front = frontend(&prefix).await;
+    let p = prefix.clone();
+    let server = tokio::task::spawn_blocking(move || start_ffi_backend(&p)).await.unwrap();
+    let (client, _pushes) = connect(&front).await;
+    for (route, want) in [
+        ("ffi.cb.seven", r#"{"code":"PIT-500","msg":"handler callback returned 7"}"#),
+        (
+            "ffi.cb.nullreply",
+            r#"{"code":"PIT-500","msg":"invalid reply from the handler: reply data is NULL with length 5"}"#,
+        ),
+        (
+            "ffi.cb.badcode",
+            r#"{"code":"PIT-500","msg":"invalid error from the handler: code is not UTF-8"}"#,
+        ),
+        (
+            "ffi.cb.panics",
+            r#"{"code":"PIT-500","msg":"handler callback panicked: a Rust callback panicked"}"#,
+        ),
+    ] {
+        let e = routed(&client, route, b"x").await.expect_err(route);
+        assert_eq!(error_json(&e), want, "{route}");
+    }
+    // The server still serves, and a bad argument to the ABI is an error, not a crash.
+    let echoed = routed(&client, "ffi.cb.echo", b"still here").await.expect("echo");
+    assert_eq!(&echoed[..], b"still here");
+    // SAFETY: a live server; a NULL route is what this checks.
+    unsafe {
+        let mut reply = PitayaBuffer { data: std::ptr::null_mut(), len: 0 };
+        let e = pitaya_rpc(
+            server.0,
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            0,
+            &mut reply,
+        );
+        assert!(!e.is_null());
+        assert_eq!(std::ffi::CStr::from_ptr((*e).code).to_str().unwrap(), "PIT-400");
+        pitaya_error_free(e);
+    }
+    let stopped = tokio::task::spawn_blocking(move || {
+        let server = server;
+        // SAFETY: the server from `pitaya_start`, shut down once.
+        unsafe { pitaya_shutdown(server.0) }.is_null()
+    });
+    assert!(stopped.await.unwrap());
+    front.shutdown().await;
+}
