@@ -31,22 +31,28 @@ pub(crate) fn build(root: &Path, release: bool, header: bool) -> Result<()> {
         args.push("--release");
     }
     crate::cargo(&args)?;
-    compile_examples(root, if release { "release" } else { "debug" })
+    let built = target_dir(root).join(if release { "release" } else { "debug" });
+    compile_examples(root, &built)
 }
 
-/// Copies the libraries cargo built under `target/<profile>` to `target/ffi` and
-/// compiles the C example there.
-pub(crate) fn compile_examples(root: &Path, profile: &str) -> Result<()> {
-    let target = target_dir(root);
-    let out = target.join("ffi");
+/// Where `cargo test` leaves the pitaya-ffi libraries it builds for the crate's tests
+/// (it does not copy them up to `target/debug` as `cargo build` does).
+pub(crate) fn test_build_dir(root: &Path) -> PathBuf {
+    target_dir(root).join("debug").join("deps")
+}
+
+/// Copies the libraries cargo built into `built` to `target/ffi` and compiles the C
+/// example there.
+pub(crate) fn compile_examples(root: &Path, built: &Path) -> Result<()> {
+    let out = target_dir(root).join("ffi");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     for lib in ["libpitaya_ffi.so", "libpitaya_ffi.a"] {
-        let from = target.join(profile).join(lib);
+        let from = built.join(lib);
         // Through a new file and a rename: a running example keeps its old mapping
         // instead of failing with "text file busy".
         let tmp = out.join(format!("{lib}.tmp"));
         std::fs::copy(&from, &tmp).with_context(|| {
-            format!("copying {} (is pitaya-ffi built for {profile}?)", from.display())
+            format!("copying {} (is pitaya-ffi built?)", from.display())
         })?;
         std::fs::rename(&tmp, out.join(lib))?;
     }

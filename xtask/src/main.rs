@@ -97,7 +97,8 @@ fn test(no_lint: bool) -> Result<()> {
     // the pitaya-ffi library of this very build (crates/pitaya-ffi/tests run it); the
     // test run below then compiles nothing.
     cargo(&["test", "--workspace", "--all-features", "--no-run"])?;
-    ffi::compile_examples(&workspace_root()?, "debug")?;
+    let root = workspace_root()?;
+    ffi::compile_examples(&root, &ffi::test_build_dir(&root))?;
     let services = services::TestServices::start();
     let tests = run(cargo_command(&["test", "--workspace", "--all-features"]).envs(services.env()));
     drop(services);
