@@ -409,6 +409,70 @@ unsafe extern "C-unwind" fn echo(
     0
 }
 
+/// Binds the session to the uid in the body and sets its data, through the frontend.
+unsafe extern "C-unwind" fn remember(
+    _: *mut c_void,
+    request: *const PitayaRequest,
+    call: *mut PitayaCall,
+) -> i32 {
+    // SAFETY: the request is valid during the callback; the call is live.
+    unsafe {
+        let r = &*request;
+        let mut uid = std::slice::from_raw_parts(r.body, r.body_len).to_vec();
+        uid.push(0);
+        assert!(pitaya_call_bind(call, uid.as_ptr().cast()).is_null(), "bind");
+        let data = br#"{"level":3}"#;
+        assert!(pitaya_call_set_session_data(call, data.as_ptr(), data.len()).is_null(), "data");
+        assert!(pitaya_call_respond(call, b"ok".as_ptr(), 2).is_null());
+    }
+    0
+}
+
+/// Replies what the request says of its session: `uid data from-a-frontend`.
+unsafe extern "C-unwind" fn whoami(
+    _: *mut c_void,
+    request: *const PitayaRequest,
+    call: *mut PitayaCall,
+) -> i32 {
+    // SAFETY: the request and its strings are valid during the callback.
+    unsafe {
+        let r = &*request;
+        let uid = std::ffi::CStr::from_ptr(r.uid).to_string_lossy();
+        let front = std::ffi::CStr::from_ptr(r.frontend_id).to_string_lossy();
+        let data =
+            String::from_utf8_lossy(std::slice::from_raw_parts(r.session_data, r.session_data_len));
+        let text = format!("{uid} {data} {} {}", !front.is_empty(), r.session_id > 0);
+        assert!(pitaya_call_respond(call, text.as_ptr(), text.len()).is_null());
+    }
+    0
+}
+
+/// A remote that replies its argument reversed, from another thread.
+unsafe extern "C-unwind" fn reverse_later(
+    _: *mut c_void,
+    request: *const PitayaRequest,
+    call: *mut PitayaCall,
+) -> i32 {
+    // SAFETY: the request is valid during the callback; the body is copied out.
+    let (kind, mut body) = unsafe {
+        let r = &*request;
+        (r.kind, std::slice::from_raw_parts(r.body, r.body_len).to_vec())
+    };
+    assert_eq!(kind, PitayaKind::Remote);
+    body.reverse();
+    let call = CallPtr(call);
+    std::thread::spawn(move || {
+        let call = call;
+        // SAFETY: the call is live until answered, from any thread.
+        assert!(unsafe { pitaya_call_respond(call.0, body.as_ptr(), body.len()) }.is_null());
+    });
+    0
+}
+
+struct CallPtr(*mut PitayaCall);
+// SAFETY: the ABI lets a call be finished from any thread.
+unsafe impl Send for CallPtr {}
+
 /// A server pointer that moves to a blocking thread.
 struct ServerPtr(*mut PitayaServer);
 // SAFETY: the ABI allows a server to be used from any thread.
@@ -421,12 +485,14 @@ fn start_ffi_backend(prefix: &str) -> ServerPtr {
     let prefix = std::ffi::CString::new(prefix).unwrap();
     type Cb =
         unsafe extern "C-unwind" fn(*mut c_void, *const PitayaRequest, *mut PitayaCall) -> i32;
-    let handlers: [(&std::ffi::CStr, Cb); 5] = [
+    let handlers: [(&std::ffi::CStr, Cb); 7] = [
         (c"seven", returns_seven),
         (c"nullreply", replies_null_with_a_length),
         (c"badcode", fails_with_a_code_that_is_not_utf8),
         (c"panics", panics),
         (c"echo", echo),
+        (c"remember", remember),
+        (c"whoami", whoami),
     ];
     // SAFETY: valid C strings and callbacks that follow the ABI's contract.
     unsafe {
@@ -451,6 +517,14 @@ fn start_ffi_backend(prefix: &str) -> ServerPtr {
             );
             assert!(e.is_null());
         }
+        let e = pitaya_builder_remote(
+            b,
+            c"rcb".as_ptr(),
+            c"reverse".as_ptr(),
+            Some(reverse_later),
+            std::ptr::null_mut(),
+        );
+        assert!(e.is_null());
         let mut server = std::ptr::null_mut();
         let e = pitaya_start(b, &mut server);
         assert!(e.is_null(), "start: {}", std::ffi::CStr::from_ptr((*e).message).to_string_lossy());
@@ -507,5 +581,151 @@ async fn callbacks_that_return_garbage_or_panic_get_error_replies_not_a_crash() 
         unsafe { pitaya_shutdown(server.0) }.is_null()
     });
     assert!(stopped.await.unwrap());
+    front.shutdown().await;
+}
+
+/// `f` on a blocking thread with the server, so the ABI's blocking calls do not stall
+/// this test's runtime.
+async fn with_server<T: Send + 'static>(
+    server: &ServerPtr,
+    f: impl FnOnce(*mut PitayaServer) -> T + Send + 'static,
+) -> T {
+    let ptr = ServerPtr(server.0);
+    tokio::task::spawn_blocking(move || {
+        let ptr = ptr;
+        f(ptr.0)
+    })
+    .await
+    .unwrap()
+}
+
+/// The bytes of a buffer the library filled, freed.
+///
+/// # Safety
+/// `b` was filled by the library.
+unsafe fn take(mut b: PitayaBuffer) -> String {
+    // SAFETY: as the caller promises.
+    unsafe {
+        let text = if b.len == 0 {
+            String::new()
+        } else {
+            String::from_utf8_lossy(std::slice::from_raw_parts(b.data, b.len)).into_owned()
+        };
+        pitaya_buffer_free(&mut b);
+        text
+    }
+}
+
+const EMPTY: PitayaBuffer = PitayaBuffer { data: std::ptr::null_mut(), len: 0 };
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_remotes_groups_pushes_and_kicks_through_the_abi() {
+    let prefix = prefix("abi");
+    let front = frontend(&prefix).await;
+    let p = prefix.clone();
+    let server = tokio::task::spawn_blocking(move || start_ffi_backend(&p)).await.unwrap();
+    let (client, mut pushes) = connect(&front).await;
+
+    // Session: bound and given data by the backend, seen by the frontend and by the
+    // next request's callback.
+    let ok = routed(&client, "ffi.cb.remember", b"abi-user").await.expect("remember");
+    assert_eq!(&ok[..], b"ok");
+    let session = front.handle().sessions().by_uid("abi-user").expect("bound on the frontend");
+    assert_eq!(session.get::<i64>("level"), Some(3));
+    let who = routed(&client, "ffi.cb.whoami", b"").await.expect("whoami");
+    assert_eq!(String::from_utf8_lossy(&who), r#"abi-user {"level":3} true true"#);
+
+    // A remote registered through the ABI, answered from another thread.
+    let ctx = pitaya_core::Context::new();
+    let reply = front
+        .handle()
+        .rpc_raw(&ctx, None, "ffi.rcb.reverse", Some(Bytes::from_static(b"abc")))
+        .await
+        .expect("remote");
+    assert_eq!(&reply[..], b"cba");
+
+    // Pushes by uid and to a group, from a thread that is no callback.
+    let failed = with_server(&server, |s| {
+        let uids = [c"abi-user".as_ptr()];
+        let mut failed = EMPTY;
+        // SAFETY: a live server and valid arguments.
+        unsafe {
+            let e = pitaya_push_to_users(
+                s,
+                c"connector".as_ptr(),
+                c"onDirect".as_ptr(),
+                b"d".as_ptr(),
+                1,
+                uids.as_ptr(),
+                1,
+                &mut failed,
+            );
+            assert!(e.is_null());
+            take(failed)
+        }
+    })
+    .await;
+    // Over NATS a push to a uid is published whether anyone holds it or not (as in Go),
+    // so only a transport failure would be listed.
+    assert_eq!(failed, "[]");
+    let push = tokio::time::timeout(WAIT, pushes.recv()).await.expect("a push").expect("open");
+    assert_eq!((push.route.as_str(), &push.data[..]), ("onDirect", &b"d"[..]));
+
+    let members = with_server(&server, |s| {
+        // SAFETY: a live server and valid arguments.
+        unsafe {
+            assert!(pitaya_group_create(s, c"room1".as_ptr(), 0).is_null());
+            assert!(pitaya_group_add_member(s, c"room1".as_ptr(), c"abi-user".as_ptr()).is_null());
+            let again = pitaya_group_add_member(s, c"room1".as_ptr(), c"abi-user".as_ptr());
+            assert!(!again.is_null(), "a member twice is an error");
+            pitaya_error_free(again);
+            let mut members = EMPTY;
+            assert!(pitaya_group_members(s, c"room1".as_ptr(), &mut members).is_null());
+            let mut failed = EMPTY;
+            let e = pitaya_group_broadcast(
+                s,
+                c"connector".as_ptr(),
+                c"room1".as_ptr(),
+                c"onGroup".as_ptr(),
+                b"g".as_ptr(),
+                1,
+                &mut failed,
+            );
+            assert!(e.is_null());
+            assert_eq!(take(failed), "[]");
+            assert!(
+                pitaya_group_remove_member(s, c"room1".as_ptr(), c"abi-user".as_ptr()).is_null()
+            );
+            assert!(pitaya_group_delete(s, c"room1".as_ptr()).is_null());
+            take(members)
+        }
+    })
+    .await;
+    assert_eq!(members, r#"["abi-user"]"#);
+    let push = tokio::time::timeout(WAIT, pushes.recv()).await.expect("a push").expect("open");
+    assert_eq!((push.route.as_str(), &push.data[..]), ("onGroup", &b"g"[..]));
+
+    // A kick by uid closes the client's connection.
+    let failed = with_server(&server, |s| {
+        let uids = [c"abi-user".as_ptr()];
+        let mut failed = EMPTY;
+        // SAFETY: a live server and valid arguments.
+        unsafe {
+            assert!(
+                pitaya_kick_users(s, c"connector".as_ptr(), uids.as_ptr(), 1, &mut failed)
+                    .is_null()
+            );
+            take(failed)
+        }
+    })
+    .await;
+    assert_eq!(failed, "[]");
+    tokio::time::timeout(WAIT, client.closed()).await.expect("the kicked client is closed");
+
+    with_server(&server, |s| {
+        // SAFETY: the server from `pitaya_start`, shut down once.
+        assert!(unsafe { pitaya_shutdown(s) }.is_null());
+    })
+    .await;
     front.shutdown().await;
 }
