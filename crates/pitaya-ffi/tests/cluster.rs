@@ -51,30 +51,44 @@ fn prefix(test: &str) -> String {
     format!("ffi-{test}-{}/", std::process::id())
 }
 
-fn config(prefix: &str) -> pitaya_config::PitayaConfig {
+/// The cluster keys of a server under `prefix` on the shared etcd and NATS (gRPC on a
+/// free port, with etcd binding storage, for the gRPC tests).
+fn cluster_keys(prefix: &str) -> Vec<(&'static str, String)> {
     let nats = pitaya_test_services::shared_nats_url();
     let etcd = pitaya_test_services::shared_etcd_endpoint();
-    ConfigLoader::new()
-        .set("pitaya.cluster.sd.etcd.prefix", prefix)
-        .set("pitaya.cluster.sd.etcd.endpoints", etcd.as_str())
-        .set("pitaya.cluster.rpc.client.nats.connect", nats.as_str())
-        .set("pitaya.cluster.rpc.server.nats.connect", nats.as_str())
-        .load()
-        .expect("configuration")
+    vec![
+        ("pitaya.cluster.sd.etcd.prefix", prefix.to_owned()),
+        ("pitaya.cluster.sd.etcd.endpoints", etcd.clone()),
+        ("pitaya.cluster.rpc.client.nats.connect", nats.clone()),
+        ("pitaya.cluster.rpc.server.nats.connect", nats),
+        ("pitaya.cluster.rpc.server.grpc.port", "0".to_owned()),
+        ("pitaya.modules.bindingstorage.etcd.endpoints", etcd),
+        ("pitaya.modules.bindingstorage.etcd.prefix", prefix.to_owned()),
+    ]
+}
+
+fn config(prefix: &str) -> pitaya_config::PitayaConfig {
+    let mut loader = ConfigLoader::new();
+    for (key, value) in cluster_keys(prefix) {
+        loader = loader.set(key, value);
+    }
+    loader.load().expect("configuration")
 }
 
 /// A Rust frontend of type `connector` on a free loopback port.
 async fn frontend(prefix: &str) -> RunningApp {
-    Builder::new()
+    frontend_on(prefix, false).await
+}
+
+/// As [`frontend`], over etcd + gRPC when `grpc`.
+async fn frontend_on(prefix: &str, grpc: bool) -> RunningApp {
+    let b = Builder::new()
         .server_type("connector")
         .config(config(prefix))
         .tcp("127.0.0.1:0")
-        .etcd_nats_cluster()
-        .build()
-        .expect("build")
-        .start()
-        .await
-        .expect("start the frontend")
+        .metadata("grpcHost", "127.0.0.1");
+    let b = if grpc { b.etcd_grpc_cluster() } else { b.etcd_nats_cluster() };
+    b.build().expect("build").start().await.expect("start the frontend")
 }
 
 async fn connect(front: &RunningApp) -> (Client, Pushes) {
@@ -480,9 +494,15 @@ unsafe impl Send for ServerPtr {}
 
 /// Starts an `ffi` backend through the ABI with the misbehaving callbacks.
 fn start_ffi_backend(prefix: &str) -> ServerPtr {
-    let nats = std::ffi::CString::new(pitaya_test_services::shared_nats_url()).unwrap();
-    let etcd = std::ffi::CString::new(pitaya_test_services::shared_etcd_endpoint()).unwrap();
-    let prefix = std::ffi::CString::new(prefix).unwrap();
+    start_ffi_backend_on(prefix, false)
+}
+
+/// As [`start_ffi_backend`], over etcd + gRPC when `grpc`.
+fn start_ffi_backend_on(prefix: &str, grpc: bool) -> ServerPtr {
+    let keys: Vec<(std::ffi::CString, std::ffi::CString)> = cluster_keys(prefix)
+        .into_iter()
+        .map(|(k, v)| (std::ffi::CString::new(k).unwrap(), std::ffi::CString::new(v).unwrap()))
+        .collect();
     type Cb =
         unsafe extern "C-unwind" fn(*mut c_void, *const PitayaRequest, *mut PitayaCall) -> i32;
     let handlers: [(&std::ffi::CStr, Cb); 7] = [
@@ -498,13 +518,13 @@ fn start_ffi_backend(prefix: &str) -> ServerPtr {
     unsafe {
         let b = pitaya_builder_new(c"ffi".as_ptr(), false);
         assert!(!b.is_null());
-        for (key, value) in [
-            (c"pitaya.cluster.sd.etcd.prefix", prefix.as_c_str()),
-            (c"pitaya.cluster.sd.etcd.endpoints", etcd.as_c_str()),
-            (c"pitaya.cluster.rpc.client.nats.connect", nats.as_c_str()),
-            (c"pitaya.cluster.rpc.server.nats.connect", nats.as_c_str()),
-        ] {
+        for (key, value) in &keys {
             assert!(pitaya_builder_set(b, key.as_ptr(), value.as_ptr()).is_null());
+        }
+        if grpc {
+            assert!(pitaya_builder_transport(b, PitayaTransport::EtcdGrpc).is_null());
+            let e = pitaya_builder_metadata(b, c"grpcHost".as_ptr(), c"127.0.0.1".as_ptr());
+            assert!(e.is_null());
         }
         for (method, cb) in handlers {
             let e = pitaya_builder_handler(
@@ -722,6 +742,28 @@ async fn sessions_remotes_groups_pushes_and_kicks_through_the_abi() {
     assert_eq!(failed, "[]");
     tokio::time::timeout(WAIT, client.closed()).await.expect("the kicked client is closed");
 
+    with_server(&server, |s| {
+        // SAFETY: the server from `pitaya_start`, shut down once.
+        assert!(unsafe { pitaya_shutdown(s) }.is_null());
+    })
+    .await;
+    front.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_on_etcd_and_grpc_serves_forwarded_requests_and_binds() {
+    let prefix = prefix("grpc");
+    let front = frontend_on(&prefix, true).await;
+    let p = prefix.clone();
+    let server = tokio::task::spawn_blocking(move || start_ffi_backend_on(&p, true)).await.unwrap();
+    let (client, _pushes) = connect(&front).await;
+    let echoed = routed(&client, "ffi.cb.echo", b"over grpc").await.expect("echo");
+    assert_eq!(&echoed[..], b"over grpc");
+    let e = routed(&client, "ffi.cb.seven", b"").await.expect_err("seven");
+    assert_eq!(error_json(&e), r#"{"code":"PIT-500","msg":"handler callback returned 7"}"#);
+    let ok = routed(&client, "ffi.cb.remember", b"grpc-user").await.expect("remember");
+    assert_eq!(&ok[..], b"ok");
+    assert!(front.handle().sessions().by_uid("grpc-user").is_some(), "bound on the frontend");
     with_server(&server, |s| {
         // SAFETY: the server from `pitaya_start`, shut down once.
         assert!(unsafe { pitaya_shutdown(s) }.is_null());
