@@ -51,9 +51,8 @@ pub(crate) fn compile_examples(root: &Path, built: &Path) -> Result<()> {
         // Through a new file and a rename: a running example keeps its old mapping
         // instead of failing with "text file busy".
         let tmp = out.join(format!("{lib}.tmp"));
-        std::fs::copy(&from, &tmp).with_context(|| {
-            format!("copying {} (is pitaya-ffi built?)", from.display())
-        })?;
+        std::fs::copy(&from, &tmp)
+            .with_context(|| format!("copying {} (is pitaya-ffi built?)", from.display()))?;
         std::fs::rename(&tmp, out.join(lib))?;
     }
     let exe = out.join("echo_backend");
