@@ -124,3 +124,46 @@ impl Visit for Text {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    static SEEN: Mutex<Vec<(i32, String, String)>> = Mutex::new(Vec::new());
+
+    unsafe extern "C-unwind" fn collect(
+        _: *mut c_void,
+        level: i32,
+        target: *const c_char,
+        message: *const c_char,
+    ) {
+        // SAFETY: both strings are valid during the call, as the contract says.
+        let (target, message) = unsafe {
+            (
+                std::ffi::CStr::from_ptr(target).to_string_lossy().into_owned(),
+                std::ffi::CStr::from_ptr(message).to_string_lossy().into_owned(),
+            )
+        };
+        SEEN.lock().unwrap().push((level, target, message));
+    }
+
+    #[test]
+    fn events_up_to_the_level_reach_the_callback_until_it_is_removed() {
+        // SAFETY: `collect` follows the log callback's contract.
+        unsafe { pitaya_set_log_callback(Some(collect), std::ptr::null_mut(), 2) };
+        tracing::warn!(answer = 42, "hello");
+        tracing::info!("too verbose for level 2");
+        // SAFETY: NULL turns logging off.
+        unsafe { pitaya_set_log_callback(None, std::ptr::null_mut(), 5) };
+        tracing::error!("after removal");
+        let seen = SEEN.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let (level, target, message) = &seen[0];
+        assert_eq!(
+            (*level, target.as_str(), message.as_str()),
+            (2, "pitaya_ffi::log::tests", "hello answer=42")
+        );
+    }
+}

@@ -483,6 +483,25 @@ unsafe extern "C-unwind" fn reverse_later(
     0
 }
 
+/// Bodies the notify handler received.
+static NOTED: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// A notify handler: records the body, then finishes the call (its answer is dropped).
+unsafe extern "C-unwind" fn note(
+    _: *mut c_void,
+    request: *const PitayaRequest,
+    call: *mut PitayaCall,
+) -> i32 {
+    // SAFETY: the request is valid during the callback; the call is live.
+    unsafe {
+        let r = &*request;
+        assert_eq!(r.kind, PitayaKind::Notify);
+        NOTED.lock().unwrap().push(std::slice::from_raw_parts(r.body, r.body_len).to_vec());
+        assert!(pitaya_call_respond(call, std::ptr::null(), 0).is_null());
+    }
+    0
+}
+
 struct CallPtr(*mut PitayaCall);
 // SAFETY: the ABI lets a call be finished from any thread.
 unsafe impl Send for CallPtr {}
@@ -537,6 +556,15 @@ fn start_ffi_backend_on(prefix: &str, grpc: bool) -> ServerPtr {
             );
             assert!(e.is_null());
         }
+        let e = pitaya_builder_handler(
+            b,
+            c"cb".as_ptr(),
+            c"note".as_ptr(),
+            PitayaKind::Notify,
+            Some(note),
+            std::ptr::null_mut(),
+        );
+        assert!(e.is_null());
         let e = pitaya_builder_remote(
             b,
             c"rcb".as_ptr(),
@@ -654,6 +682,14 @@ async fn sessions_remotes_groups_pushes_and_kicks_through_the_abi() {
     assert_eq!(session.get::<i64>("level"), Some(3));
     let who = routed(&client, "ffi.cb.whoami", b"").await.expect("whoami");
     assert_eq!(String::from_utf8_lossy(&who), r#"abi-user {"level":3} true true"#);
+
+    // A notify reaches its callback; the client gets nothing back.
+    client.notify("ffi.cb.note", Bytes::from_static(b"noted")).await.expect("notify");
+    let deadline = Instant::now() + WAIT;
+    while NOTED.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*NOTED.lock().unwrap(), [b"noted".to_vec()]);
 
     // A remote registered through the ABI, answered from another thread.
     let ctx = pitaya_core::Context::new();
