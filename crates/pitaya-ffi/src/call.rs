@@ -142,19 +142,27 @@ impl Callback {
             session: incoming.session.clone(),
             runtime: Handle::current(),
         });
-        let ours = shared.clone();
-        let ran = tokio::task::spawn_blocking(move || self.call(&incoming, shared)).await;
-        let failure = match ran {
-            Ok(Ok(0)) => None,
-            Ok(Ok(code)) => Some(Error::internal(format!("handler callback returned {code}"))),
-            Ok(Err(panic)) => Some(Error::internal(format!("handler callback panicked: {panic}"))),
-            Err(join) => Some(Error::internal(format!("handler callback did not run: {join}"))),
-        };
-        if let Some(error) = failure {
-            tracing::warn!(code = error.code(), message = error.message(), "ffi callback failed");
+        // The failure handling runs on the callback thread right after the callback,
+        // not in this future: a handler future dropped meanwhile (its client gone) must
+        // not leave a given-up call allocated.
+        let ran = tokio::task::spawn_blocking(move || {
+            let failure = match self.call(&incoming, shared.clone()) {
+                Ok(0) => return,
+                Ok(code) => Error::internal(format!("handler callback returned {code}")),
+                Err(panic) => Error::internal(format!("handler callback panicked: {panic}")),
+            };
+            tracing::warn!(
+                code = failure.code(),
+                message = failure.message(),
+                "ffi callback failed"
+            );
             // The callback gave the call up: answer and free it unless it was finished.
-            ours.answer(Err(error));
-            ours.release();
+            shared.answer(Err(failure));
+            shared.release();
+        })
+        .await;
+        if let Err(e) = ran {
+            return Err(Error::internal(format!("handler callback did not run: {e}")));
         }
         rx.await.unwrap_or_else(|_| Err(Error::internal("the call was dropped without an answer")))
     }
