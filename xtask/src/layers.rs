@@ -105,7 +105,7 @@ pub(crate) const LAYERS: &[Layer] = &[
         name: "bindings and tools",
         reason: "programs and foreign-language bindings (the FFI crate goes here) built on \
                  the runtime crates or the client, never on the facade",
-        crates: &["pitaya-cli", "pitaya-bot"],
+        crates: &["pitaya-cli", "pitaya-bot", "pitaya-ffi"],
         never: &["pitaya"],
         siblings: false,
     },

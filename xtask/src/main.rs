@@ -4,13 +4,17 @@
 //! workspace crate.
 //!
 //! - `cargo xtask test`: installs the programs the tests need when missing (nats-server,
-//!   etcd, etcdctl, redis-server, protoc, chromium, node, npm, with apt-get), then
+//!   etcd, etcdctl, redis-server, protoc, chromium, node, npm, gcc, python3, with
+//!   apt-get; cbindgen with cargo install), then
 //!   formatting, lints, the dependency-layering check (the layer table of `layers.rs`
 //!   and the sans-IO crates), `npm ci` in clients/js, every test
 //!   (against a nats-server, etcd and redis-server it starts on free loopback ports and
 //!   exports as `PITAYA_TEST_*`, see
 //!   `pitaya-test-services`), docs, and `cargo deny` when it is installed. This is what CI
 //!   runs (`.ci/run`).
+//! - `cargo xtask build-ffi [--release] [--header]`: the C ABI's library and its C
+//!   example in `target/ffi` (see `ffi.rs`); `cargo xtask test` builds them too, and
+//!   runs the C and Python examples in pitaya-ffi's tests.
 //! - `cargo xtask bench`: Criterion benches, callgrind instruction counts, then load on
 //!   the echo example against a hand-written baseline server; each case is printed
 //!   against a baseline measured in the same run.
@@ -23,6 +27,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod ffi;
 mod layers;
 mod services;
 
@@ -43,6 +48,15 @@ enum Cmd {
     },
     /// Run the benchmarks and print figures against their baselines.
     Bench(bench::Sections),
+    /// Build the C ABI (crates/pitaya-ffi) and its C example into target/ffi.
+    BuildFfi {
+        /// Build the library in release mode (default: debug).
+        #[arg(long)]
+        release: bool,
+        /// Regenerate crates/pitaya-ffi/include/pitaya.h with cbindgen first.
+        #[arg(long)]
+        header: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -52,6 +66,7 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Test { no_lint } => test(no_lint),
         Cmd::Bench(sections) => bench::run(&root, sections),
+        Cmd::BuildFfi { release, header } => ffi::build(&root, release, header),
     }
 }
 
@@ -60,6 +75,8 @@ fn test(no_lint: bool) -> Result<()> {
     report_disk_space("before the build");
     // First: clippy builds etcd-client, whose build script runs protoc.
     services::ensure_tools()?;
+    // The header check (crates/pitaya-ffi/tests/header.rs) runs cbindgen.
+    ffi::ensure_cbindgen()?;
     if !no_lint {
         cargo(&["fmt", "--all", "--", "--check"])?;
         cargo(&[
@@ -76,6 +93,12 @@ fn test(no_lint: bool) -> Result<()> {
     // The JS client's node tests and the chat page's browser test (examples/tests) run
     // with its devDependencies (ws, playwright-core), pinned by its package-lock.json.
     run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir("clients/js"))?;
+    // Everything the tests need is built first, so the C example can be linked against
+    // the pitaya-ffi library of this very build (crates/pitaya-ffi/tests run it); the
+    // test run below then compiles nothing.
+    cargo(&["test", "--workspace", "--all-features", "--no-run"])?;
+    let root = workspace_root()?;
+    ffi::compile_examples(&root, &ffi::test_build_dir(&root))?;
     let services = services::TestServices::start();
     let tests = run(cargo_command(&["test", "--workspace", "--all-features"]).envs(services.env()));
     drop(services);

@@ -9,13 +9,24 @@ use anyhow::{Result, bail};
 use pitaya_test_services::{ETCD_ENDPOINTS_ENV, Etcd, NATS_URL_ENV, Nats, REDIS_URL_ENV, Redis};
 
 /// Programs the tests and the build need: the three services, etcd's client, `protoc`
-/// for etcd-client's build script (which clippy runs too), and node, npm and Chromium for
-/// the JS client's tests and the chat page's browser test (examples/tests).
-const TOOLS: [&str; 8] =
-    ["nats-server", "etcd", "etcdctl", "redis-server", "protoc", "chromium", "node", "npm"];
+/// for etcd-client's build script (which clippy runs too), node, npm and Chromium for
+/// the JS client's tests and the chat page's browser test (examples/tests), and gcc and
+/// python3 for the C ABI's examples (examples/ffi).
+const TOOLS: [&str; 10] = [
+    "nats-server",
+    "etcd",
+    "etcdctl",
+    "redis-server",
+    "protoc",
+    "chromium",
+    "node",
+    "npm",
+    "gcc",
+    "python3",
+];
 
 /// The Debian packages that provide [`TOOLS`], in the same order.
-const PACKAGES: [&str; 8] = [
+const PACKAGES: [&str; 10] = [
     "nats-server",
     "etcd-server",
     "etcd-client",
@@ -24,6 +35,8 @@ const PACKAGES: [&str; 8] = [
     "chromium",
     "nodejs",
     "npm",
+    "gcc",
+    "python3",
 ];
 
 /// Searched after `PATH`: Debian installs nats-server in /usr/sbin, which is not on a
@@ -36,10 +49,20 @@ const EXTRA_DIRS: [&str; 2] = ["/usr/sbin", "/usr/local/sbin"];
 /// Only the missing tools' packages: a node from another source (NodeSource's `nodejs`
 /// bundles npm) must not meet Debian's `npm`, which would pull Debian's older nodejs.
 pub(crate) fn ensure_tools() -> Result<()> {
-    let (missing, packages): (Vec<&str>, Vec<&str>) =
-        TOOLS.into_iter().zip(PACKAGES).filter(|(tool, _)| find(tool).is_none()).unzip();
+    ensure(&TOOLS, &PACKAGES)
+}
+
+/// Installs the packages of the `tools` that are missing (`packages[i]` provides
+/// `tools[i]`) with apt-get.
+pub(crate) fn ensure(tools: &[&str], packages: &[&str]) -> Result<()> {
+    let (missing, packages): (Vec<&str>, Vec<&str>) = tools
+        .iter()
+        .zip(packages)
+        .filter(|(tool, _)| find(tool).is_none())
+        .map(|(t, p)| (*t, *p))
+        .unzip();
     if missing.is_empty() {
-        eprintln!("xtask: found {}", TOOLS.join(", "));
+        eprintln!("xtask: found {}", tools.join(", "));
         return Ok(());
     }
     eprintln!(
@@ -49,7 +72,7 @@ pub(crate) fn ensure_tools() -> Result<()> {
     );
     apt_get(&["update"])?;
     apt_get(&["install", "-y"].into_iter().chain(packages).collect::<Vec<_>>())?;
-    let still: Vec<&str> = TOOLS.into_iter().filter(|tool| find(tool).is_none()).collect();
+    let still: Vec<&str> = tools.iter().copied().filter(|tool| find(tool).is_none()).collect();
     if !still.is_empty() {
         bail!("still missing after apt-get install: {}", still.join(", "));
     }

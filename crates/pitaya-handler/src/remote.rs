@@ -35,6 +35,7 @@ trait ErasedRemote: Send + Sync + 'static {
 
 struct WithArg<F, A>(F, std::marker::PhantomData<fn(A)>);
 struct NoArg<F>(F);
+struct Raw<F>(F);
 
 impl<F, A, R, Fut> ErasedRemote for WithArg<F, A>
 where
@@ -71,6 +72,20 @@ where
     fn call(&self, req: RemoteRequest, _: Bytes) -> BoxFuture<'static, Result<Bytes, Error>> {
         let fut = (self.0)(req);
         Box::pin(async move { fut.await.map(|r| Bytes::from(r.encode_to_vec())) })
+    }
+}
+
+impl<F, Fut> ErasedRemote for Raw<F>
+where
+    F: Fn(RemoteRequest, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Bytes, Error>> + Send + 'static,
+{
+    fn signature(&self) -> Signature {
+        Signature::of::<Bytes, Bytes>(crate::HandlerKind::Request)
+    }
+
+    fn call(&self, req: RemoteRequest, data: Bytes) -> BoxFuture<'static, Result<Bytes, Error>> {
+        Box::pin((self.0)(req, data))
     }
 }
 
@@ -127,6 +142,17 @@ impl RemoteComponent {
         Fut: Future<Output = Result<R, Error>> + Send + 'static,
     {
         self.add(method, Arc::new(NoArg(f)))
+    }
+
+    /// Registers a method that gets the argument's bytes as sent and whose reply bytes
+    /// are sent as they are: for callers that are not Rust (the FFI crate), whose
+    /// messages prost does not know. Peers still expect protobuf on both sides.
+    pub fn remote_raw<F, Fut>(self, method: &str, f: F) -> Self
+    where
+        F: Fn(RemoteRequest, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, Error>> + Send + 'static,
+    {
+        self.add(method, Arc::new(Raw(f)))
     }
 
     fn add(mut self, method: &str, remote: Arc<dyn ErasedRemote>) -> Self {
@@ -245,6 +271,9 @@ mod tests {
             .remote_no_args("None", |_r| async {
                 Ok(TestResponse { code: 200, msg: "got nothing".into() })
             })
+            .remote_raw("Raw", |_r, data: Bytes| async move {
+                Ok(Bytes::from([&b"raw "[..], &data].concat()))
+            })
             .remote("Fail", |_r, _a: TestRequest| async {
                 Err::<TestResponse, _>(
                     Error::new("PIT-433", "test error").with_metadata("some", "meta"),
@@ -261,6 +290,8 @@ mod tests {
         assert_eq!(&out[..], b"\x08\xc8\x01\x12\x05got x");
         let out = r.call("svc.none", RemoteRequest::default(), Bytes::new()).await.unwrap();
         assert_eq!(TestResponse::decode(out).unwrap().msg, "got nothing");
+        let out = r.call("svc.raw", RemoteRequest::default(), Bytes::from_static(b"\xff")).await;
+        assert_eq!(&out.unwrap()[..], b"raw \xff");
     }
 
     #[tokio::test]
