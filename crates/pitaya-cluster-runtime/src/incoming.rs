@@ -200,7 +200,8 @@ impl ClusterRuntime {
             answer,
         ));
         let session = self.pool.create_detached(entity, Some(remote.uid.as_str()));
-        if !remote.data.is_empty() {
+        // `{}` (what a frontend sends for no data) leaves the new session as it is.
+        if !remote.data.is_empty() && remote.data[..] != *b"{}" {
             if let Err(e) = session.set_encoded_data(&remote.data) {
                 tracing::warn!(error = %e, "forwarded session data is not a JSON object; ignored");
             }

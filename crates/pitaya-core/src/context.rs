@@ -120,12 +120,14 @@ impl Context {
     pub fn decode_bytes(bytes: Bytes) -> Result<Self, serde_json::Error> {
         // Checks the whole document without building anything; the entries are read in
         // place when asked for.
-        if !serde_json::from_slice::<raw::ObjectOrNull>(&bytes)?.0 {
-            return Ok(Self::new());
-        }
-        Ok(Self(match Encoded::new(bytes.clone()) {
-            Some(encoded) => Repr::Encoded(encoded),
-            None => Repr::Map(parse(&bytes)),
+        let Some(indexed) = raw::check_and_index(&bytes)? else { return Ok(Self::new()) };
+        let closing = raw::closing_brace(&bytes);
+        Ok(Self(match (indexed, closing) {
+            (Some(entries), Some(closing)) => {
+                Repr::Encoded(Encoded { bytes, entries, closing, parsed: OnceLock::new() })
+            }
+            // An escaped key: rare enough to be parsed whole.
+            _ => Repr::Map(parse(&bytes)),
         }))
     }
 
@@ -414,6 +416,28 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Whatever a peer sends: refused, or read in place as serde_json reads it whole.
+        #[test]
+        fn any_metadata_is_refused_or_read_like_serde_json(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            text in "[ {}\\[\\]\":,a-c0-9\\\\.e+-]{0,40}",
+        ) {
+            for input in [&bytes[..], text.as_bytes()] {
+                let whole = serde_json::from_slice::<Option<Map<String, Value>>>(input);
+                match Context::decode(input) {
+                    Err(_) => proptest::prop_assert!(whole.is_err()),
+                    Ok(c) => {
+                        let whole = whole.unwrap().unwrap_or_default();
+                        for (k, v) in &whole {
+                            proptest::prop_assert_eq!(c.get_str(k), v.as_str());
+                            proptest::prop_assert!(c.contains(k));
+                        }
+                        proptest::prop_assert_eq!(c.as_map(), &whole);
+                    }
+                }
+            }
+        }
+
         /// Read in place and extended in place, an encoded context answers as its map
         /// does and encodes to the same bytes.
         #[test]

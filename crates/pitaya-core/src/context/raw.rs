@@ -1,57 +1,99 @@
 //! Reading and extending an encoded context in place: the top-level entries of a JSON
 //! object that serde_json has already found well formed.
 //!
-//! Nothing here checks the grammar: [`ObjectOrNull`] does that once, when the bytes come
-//! in. Reading stays within bounds on any input all the same (a malformed document gives
+//! Only [`check_and_index`] checks the grammar (serde_json does), once, when the bytes
+//! come in; the rest reads bytes so checked, or written here. Reading stays within bounds on any input all the same (a malformed document gives
 //! fewer entries, never a panic).
 
 use std::ops::Range;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-/// Deserializes a JSON object (`true`) or `null` (`false`) without building anything;
-/// any other document is an error.
-pub(super) struct ObjectOrNull(pub(super) bool);
+/// Checks that a document is a JSON object or `null` and, for an object, finds where its
+/// entries are in the same pass (serde_json checks, nothing is built): `Ok(None)` for `null`; an object with an escaped key
+/// comes back without an index (`Some(None)`), to be parsed instead.
+pub(super) fn check_and_index(
+    bytes: &[u8],
+) -> Result<Option<Option<Vec<Entry>>>, serde_json::Error> {
+    struct V<'b>(&'b [u8]);
+    impl<'de> Visitor<'de> for V<'_> {
+        type Value = Option<Option<Vec<Entry>>>;
 
-impl<'de> Deserialize<'de> for ObjectOrNull {
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object or null")
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let base = self.0.as_ptr() as usize;
+            let offset = |s: &str| (s.as_ptr() as usize).wrapping_sub(base);
+            let mut entries = Some(Vec::with_capacity(12));
+            while let Some(key) = map.next_key::<BorrowedKey<'de>>()? {
+                let value: &'de serde_json::value::RawValue = map.next_value()?;
+                match (key.0, entries.as_mut()) {
+                    (Some(key), Some(found)) => {
+                        let key_start = offset(key);
+                        let value_start = offset(value.get());
+                        found.push(Entry {
+                            start: key_start.wrapping_sub(1),
+                            key: key_start..key_start + key.len(),
+                            key_escaped: false,
+                            value: value_start..value_start + value.get().len(),
+                        });
+                    }
+                    _ => entries = None,
+                }
+            }
+            Ok(Some(entries))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let indexed = de::Deserializer::deserialize_option(&mut de, V(bytes))?;
+    de.end()?;
+    Ok(indexed)
+}
+
+/// A key as written, when it has no escape sequence (`None` otherwise).
+struct BorrowedKey<'de>(Option<&'de str>);
+
+impl<'de> Deserialize<'de> for BorrowedKey<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ObjectOrNull;
+        struct K;
+        impl<'de> Visitor<'de> for K {
+            type Value = BorrowedKey<'de>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object or null")
+                f.write_str("a string key")
             }
 
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(ObjectOrNull(false))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedKey(Some(v)))
             }
 
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(ObjectOrNull(false))
-            }
-
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_map(V)
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<KeyOnly, IgnoredAny>()?.is_some() {}
-                Ok(ObjectOrNull(true))
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedKey(None))
             }
         }
-        deserializer.deserialize_option(V)
+        deserializer.deserialize_str(K)
     }
 }
 
-/// A key, checked to be a string and otherwise ignored.
-struct KeyOnly;
-
-impl<'de> Deserialize<'de> for KeyOnly {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_ignored_any(IgnoredAny).map(|_| KeyOnly)
-    }
+/// Where the closing brace of a checked object is: its last byte but whitespace.
+pub(super) fn closing_brace(bytes: &[u8]) -> Option<usize> {
+    let at = bytes.iter().rposition(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))?;
+    (bytes.get(at) == Some(&b'}')).then_some(at)
 }
 
 /// One top-level entry: byte ranges into the object.
@@ -90,19 +132,16 @@ impl Entry {
             .is_some_and(|decoded| decoded == key)
     }
 
-    /// The key, decoded.
-    fn key<'a>(&self, bytes: &'a [u8]) -> std::borrow::Cow<'a, str> {
+    /// Whether this entry's key sorts after `key` (byte order, as Go and serde_json sort).
+    fn key_after(&self, bytes: &[u8], key: &str) -> bool {
         let written = bytes.get(self.key.clone()).unwrap_or_default();
         if !self.key_escaped {
-            if let Ok(s) = std::str::from_utf8(written) {
-                return s.into();
-            }
+            return written > key.as_bytes();
         }
         bytes
             .get(self.start..self.key.end + 1)
             .and_then(|quoted| serde_json::from_slice::<String>(quoted).ok())
-            .unwrap_or_default()
-            .into()
+            .is_some_and(|decoded| *decoded > *key)
     }
 
     /// The value as a string.
@@ -235,6 +274,16 @@ fn value_end(b: &[u8], at: usize) -> Option<usize> {
 
 /// Writes `s` as a JSON string the way Go does.
 pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Ids, routes and keys rarely hold anything Go escapes: those are copied as they are.
+    let plain =
+        s.bytes().all(|c| c >= 0x20 && !matches!(c, b'"' | b'\\' | b'<' | b'>' | b'&' | 0xE2));
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // A string always encodes.
     match pitaya_serialize::gojson::to_vec(s) {
         Ok(quoted) => out.extend_from_slice(&quoted),
@@ -242,8 +291,17 @@ pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Writes `value` the way Go does; `None` for what JSON cannot hold.
+fn write_value(out: &mut Vec<u8>, value: &Value) -> Option<()> {
+    match value {
+        Value::String(s) => write_str(out, s),
+        other => out.extend_from_slice(&pitaya_serialize::gojson::to_vec(other).ok()?),
+    }
+    Some(())
+}
+
 /// The entries of an object and where its closing brace is; `None` if it could not be
-/// read to its end (never for bytes checked by [`ObjectOrNull`]).
+/// read to its end (never for bytes checked by [`check_and_index`]).
 pub(super) fn index(bytes: &[u8]) -> Option<(Vec<Entry>, usize)> {
     let mut entries = Entries::new(bytes);
     let found: Vec<Entry> = entries.by_ref().collect();
@@ -260,10 +318,9 @@ pub(super) fn with_entry(
     key: &str,
     value: &Value,
 ) -> Option<(Vec<u8>, Vec<Entry>, usize)> {
-    let before = entries.iter().position(|e| *e.key(bytes) > *key);
-    let encoded = pitaya_serialize::gojson::to_vec(value).ok()?;
+    let before = entries.iter().position(|e| e.key_after(bytes, key));
     let at = before.map_or(closing, |i| entries[i].start);
-    let mut out = Vec::with_capacity(bytes.len() + key.len() + encoded.len() + 8);
+    let mut out = Vec::with_capacity(bytes.len() + key.len() + 80);
     out.extend_from_slice(bytes.get(..at)?);
     if before.is_none() && !entries.is_empty() {
         out.push(b',');
@@ -273,7 +330,7 @@ pub(super) fn with_entry(
     let key_end = out.len();
     out.push(b':');
     let value_start = out.len();
-    out.extend_from_slice(&encoded);
+    write_value(&mut out, value)?;
     let value_end = out.len();
     if before.is_some() {
         out.push(b',');
