@@ -5,8 +5,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{Subject, Subscriber};
@@ -60,53 +60,78 @@ struct Accepted {
 /// every request.
 type SessionKey = u64;
 
+/// How many of its session's messages one handler task serves in a row before it hands
+/// the session back to the request loop (whose ready queue other sessions may be waiting
+/// in for a handler slot).
+const IN_A_ROW: usize = 16;
+
 /// The queues of the request loop.
 #[derive(Default)]
 struct Queues {
     /// Requests free to start, in arrival order.
     ready: VecDeque<Accepted>,
-    /// Per session with a message waiting in `ready` or running: its later messages, in
-    /// arrival order. A session's next message becomes ready when the one before it ends,
-    /// so one session's messages run one at a time and never hold more than one handler
-    /// slot, while other sessions' messages run beside them.
-    behind: HashMap<SessionKey, VecDeque<Accepted>, foldhash::fast::RandomState>,
-    /// How many requests `behind` holds.
-    behind_len: usize,
+    /// Shared with the handler tasks: see [`Behind`].
+    behind: Arc<Mutex<Behind>>,
+}
+
+/// Per session with a message waiting in `ready` or being served: its later messages,
+/// in arrival order. The task serving a session's message takes the session's next one
+/// itself when it is done (up to [`IN_A_ROW`]), so one session's messages run one at a
+/// time, hold one handler slot, and follow each other without a trip through the request
+/// loop and a new task, while other sessions' messages run beside them.
+#[derive(Default)]
+struct Behind {
+    queues: HashMap<SessionKey, VecDeque<Accepted>, foldhash::fast::RandomState>,
+    /// How many requests `queues` holds.
+    len: usize,
+}
+
+impl Behind {
+    /// The next message of `key`, or `None` after forgetting the session when it has none.
+    fn next(&mut self, key: SessionKey) -> Option<Accepted> {
+        let next = self.queues.get_mut(&key).and_then(VecDeque::pop_front);
+        match next {
+            Some(_) => self.len -= 1,
+            None => {
+                self.queues.remove(&key);
+            }
+        }
+        next
+    }
+}
+
+fn lock(behind: &Mutex<Behind>) -> std::sync::MutexGuard<'_, Behind> {
+    behind.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Queues {
     fn len(&self) -> usize {
-        self.ready.len() + self.behind_len
+        self.ready.len() + lock(&self.behind).len
     }
 
     fn push(&mut self, accepted: Accepted) {
-        match &accepted.session {
-            Some(key) => match self.behind.get_mut(key) {
-                Some(waiting) => {
-                    waiting.push_back(accepted);
-                    self.behind_len += 1;
-                }
-                None => {
-                    self.behind.insert(*key, VecDeque::new());
-                    self.ready.push_back(accepted);
-                }
-            },
-            None => self.ready.push_back(accepted),
+        let Some(key) = accepted.session else {
+            self.ready.push_back(accepted);
+            return;
+        };
+        let mut behind = lock(&self.behind);
+        if let Some(waiting) = behind.queues.get_mut(&key) {
+            waiting.push_back(accepted);
+            behind.len += 1;
+        } else {
+            behind.queues.insert(key, VecDeque::new());
+            drop(behind);
+            self.ready.push_back(accepted);
         }
     }
 
-    /// The handler of a message of `session` ended: its next message becomes ready.
+    /// A handler task handed `session` back with messages still waiting: the next one
+    /// becomes ready.
     fn ended(&mut self, session: Option<SessionKey>) {
         let Some(key) = session else { return };
-        let next = self.behind.get_mut(&key).and_then(VecDeque::pop_front);
-        match next {
-            Some(next) => {
-                self.behind_len -= 1;
-                self.ready.push_back(next);
-            }
-            None => {
-                self.behind.remove(&key);
-            }
+        let next = lock(&self.behind).next(key);
+        if let Some(next) = next {
+            self.ready.push_back(next);
         }
     }
 }
@@ -227,17 +252,39 @@ impl Dispatch {
     fn fill(&self, queue: &mut Queues, running: &mut JoinSet<Option<SessionKey>>) {
         while running.len() < self.services {
             let Some(accepted) = queue.ready.pop_front() else { break };
-            let session = accepted.session;
-            let serve = serve_one(self.handler.clone(), self.client.clone(), accepted);
-            running.spawn(async move {
-                // The session's next message waits for this one to end, even by a panic.
-                if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
-                    tracing::error!("rpc server: request handler panicked; no reply sent");
-                }
-                session
-            });
+            let (handler, client) = (self.handler.clone(), self.client.clone());
+            let behind = queue.behind.clone();
+            running.spawn(serve_session(handler, client, behind, accepted));
         }
     }
+}
+
+/// Serves `first`, then, for a client session's message, the session's next messages as
+/// they are there, up to [`IN_A_ROW`] in all. Returns the session when it stopped with
+/// messages still waiting, for the request loop to go on with.
+async fn serve_session(
+    handler: Arc<dyn RpcHandler>,
+    client: async_nats::Client,
+    behind: Arc<Mutex<Behind>>,
+    first: Accepted,
+) -> Option<SessionKey> {
+    let session = first.session;
+    let mut next = Some(first);
+    for _ in 0..IN_A_ROW {
+        let accepted = next.take()?;
+        let serve = serve_one(handler.clone(), client.clone(), accepted);
+        // The session's next message waits for this one to end, even by a panic.
+        if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
+            tracing::error!("rpc server: request handler panicked; no reply sent");
+        }
+        next = lock(&behind).next(session?);
+    }
+    // Its turn is over: the message taken goes back to the front of its queue.
+    let (key, waiting) = (session?, next?);
+    let mut behind = lock(&behind);
+    behind.queues.entry(key).or_default().push_front(waiting);
+    behind.len += 1;
+    Some(key)
 }
 
 async fn serve_one(handler: Arc<dyn RpcHandler>, client: async_nats::Client, accepted: Accepted) {

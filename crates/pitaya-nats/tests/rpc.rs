@@ -338,3 +338,48 @@ async fn stop_leaves_no_task_behind() {
     })
     .await;
 }
+
+/// A client session's forwarded messages start in arrival order, one at a time, across
+/// the turns a handler task takes with one session (more than 16 in a row go back
+/// through the request loop), while another session's run beside them; each is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_messages_start_in_order_across_turns() {
+    use pitaya_cluster::protos::Session;
+    let url = pitaya_test_services::shared_nats_url();
+    let mut backend = start_server(&server_config(&url, 2, 1000), &unique("game"), false).await;
+    let raw = raw(&url).await;
+    let inbox = raw.new_inbox();
+    let mut replies = raw.subscribe(inbox.clone()).await.unwrap();
+    raw.flush().await.unwrap();
+    let subject = server_subject(&backend.me.server_type, &backend.me.id);
+    const EACH: usize = 100;
+    for i in 0..EACH {
+        for session in [7, 8] {
+            let req = Request {
+                r#type: 0,
+                session: Some(Session { id: session, ..Session::default() }),
+                frontend_id: "f1".to_owned(),
+                metadata: Bytes::from_static(b"{}"),
+                ..request("g.svc.echo", i.to_string().as_bytes())
+            };
+            let payload = Bytes::from(req.encode_to_vec());
+            raw.publish_with_reply(subject.clone(), inbox.clone(), payload).await.unwrap();
+        }
+    }
+    raw.flush().await.unwrap();
+    let mut next = [0usize; 2];
+    for _ in 0..2 * EACH {
+        let Seen::Request(seen) = next_seen(&mut backend.seen).await else {
+            panic!("not a request")
+        };
+        let slot = usize::from(seen.session.unwrap().id == 8);
+        let data = seen.msg.unwrap().data;
+        assert_eq!(&data[..], next[slot].to_string().as_bytes(), "session {}", slot + 7);
+        next[slot] += 1;
+    }
+    for _ in 0..2 * EACH {
+        bounded("every message answered", replies.next()).await.unwrap();
+    }
+    assert!(backend.handler.max_active() <= 2, "{}", backend.handler.max_active());
+    backend.server.stop().await;
+}
