@@ -215,8 +215,8 @@ impl ClusterRuntime {
         };
         let lane = self.client.orders_on_first_poll().then(|| lane_of(&target.id));
         let route_str = route.as_str().to_owned();
-        let mut ctx = Context::for_request(&route_str);
-        self.stamp(&mut ctx);
+        // The peer keys `stamp` would add, written with the others.
+        let mut ctx = Context::for_request_from(&route_str, &self.me.id, &self.me.server_type);
         let span = tracing::info_span!(
             "pitaya.forward",
             route = %route_str,

@@ -236,13 +236,32 @@ impl Context {
     /// request id, the route, the start time in Unix nanoseconds, and the empty
     /// `opentracing-span` Go v2 always sends.
     pub fn for_request(route: &str) -> Self {
+        Self::request_context(route, None)
+    }
+
+    /// As [`Context::for_request`], for a message this server sends on to another as the
+    /// peer `peer_id` of type `peer_service`: the peer keys are written with the others at
+    /// once (what [`Context::insert`]ing them afterwards gives, byte for byte).
+    pub fn for_request_from(route: &str, peer_id: &str, peer_service: &str) -> Self {
+        Self::request_context(route, Some((peer_id, peer_service)))
+    }
+
+    fn request_context(route: &str, peer: Option<(&str, &str)>) -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-        // Written directly, keys in Go's (sorted) order: what inserting the four keys into
-        // a map and encoding it gives, byte for byte (tested).
-        let mut out = Vec::with_capacity(160 + route.len());
-        out.extend_from_slice(br#"{"opentracing-span":{},"req-route":"#);
+        // Written directly, keys in Go's (sorted) order: what inserting the keys into a
+        // map and encoding it gives, byte for byte (tested).
+        let mut out = Vec::with_capacity(200 + route.len());
+        out.extend_from_slice(br#"{"opentracing-span":{},"#);
+        if let Some((id, service)) = peer {
+            out.extend_from_slice(br#""peer.id":"#);
+            raw::write_str(&mut out, id);
+            out.extend_from_slice(br#","peer.service":"#);
+            raw::write_str(&mut out, service);
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""req-route":"#);
         raw::write_str(&mut out, route);
         out.extend_from_slice(br#","req-start-time":"#);
         out.extend_from_slice(now.to_string().as_bytes());
@@ -353,6 +372,12 @@ mod tests {
             m.insert(REQUEST_ID, c.get_str(REQUEST_ID).unwrap());
             assert_eq!(c.encode(), m.encode(), "{route}");
             assert_eq!(c, m);
+            let from = Context::for_request_from(route, "id<1>", "connector");
+            m.insert(PEER_ID, "id<1>");
+            m.insert(PEER_SERVICE, "connector");
+            m.insert(REQ_START_TIME, from.get(REQ_START_TIME).cloned().unwrap());
+            m.insert(REQUEST_ID, from.get_str(REQUEST_ID).unwrap());
+            assert_eq!(from.encode(), m.encode(), "{route}");
         }
     }
 
