@@ -57,6 +57,13 @@ impl Row {
         format!("{} {}", self.server.name(), self.members)
     }
 
+    /// Server CPU per push delivered in the window, in ns: what a push costs the server
+    /// when the window, not the CPU, bounds the rate.
+    fn server_ns_per_push(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        (self.pushes_per_s > 0.0).then(|| cpu / 100.0 / self.pushes_per_s * 1e9)
+    }
+
     fn nothing_dropped(&self) -> bool {
         self.missing == 0.0
             && self.duplicates == 0.0
@@ -172,20 +179,21 @@ fn render(out: &mut String, runs: &[Vec<Row>], rounds: u32, pin: &Pinning) -> Re
          rounds (each ratio taken within its round); {}\n\
          pushes/s: onMessage pushes the members received in the measured window; p50/p99: \
          delivery latency, member receipt minus the sender's write of that message;\n\
-         srv CPU, lg CPU: % of one core used by the server, by loadgen (holding every client); vs base: pushes/s over baseline_broadcast's (target >= \
+         srv CPU, lg CPU: % of one core used by the server, by loadgen (holding every client); srv ns/push: server CPU per push delivered; vs base: pushes/s over baseline_broadcast's (target >= \
          {TARGET_PUSHES} at 1000); p99 vs base: over the baseline's p99 (target <= \
          {TARGET_P99}x); delivered: every member got every message once, in every round\n",
         pin.describe()
     )?;
     writeln!(
         out,
-        "{:<24}  {:>9}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}  {:>7}  {:>12}  {:<14}  targets",
+        "{:<24}  {:>9}  {:>7}  {:>7}  {:>7}  {:>7}  {:>11}  {:>7}  {:>7}  {:>12}  {:<14}  targets",
         "case",
         "pushes/s",
         "p50 us",
         "p99 us",
         "sent",
         "srv CPU",
+        "srv ns/push",
         "lg CPU",
         "vs base",
         "p99 vs base",
@@ -225,13 +233,15 @@ fn render(out: &mut String, runs: &[Vec<Row>], rounds: u32, pin: &Pinning) -> Re
             |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.2}{unit}"));
         writeln!(
             out,
-            "{:<24}  {:>9.0}  {:>7.0}  {:>7.0}  {:>7.0}  {:>7}  {:>7}  {:>7}  {:>12}  {:<14}  {}",
+            "{:<24}  {:>9.0}  {:>7.0}  {:>7.0}  {:>7.0}  {:>7}  {:>11}  {:>7}  {:>7}  {:>12}  {:<14}  {}",
             template.name(),
             pushes,
             med(|r| r.p50_us).unwrap_or(f64::NAN),
             med(|r| r.p99_us).unwrap_or(f64::NAN),
             med(|r| r.sent).unwrap_or(f64::NAN),
             pct(median(same.iter().filter_map(|(r, _)| r.server_cpu).collect())),
+            median(same.iter().filter_map(|(r, _)| r.server_ns_per_push()).collect())
+                .map_or("-".to_owned(), |ns| format!("{ns:.0}")),
             pct(median(same.iter().filter_map(|(r, _)| r.loadgen_cpu).collect())),
             opt(vs_base, "x"),
             opt(p99_vs, "x"),
