@@ -30,6 +30,9 @@ pub(crate) enum Outgoing {
     Heartbeat,
 }
 
+// Every connection's queue allocates a block of these up front (memory per client).
+const _: () = assert!(std::mem::size_of::<Outgoing>() == 16);
+
 /// Queues messages for the writer; shared by the session and the agent's tasks.
 pub(crate) struct AgentEntity {
     pub(crate) tx: mpsc::Sender<Outgoing>,
