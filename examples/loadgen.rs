@@ -11,8 +11,11 @@
 //!   CPU time (user + system) each of those processes used within exactly that window;
 //! - `--idle N`: opens N handshaken TCP connections, prints the line once all are open,
 //!   then holds them for `--hold` seconds;
-//! - `--broadcast M`: M members call `room.join`, one sends `--messages` `room.message`
-//!   notifies, and all count their `onMessage` pushes (pushes/s across members);
+//! - `--broadcast M --window 32`: M members call `room.join`, one more connection sends
+//!   `room.message` notifies of `--payload` bytes with at most `--window` of them not yet
+//!   delivered to every member, and the members count their `onMessage` pushes: pushes/s
+//!   over `--duration` seconds after `--warmup`, delivery latency (member receipt minus
+//!   the sender's write), missing and duplicate pushes (see `src/loadgen/push_fanout.rs`);
 //! - `push-fanout --addrs A,B --members 1000 --window 8 --seconds 4`: members spread over
 //!   the frontends of the cluster `testing` example bind their own uids, one more client
 //!   sends `game.testsvc.testsendtousers` to all of them with at most `--window` messages
@@ -24,8 +27,6 @@
 
 #![expect(clippy::print_stdout, reason = "the JSON result line on stdout is the interface")]
 
-#[path = "src/loadgen/broadcast.rs"]
-mod broadcast;
 #[path = "src/loadgen/cpu.rs"]
 mod cpu;
 #[path = "src/loadgen/echo_load.rs"]
@@ -84,14 +85,16 @@ struct Args {
     /// Broadcast mode: this many members join group `room`.
     #[arg(long)]
     broadcast: Option<usize>,
-    /// Notifies the broadcast mode sends (each one reaches every member).
-    #[arg(long, default_value_t = 100)]
-    messages: usize,
+    /// Broadcast mode: messages not yet delivered to every member, at most, before the
+    /// sender waits.
+    #[arg(long, default_value_t = 32)]
+    window: usize,
     /// Seconds allowed for opening connections, and for the broadcast pushes to arrive.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
-    /// Request and push-fanout modes: comma-separated process ids whose CPU time (user + system) within the
-    /// measurement window is reported, as `window_cpu_s` in the same order.
+    /// Request, broadcast and push-fanout modes: comma-separated process ids whose CPU
+    /// time (user + system) within the measurement window is reported, as `window_cpu_s`
+    /// in the same order (the fan-out modes add loadgen itself last).
     #[arg(long, default_value = "")]
     cpu_pids: String,
     /// Runtime worker threads; 1 runs everything on the main thread.
@@ -131,7 +134,6 @@ struct FanoutArgs {
 /// Upper bounds that keep a typo from turning into an hour-long or machine-wide run.
 const MAX_CONNS: usize = 60_000;
 const MAX_INFLIGHT: usize = 10_000;
-const MAX_MESSAGES: usize = 1_000_000;
 const MAX_SECONDS: f64 = 600.0;
 
 fn main() -> Result<()> {
@@ -167,7 +169,7 @@ fn check(args: &Args) -> Result<()> {
         ("--inflight", args.inflight, MAX_INFLIGHT),
         ("--idle", args.idle.unwrap_or(1), MAX_CONNS),
         ("--broadcast", args.broadcast.unwrap_or(1), MAX_CONNS),
-        ("--messages", args.messages, MAX_MESSAGES),
+        ("--window", args.window, push_fanout::MAX_SEQ),
         ("--payload", args.payload, pitaya_codec::MAX_BODY_LEN / 2),
     ] {
         ensure!((1..=max).contains(&value), "{name} must be between 1 and {max}");
@@ -175,6 +177,11 @@ fn check(args: &Args) -> Result<()> {
     ensure!(
         !(args.ws && (args.idle.is_some() || args.broadcast.is_some())),
         "--ws is for the request mode"
+    );
+    ensure!(
+        args.broadcast.is_none() || args.payload >= push_fanout::MIN_GROUP_PAYLOAD,
+        "--payload must be at least {} B in broadcast mode",
+        push_fanout::MIN_GROUP_PAYLOAD
     );
     Ok(())
 }
@@ -209,31 +216,24 @@ async fn run(args: &Args) -> Result<serde_json::Value> {
             "setup_s": report.setup.as_secs_f64(),
         }));
     }
-    let payload = text_payload(args.payload);
     if let Some(members) = args.broadcast {
-        let plan = broadcast::BroadcastPlan {
-            addr: args.addr,
+        let plan = push_fanout::FanoutPlan {
+            addrs: vec![args.addr],
             members,
-            messages: args.messages,
-            payload,
+            window: args.window,
+            warmup: seconds("--warmup", args.warmup)?,
+            duration: seconds("--duration", args.duration)?,
             timeout,
+            target: push_fanout::Target::Group { payload: args.payload },
+            // This process last: whether the members' side kept up.
+            cpu_pids: cpu::parse_pids(&args.cpu_pids)?
+                .into_iter()
+                .chain([std::process::id()])
+                .collect(),
         };
-        let report = broadcast::run(&plan).await?;
-        let secs = report.elapsed.as_secs_f64();
-        return Ok(json!({
-            "mode": "broadcast",
-            "members": members,
-            "joined": report.joined,
-            "messages": args.messages,
-            "payload": args.payload,
-            "expected": report.expected,
-            "received": report.received,
-            "elapsed_ms": secs * 1e3,
-            "first_done_ms": report.first_done.map(|d| d.as_secs_f64() * 1e3),
-            "pushes_per_s": if secs > 0.0 { report.received as f64 / secs } else { 0.0 },
-            "errors": report.errors,
-        }));
+        return fanout(plan, "broadcast").await;
     }
+    let payload = text_payload(args.payload);
     let plan = echo_load::LoadPlan {
         addr: args.addr,
         ws: args.ws,
@@ -295,22 +295,28 @@ async fn push_fanout(
         warmup: seconds("--warmup", args.warmup)?,
         duration: seconds("--seconds", args.seconds)?,
         timeout,
-        uid_prefix: format!("pf{}-", std::process::id()),
+        target: push_fanout::Target::Users { uid_prefix: format!("pf{}-", std::process::id()) },
         cpu_pids,
     };
-    ensure!(!plan.duration.is_zero(), "--seconds must be positive");
+    fanout(plan, "push_fanout").await
+}
+
+/// Runs a windowed fan-out and formats its result line.
+async fn fanout(plan: push_fanout::FanoutPlan, mode: &str) -> Result<serde_json::Value> {
+    ensure!(!plan.duration.is_zero(), "the measured duration must be positive");
     // Set-up, sending and the drain are each bounded by the plan; this bounds the sum.
-    let bound = 2 * timeout + plan.warmup + plan.duration;
+    let bound = 2 * plan.timeout + plan.warmup + plan.duration;
     let report = tokio::time::timeout(bound, push_fanout::run(&plan))
         .await
-        .context("the push-fanout mode overran its time bound")??;
+        .with_context(|| format!("the {mode} mode overran its time bound"))??;
     let secs = report.window.as_secs_f64();
+    let hist = &report.latency_us;
     Ok(json!({
-        "mode": "push_fanout",
+        "mode": mode,
         "frontends": plan.addrs.len(),
-        "members": args.members,
+        "members": plan.members,
         "bound": report.bound,
-        "window": args.window,
+        "window": plan.window,
         "sent": report.sent,
         "expected": report.expected,
         "received": report.received,
@@ -320,6 +326,10 @@ async fn push_fanout(
         "duration_s": secs,
         "window_pushes": report.window_pushes,
         "pushes_per_s": if secs > 0.0 { report.window_pushes as f64 / secs } else { 0.0 },
+        "p50_us": hist.value_at_quantile(0.50),
+        "p99_us": hist.value_at_quantile(0.99),
+        "max_us": hist.max(),
+        "latency_samples": hist.len(),
         "drain_ms": report.drained.map(|d| d.as_secs_f64() * 1e3),
         "errors": report.errors,
         "window_cpu_s": report.window_cpu_s,
@@ -328,7 +338,7 @@ async fn push_fanout(
 
 /// `len` bytes of JSON-like chat text: `{"text":"lorem ipsum …"}`, truncated or padded to
 /// the exact length. Deterministic, so every run sends the same bytes.
-fn text_payload(len: usize) -> Bytes {
+pub(crate) fn text_payload(len: usize) -> Bytes {
     const WORDS: [&str; 16] = [
         "player", "joined", "the", "room", "score", "level", "gold", "attack", "guild", "quest",
         "sword", "shield", "potion", "victory", "team", "match",

@@ -233,6 +233,35 @@ impl Raw {
         Self { stream, buf: BytesMut::new(), codec: MessageCodec::new(), heartbeats: 0 }
     }
 
+    /// As [`connect`](Self::connect), with the smallest receive buffer the kernel allows:
+    /// a peer that stops reading then backs the server up after little data.
+    pub(crate) async fn connect_small_window(addr: SocketAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a tcp socket");
+        socket.set_recv_buffer_size(1024).expect("a small receive buffer");
+        let stream = wait("tcp connect", socket.connect(addr)).await.expect("tcp connect");
+        Self { stream, buf: BytesMut::new(), codec: MessageCodec::new(), heartbeats: 0 }
+    }
+
+    /// Reads and discards until the server closes, within `limit` and at most
+    /// `max_bytes`; the number of bytes read.
+    pub(crate) async fn drain_until_close(&mut self, limit: Duration, max_bytes: usize) -> usize {
+        let mut read = self.buf.len();
+        self.buf.clear();
+        let drained = tokio::time::timeout(limit, async {
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => read += n,
+                }
+                assert!(read <= max_bytes, "the server keeps sending: {read} bytes");
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "the server did not close within {limit:?}");
+        read
+    }
+
     pub(crate) async fn send(&mut self, bytes: &[u8]) {
         wait("a write", self.stream.write_all(bytes)).await.expect("write to the server");
     }

@@ -12,7 +12,9 @@
 //! The load section (alone with `--load-only`) starts the echo example and the
 //! hand-written `baseline_echo` server as child processes and drives them with the
 //! `loadgen` example: pipelined requests, resident memory per idle connection, and group
-//! broadcast. Its figures are printed, never asserted: they are wall-clock figures.
+//! broadcast against the hand-written `baseline_broadcast` server (alone with
+//! `--broadcast-only`, see `bench_broadcast.rs`). Its figures are printed, never
+//! asserted: they are wall-clock figures.
 //!
 //! The cluster section (alone with `--cluster-only`, see `bench_cluster.rs`) drives a
 //! connector frontend of the conformance server, on a route it serves itself and on one it
@@ -29,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+#[path = "bench_broadcast.rs"]
+mod broadcast;
 #[path = "bench_cluster.rs"]
 mod cluster;
 #[path = "bench_server.rs"]
@@ -38,17 +42,23 @@ mod server;
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub(crate) struct Sections {
     /// Only run the callgrind instruction counts (fast, deterministic).
-    #[arg(long, conflicts_with_all = ["load_only", "cluster_only"])]
+    #[arg(long, conflicts_with_all = ["load_only", "cluster_only", "broadcast_only"])]
     callgrind_only: bool,
     /// Only run the load section: loadgen against the echo example and the baseline.
-    #[arg(long, conflicts_with = "cluster_only")]
+    #[arg(long, conflicts_with_all = ["cluster_only", "broadcast_only"])]
     load_only: bool,
+    /// Only run the broadcast cases of the load section: group broadcast on the echo
+    /// example against the `baseline_broadcast` server at 1,000 and 10,000 members,
+    /// median of 3 rounds (or `--repeat N`).
+    #[arg(long, conflicts_with = "cluster_only")]
+    broadcast_only: bool,
     /// Only run the cluster section: loadgen against a connector frontend that serves one
     /// route itself and forwards another over NATS to a game backend.
     #[arg(long)]
     cluster_only: bool,
     /// Run the cluster section this many times and print each figure's median (each ratio
-    /// taken within its run); e.g. `--cluster-only --repeat 3`.
+    /// taken within its run); e.g. `--cluster-only --repeat 3`. The broadcast cases run
+    /// 3 times unless this asks for more than 1.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
     repeat: u32,
 }
@@ -56,7 +66,10 @@ pub(crate) struct Sections {
 /// Runs the Criterion benches, the callgrind section, the load section and the cluster
 /// section, as `sections` asks.
 pub(crate) fn run(root: &Path, sections: Sections) -> Result<()> {
-    let all = !(sections.callgrind_only || sections.load_only || sections.cluster_only);
+    let all = !(sections.callgrind_only
+        || sections.load_only
+        || sections.cluster_only
+        || sections.broadcast_only);
     if all {
         super::cargo(&["bench", "-p", "pitaya-codec"])?;
     }
@@ -64,7 +77,10 @@ pub(crate) fn run(root: &Path, sections: Sections) -> Result<()> {
         callgrind(root)?;
     }
     if all || sections.load_only {
-        load(root)?;
+        load(root, sections)?;
+    }
+    if sections.broadcast_only {
+        broadcast_only(root, sections)?;
     }
     if all || sections.cluster_only {
         cluster::run(root, sections.repeat)?;
@@ -369,8 +385,6 @@ const IDLE_CONNS: u64 = 10_000;
 const IDLE_HOLD_SECONDS: &str = "4";
 /// Time for the server's memory to settle once every idle connection is announced.
 const IDLE_SETTLE: Duration = Duration::from_millis(1500);
-const BROADCAST_MEMBERS: &str = "1000";
-const BROADCAST_MESSAGES: &str = "100";
 /// Long enough that no idle connection is closed (spec §1.6: after 2 to 3 intervals),
 /// and that no heartbeat adds a packet to the request cases.
 const SERVER_ENV: [(&str, &str); 2] = [("PITAYA_HEARTBEAT_INTERVAL", "60s"), ("RUST_LOG", "warn")];
@@ -383,6 +397,8 @@ const LOADGEN_SLACK: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ServerKind {
     Baseline,
+    /// The hand-written fan-out server of the broadcast cases.
+    BaselineBroadcast,
     Echo,
     EchoCompressed,
     /// The echo example with Prometheus metrics on (response time per request).
@@ -399,6 +415,7 @@ impl ServerKind {
     fn name(self) -> &'static str {
         match self {
             Self::Baseline => "baseline",
+            Self::BaselineBroadcast => "baseline_broadcast",
             Self::Echo => "echo",
             Self::EchoCompressed => "echo --compression",
             Self::EchoMetrics => "echo +metrics",
@@ -535,8 +552,9 @@ fn build_examples(root: &Path) -> Result<Bins> {
         loadgen: dir.join("loadgen"),
         echo: dir.join("echo"),
         baseline: dir.join("baseline_echo"),
+        baseline_broadcast: dir.join("baseline_broadcast"),
     };
-    for bin in [&bins.loadgen, &bins.echo, &bins.baseline] {
+    for bin in [&bins.loadgen, &bins.echo, &bins.baseline, &bins.baseline_broadcast] {
         if !bin.is_file() {
             bail!("{} was not built (is its [[example]] still declared?)", bin.display());
         }
@@ -544,7 +562,37 @@ fn build_examples(root: &Path) -> Result<Bins> {
     Ok(bins)
 }
 
-fn load(root: &Path) -> Result<()> {
+/// Rounds of the broadcast cases: [`broadcast::ROUNDS`] unless `--repeat` asks for more
+/// than one.
+fn broadcast_rounds(sections: Sections) -> u32 {
+    if sections.repeat > 1 { sections.repeat } else { broadcast::ROUNDS }
+}
+
+/// The broadcast cases alone (`--broadcast-only`).
+fn broadcast_only(root: &Path, sections: Sections) -> Result<()> {
+    let started = Instant::now();
+    let bins = build_examples(root)?;
+    // Children inherit the limit: the servers and loadgen each hold 10,000 sockets.
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
+    let pin = Pinning::detect();
+    eprintln!(
+        "xtask: broadcast cases: {}; RLIMIT_NOFILE {nofile}; load average {}",
+        pin.describe(),
+        load_average()
+    );
+    let out = broadcast::run(&bins, &pin, broadcast_rounds(sections))?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    eprintln!(
+        "xtask: broadcast cases done in {:.0?}; load average now {}",
+        started.elapsed(),
+        load_average()
+    );
+    Ok(())
+}
+
+fn load(root: &Path, sections: Sections) -> Result<()> {
     let started = Instant::now();
     let bins = build_examples(root)?;
     // Children inherit the limit: the servers and loadgen each hold IDLE_CONNS sockets.
@@ -561,29 +609,12 @@ fn load(root: &Path) -> Result<()> {
         .into_iter()
         .map(|kind| idle_memory(&bins, &pin, kind, IDLE_CONNS.min(nofile.saturating_sub(100))))
         .collect::<Result<Vec<_>>>()?;
-    let broadcast = {
-        let echo = Server::start(&bins, &pin, ServerKind::Echo)?;
-        loadgen(
-            &bins.loadgen,
-            &pin,
-            &[
-                "--addr",
-                &echo.tcp,
-                "--broadcast",
-                BROADCAST_MEMBERS,
-                "--messages",
-                BROADCAST_MESSAGES,
-                "--timeout",
-                "30",
-            ],
-            Duration::from_secs(60),
-        )?
-    };
+    let broadcast = broadcast::run(&bins, &pin, broadcast_rounds(sections))?;
 
     let mut out = String::new();
     render_requests(&mut out, &rows, &pin)?;
     render_idle(&mut out, &idle)?;
-    render_broadcast(&mut out, &broadcast)?;
+    out.push_str(&broadcast);
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
@@ -599,6 +630,7 @@ struct Bins {
     loadgen: PathBuf,
     echo: PathBuf,
     baseline: PathBuf,
+    baseline_broadcast: PathBuf,
 }
 
 /// Where the servers and loadgen run. On a small machine they fight for the same cores
@@ -787,6 +819,7 @@ impl Server {
     fn start(bins: &Bins, pin: &Pinning, kind: ServerKind) -> Result<Self> {
         let mut cmd = match kind {
             ServerKind::Baseline => pin.command(&bins.baseline, 0),
+            ServerKind::BaselineBroadcast => pin.command(&bins.baseline_broadcast, 0),
             ServerKind::Echo
             | ServerKind::EchoCompressed
             | ServerKind::EchoMetrics
@@ -795,7 +828,7 @@ impl Server {
         };
         cmd.args(["--tcp", "127.0.0.1:0"]).envs(SERVER_ENV);
         match kind {
-            ServerKind::Baseline => {}
+            ServerKind::Baseline | ServerKind::BaselineBroadcast => {}
             ServerKind::Echo => {
                 cmd.args(["--ws", "127.0.0.1:0"]);
             }
@@ -1066,41 +1099,6 @@ fn render_idle(out: &mut String, rows: &[IdleRow]) -> Result<()> {
             per_conn,
         )?;
     }
-    Ok(())
-}
-
-fn render_broadcast(out: &mut String, line: &str) -> Result<()> {
-    let get = |field| json_number(line, field).map(|v| v.unwrap_or(f64::NAN));
-    writeln!(
-        out,
-        "\nbroadcast: echo server, {BROADCAST_MEMBERS} members of group `room`, one sends \
-         {BROADCAST_MESSAGES} room.message notifies of 64 B; pushes/s = pushes received / \
-         time from the first notify to the last push\n"
-    )?;
-    writeln!(
-        out,
-        "{:>7}  {:>8}  {:>8}  {:>8}  {:>11}  {:>10}  {:>10}  {:>6}",
-        "members",
-        "messages",
-        "expected",
-        "received",
-        "first done",
-        "last push",
-        "pushes/s",
-        "errors"
-    )?;
-    writeln!(
-        out,
-        "{:>7.0}  {:>8.0}  {:>8.0}  {:>8.0}  {:>8.0} ms  {:>7.0} ms  {:>10.0}  {:>6.0}",
-        get("joined")?,
-        get("messages")?,
-        get("expected")?,
-        get("received")?,
-        get("first_done_ms")?,
-        get("elapsed_ms")?,
-        get("pushes_per_s")?,
-        get("errors")?,
-    )?;
     Ok(())
 }
 

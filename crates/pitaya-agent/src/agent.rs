@@ -37,7 +37,8 @@ const DRAIN_LIMIT: usize = 64;
 /// What every agent of a server shares.
 pub struct AgentShared {
     config: AgentConfig,
-    codec: MessageCodec,
+    /// Shared with every connection's entity, which encodes broadcasts with it.
+    codec: Arc<MessageCodec>,
     serializer: Arc<dyn Serializer>,
     pool: SessionPool,
     dispatch: Arc<dyn Dispatch>,
@@ -80,7 +81,7 @@ impl AgentShared {
         Self {
             handshake_ok: response(pitaya_codec::handshake::CODE_OK),
             handshake_rejected: response(pitaya_codec::handshake::CODE_BAD_REQUEST),
-            codec: MessageCodec::new().with_dict(dict).with_data_compression(compression),
+            codec: Arc::new(MessageCodec::new().with_dict(dict).with_data_compression(compression)),
             serializer,
             pool,
             dispatch,
@@ -149,6 +150,9 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
         pending: pending.clone(),
         dispatch_capacity: shared.config.dispatch_capacity.max(1),
         client_routes: client_routes.clone(),
+        codec: shared.codec.clone(),
+        backlog: std::sync::Mutex::default(),
+        full_since_ms: std::sync::atomic::AtomicU64::new(0),
     });
     let session = shared.pool.create(entity.clone());
     let writer = tokio::spawn(
@@ -156,13 +160,14 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
             writer,
             rx,
             control: control.clone(),
-            codec: shared.codec.clone(),
+            codec: MessageCodec::clone(&shared.codec),
             serializer: shared.serializer.clone(),
             handshake_ok: shared.handshake_ok.clone(),
             handshake_rejected: shared.handshake_rejected.clone(),
             write_timeout: shared.config.write_timeout,
             max_batch: shared.config.max_write_batch,
             client_routes,
+            entity: entity.clone(),
         }
         .run()
         .instrument(span.clone()),

@@ -15,7 +15,8 @@ pub struct AgentConfig {
     /// `pitaya.buffer.agent.messages` (100): outgoing messages queued per connection.
     pub outgoing_capacity: usize,
     /// `pitaya.buffer.agent.conntimeout` (10 s): how long a write, or a sender waiting for
-    /// room in the outgoing queue, may take before the connection is closed as too slow.
+    /// room in the outgoing queue, may take, and how long the queue may stay full under a
+    /// broadcast (which never waits), before the connection is closed as too slow.
     pub write_timeout: Duration,
     /// `pitaya.buffer.handler.localprocess` (20): client messages queued per session
     /// while its handlers run.

@@ -1,14 +1,15 @@
 //! The agent as its session's [`NetworkEntity`].
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use pitaya_codec::Message;
+use bytes::{Bytes, BytesMut};
+use pitaya_codec::{Message, MessageCodec};
 use pitaya_core::{BoxFuture, Error, codes};
-use pitaya_session::{NetworkEntity, QueueFree};
+use pitaya_session::{NetworkEntity, QueueFree, SharedPush};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -21,11 +22,16 @@ use crate::routes::ClientRoutes;
 pub(crate) enum Outgoing {
     /// A response or push, encoded by the writer.
     Message(Box<Message>),
+    /// A whole packet encoded once for many connections (a broadcast), copied as is.
+    Shared(Arc<Bytes>),
     /// The handshake response: accepted (code 200) or rejected (code 400).
     Handshake { accepted: bool },
     /// A heartbeat packet.
     Heartbeat,
 }
+
+// Every connection's queue allocates a block of these up front (memory per client).
+const _: () = assert!(std::mem::size_of::<Outgoing>() == 16);
 
 /// Queues messages for the writer; shared by the session and the agent's tasks.
 pub(crate) struct AgentEntity {
@@ -39,13 +45,137 @@ pub(crate) struct AgentEntity {
     /// Whether routes to this client may be codes yet; `None` (codes always, as Go)
     /// unless `compressroutes.onlyifclientdoes` is on.
     pub(crate) client_routes: Option<Arc<ClientRoutes>>,
+    /// The server's codec, shared by every connection: what a [`SharedPush`] is encoded
+    /// with for this client.
+    pub(crate) codec: Arc<MessageCodec>,
+    /// Items a [`SharedPush`] found no room for in the queue, and the items queued
+    /// after them; the writer takes them once the queue is empty.
+    pub(crate) backlog: Mutex<VecDeque<Outgoing>>,
+    /// When the backlog started, in ms since [`clock_base`] (at least 1); 0 while there
+    /// is none. Changed under the backlog's lock.
+    pub(crate) full_since_ms: AtomicU64,
 }
 
 fn closed() -> Error {
     Error::new(codes::CLIENT_CLOSED_REQUEST, "connection closed")
 }
 
+/// The origin of [`AgentEntity::full_since_ms`].
+fn clock_base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(clock_base().elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl AgentEntity {
+    /// Queues `push` without waiting: see [`NetworkEntity::try_push_shared`].
+    ///
+    /// When the outgoing queue is full the packet goes to the backlog, which the writer
+    /// empties after the queue, and every later item of this connection follows it there
+    /// until the writer has caught up, so nothing is reordered. A backlog older than the
+    /// write timeout means the client is not reading: the connection is closed, as a
+    /// sender waiting for room would have closed it, without anyone waiting.
+    fn offer(&self, push: &SharedPush) -> Result<(), Error> {
+        if self.control.current() != Signal::Open {
+            return Err(closed());
+        }
+        let codec = match &self.client_routes {
+            Some(routes) => routes.codec(&self.codec),
+            None => &self.codec,
+        };
+        // The codec lives in the server's shared state (or in this connection's routes),
+        // which outlive the push: its address names the wire variant.
+        let variant = std::ptr::from_ref(codec) as usize;
+        let packet = push
+            .packet(variant, |msg| {
+                let mut out = BytesMut::new();
+                match codec.encode_packet(msg, &mut out) {
+                    Ok(()) => Some(out.freeze()),
+                    Err(e) => {
+                        tracing::error!(error = %e, route = %msg.route, "cannot encode a broadcast push");
+                        None
+                    }
+                }
+            })
+            .ok_or_else(|| Error::internal("push cannot be encoded"))?;
+        let item = Outgoing::Shared(packet);
+        let item = match self.to_backlog(item)? {
+            None => return Ok(()),
+            Some(item) => item,
+        };
+        match self.tx.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Closed(_)) => Err(closed()),
+            Err(TrySendError::Full(item)) => {
+                let mut backlog = lock(&self.backlog);
+                if self.full_since_ms.load(Ordering::Acquire) == 0 {
+                    self.full_since_ms.store(now_ms(), Ordering::Release);
+                }
+                backlog.push_back(item);
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends `item` to the backlog when there is one (`Ok(None)`), so that it stays
+    /// behind what is already there; gives it back when there is none. Closes the
+    /// connection when the backlog is older than the write timeout.
+    fn to_backlog(&self, item: Outgoing) -> Result<Option<Outgoing>, Error> {
+        // Read without the lock first: the backlog is empty nearly always.
+        if self.full_since_ms.load(Ordering::Acquire) == 0 {
+            return Ok(Some(item));
+        }
+        let mut backlog = lock(&self.backlog);
+        // Set and cleared under the lock: read again under it.
+        let since = self.full_since_ms.load(Ordering::Acquire);
+        if since == 0 {
+            return Ok(Some(item));
+        }
+        let limit = u64::try_from(self.write_timeout.as_millis()).unwrap_or(u64::MAX);
+        if now_ms().saturating_sub(since) >= limit {
+            drop(backlog);
+            tracing::warn!(remote = %self.remote, "outgoing queue full for the whole write timeout; closing the slow connection");
+            self.control.signal(Signal::Close);
+            return Err(Error::new(
+                codes::CLIENT_CLOSED_REQUEST,
+                "client too slow, connection closed",
+            ));
+        }
+        backlog.push_back(item);
+        Ok(None)
+    }
+
+    /// Moves backlog items into `take` while it wants more; the writer calls this once
+    /// the queue is empty. Clears the backlog's start time once it is empty.
+    pub(crate) fn drain_backlog(&self, mut take: impl FnMut(Outgoing) -> bool) {
+        if self.full_since_ms.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut backlog = lock(&self.backlog);
+        while let Some(item) = backlog.pop_front() {
+            if !take(item) {
+                break;
+            }
+        }
+        if backlog.is_empty() {
+            self.full_since_ms.store(0, Ordering::Release);
+            // An idle connection keeps no backlog memory.
+            *backlog = VecDeque::new();
+        }
+    }
+
+    /// Whether items wait in the backlog.
+    pub(crate) fn has_backlog(&self) -> bool {
+        self.full_since_ms.load(Ordering::Acquire) != 0
+    }
+
     /// Queues `item`, waiting at most the write timeout for room. A connection whose
     /// queue stays full that long is not reading: it is closed, so that whoever pushes to
     /// it (a broadcast, say) is never held up longer than that.
@@ -53,6 +183,8 @@ impl AgentEntity {
         if self.control.current() != Signal::Open {
             return Err(closed());
         }
+        // Behind a broadcast's backlog, if there is one: never ahead of it.
+        let Some(item) = self.to_backlog(item)? else { return Ok(()) };
         match self.tx.try_send(item) {
             Ok(()) => Ok(()),
             Err(TrySendError::Closed(_)) => Err(closed()),
@@ -87,6 +219,10 @@ impl NetworkEntity for AgentEntity {
     fn push(&self, route: &str, data: Bytes) -> BoxFuture<'_, Result<(), Error>> {
         let msg = Message::push(route, data);
         Box::pin(self.enqueue(Outgoing::Message(Box::new(msg))))
+    }
+
+    fn try_push_shared(&self, push: &SharedPush) -> Option<Result<(), Error>> {
+        Some(self.offer(push))
     }
 
     fn respond(&self, id: u64, data: Bytes, error: bool) -> BoxFuture<'_, Result<(), Error>> {

@@ -8,7 +8,7 @@ use pitaya_serialize::Serializer;
 use tokio::sync::mpsc;
 
 use crate::control::{Control, Signal, closing};
-use crate::entity::Outgoing;
+use crate::entity::{AgentEntity, Outgoing};
 use crate::routes::ClientRoutes;
 
 /// The kick packet, written ahead of the queue (spec §1.7).
@@ -27,6 +27,8 @@ pub(crate) struct WriterTask {
     pub(crate) max_batch: usize,
     /// The connection's route compression, shared with its entity; `None`: codes always.
     pub(crate) client_routes: Option<std::sync::Arc<ClientRoutes>>,
+    /// Its entity, for the backlog of broadcasts that found the queue full.
+    pub(crate) entity: std::sync::Arc<AgentEntity>,
 }
 
 impl WriterTask {
@@ -36,22 +38,35 @@ impl WriterTask {
         // no write buffer.
         let mut buf = BytesMut::new();
         loop {
-            let item = tokio::select! {
-                biased;
-                signal = closing(&mut signals) => {
-                    self.finish(signal, &mut buf).await;
-                    break;
-                }
-                item = self.rx.recv() => item,
-            };
-            let Some(item) = item else { break };
-            self.encode(item, &mut buf);
-            // Batch whatever else is already queued into the same write.
+            // With a backlog waiting, nothing to wait for: write it.
+            if !self.entity.has_backlog() {
+                let item = tokio::select! {
+                    biased;
+                    signal = closing(&mut signals) => {
+                        self.finish(signal, &mut buf).await;
+                        break;
+                    }
+                    item = self.rx.recv() => item,
+                };
+                let Some(item) = item else { break };
+                self.encode(item, &mut buf);
+            } else if self.control.current() != Signal::Open {
+                self.finish(self.control.current(), &mut buf).await;
+                break;
+            }
+            // Batch whatever else is already queued into the same write: the queue, then
+            // the backlog behind it.
             while buf.len() < self.max_batch {
                 match self.rx.try_recv() {
                     Ok(item) => self.encode(item, &mut buf),
                     Err(_) => break,
                 }
+            }
+            if buf.len() < self.max_batch {
+                self.take_backlog(&mut buf);
+            }
+            if buf.is_empty() {
+                continue;
             }
             if !self.write(std::mem::take(&mut buf).freeze()).await {
                 break;
@@ -71,14 +86,29 @@ impl WriterTask {
         while let Ok(item) = self.rx.try_recv() {
             self.encode(item, buf);
         }
+        let entity = self.entity.clone();
+        entity.drain_backlog(|item| {
+            self.encode(item, buf);
+            true
+        });
         if !buf.is_empty() {
             let _ = self.write(std::mem::take(buf).freeze()).await;
         }
     }
 
+    /// Moves backlog items into `buf` up to the batch size.
+    fn take_backlog(&self, buf: &mut BytesMut) {
+        let max = self.max_batch;
+        self.entity.drain_backlog(|item| {
+            self.encode(item, buf);
+            buf.len() < max
+        });
+    }
+
     fn encode(&self, item: Outgoing, buf: &mut BytesMut) {
         match item {
             Outgoing::Heartbeat => buf.extend_from_slice(HEARTBEAT),
+            Outgoing::Shared(packet) => buf.extend_from_slice(&packet),
             Outgoing::Handshake { accepted: true } => buf.extend_from_slice(&self.handshake_ok),
             Outgoing::Handshake { accepted: false } => {
                 buf.extend_from_slice(&self.handshake_rejected)

@@ -10,7 +10,8 @@
 //!   holders of one `Arc<dyn Groups>` (an `Arc` of a service is a service).
 //!
 //! Broadcasting to a group (members, then a push to each uid) lives with the application,
-//! which knows the sessions.
+//! which knows the sessions; [`Groups::member_snapshot`] lets it keep what it resolved
+//! from a membership that has not changed.
 
 mod error;
 mod memory;
@@ -23,6 +24,9 @@ use pitaya_core::BoxFuture;
 
 /// Result of a group operation.
 pub type GroupResult<T> = Result<T, GroupError>;
+
+/// A group's members (uids) at one moment, shared: see [`Groups::member_snapshot`].
+pub type Members = std::sync::Arc<[std::sync::Arc<str>]>;
 
 /// Group operations (spec §9). Names are unique; members are uids.
 pub trait Groups: Send + Sync + 'static {
@@ -47,6 +51,18 @@ pub trait Groups: Send + Sync + 'static {
 
     /// The members. Errors: [`GroupError::NotFound`].
     fn members(&self, name: &str) -> BoxFuture<'_, GroupResult<Vec<String>>>;
+
+    /// The members as one shared list, for broadcasts. An implementation that returns
+    /// the same `Arc` for as long as the membership is unchanged (as [`MemoryGroups`]
+    /// does) lets a broadcaster recognise it without comparing uids; any list with the
+    /// members is correct. The default builds a new list from [`members`](Self::members)
+    /// on each call. Errors: as [`members`](Self::members).
+    fn member_snapshot(&self, name: &str) -> BoxFuture<'_, GroupResult<Members>> {
+        let members = self.members(name);
+        Box::pin(
+            async move { members.await.map(|m| m.into_iter().map(std::sync::Arc::from).collect()) },
+        )
+    }
 
     /// Whether `uid` is a member. Errors: [`GroupError::EmptyUid`], [`GroupError::NotFound`].
     fn contains(&self, name: &str, uid: &str) -> BoxFuture<'_, GroupResult<bool>>;
@@ -90,6 +106,10 @@ impl<G: Groups + ?Sized> Groups for std::sync::Arc<G> {
 
     fn members(&self, name: &str) -> BoxFuture<'_, GroupResult<Vec<String>>> {
         (**self).members(name)
+    }
+
+    fn member_snapshot(&self, name: &str) -> BoxFuture<'_, GroupResult<Members>> {
+        (**self).member_snapshot(name)
     }
 
     fn contains(&self, name: &str, uid: &str) -> BoxFuture<'_, GroupResult<bool>> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use pitaya_core::BoxFuture;
 use tokio::time::Instant;
 
-use crate::{GroupError, GroupResult, Groups};
+use crate::{GroupError, GroupResult, Groups, Members};
 
 /// Groups held in this process's memory (spec §9): a frontend's and a backend's group of
 /// the same name are two different groups.
@@ -25,7 +25,10 @@ pub struct MemoryGroups {
 }
 
 struct Group {
-    members: BTreeSet<String>,
+    members: BTreeSet<Arc<str>>,
+    /// The members as last handed out by `member_snapshot`, until they change: the same
+    /// `Arc` for every broadcast in between.
+    snapshot: Option<Members>,
     ttl: Option<Duration>,
     renewed: Instant,
 }
@@ -77,7 +80,8 @@ impl MemoryGroups {
         if groups.get(name).is_some_and(|g| !g.expired(now)) {
             return Err(GroupError::AlreadyExists);
         }
-        groups.insert(name.to_owned(), Group { members: BTreeSet::new(), ttl, renewed: now });
+        let group = Group { members: BTreeSet::new(), snapshot: None, ttl, renewed: now };
+        groups.insert(name.to_owned(), group);
         Ok(())
     }
 }
@@ -119,7 +123,8 @@ impl Groups for MemoryGroups {
             Err(GroupError::EmptyUid)
         } else {
             self.with_group(name, |g| {
-                if g.members.insert(uid.to_owned()) {
+                if g.members.insert(Arc::from(uid)) {
+                    g.snapshot = None;
                     Ok(())
                 } else {
                     Err(GroupError::MemberAlreadyExists)
@@ -131,13 +136,19 @@ impl Groups for MemoryGroups {
 
     fn remove_member(&self, name: &str, uid: &str) -> BoxFuture<'_, GroupResult<()>> {
         ready(self.with_group(name, |g| {
-            if g.members.remove(uid) { Ok(()) } else { Err(GroupError::MemberNotFound) }
+            if g.members.remove(uid) {
+                g.snapshot = None;
+                Ok(())
+            } else {
+                Err(GroupError::MemberNotFound)
+            }
         }))
     }
 
     fn remove_all(&self, name: &str) -> BoxFuture<'_, GroupResult<()>> {
         ready(self.with_group(name, |g| {
             g.members.clear();
+            g.snapshot = None;
             Ok(())
         }))
     }
@@ -150,7 +161,13 @@ impl Groups for MemoryGroups {
     }
 
     fn members(&self, name: &str) -> BoxFuture<'_, GroupResult<Vec<String>>> {
-        ready(self.with_group(name, |g| Ok(g.members.iter().cloned().collect())))
+        ready(self.with_group(name, |g| Ok(g.members.iter().map(|m| m.to_string()).collect())))
+    }
+
+    fn member_snapshot(&self, name: &str) -> BoxFuture<'_, GroupResult<Members>> {
+        ready(self.with_group(name, |g| {
+            Ok(g.snapshot.get_or_insert_with(|| g.members.iter().cloned().collect()).clone())
+        }))
     }
 
     fn contains(&self, name: &str, uid: &str) -> BoxFuture<'_, GroupResult<bool>> {

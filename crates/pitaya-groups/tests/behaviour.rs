@@ -29,6 +29,26 @@ mod shared_arc {
 }
 
 #[tokio::test]
+async fn the_member_snapshot_is_shared_until_the_members_change() {
+    let groups: Arc<dyn Groups> = Arc::new(MemoryGroups::default());
+    groups.create("room").await.unwrap();
+    groups.add_member("room", "ana").await.unwrap();
+    let first = groups.member_snapshot("room").await.unwrap();
+    let again = groups.member_snapshot("room").await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "unchanged members: the same list");
+    for change in ["add", "remove", "remove_all"] {
+        match change {
+            "add" => groups.add_member("room", "bob").await.unwrap(),
+            "remove" => groups.remove_member("room", "ana").await.unwrap(),
+            _ => groups.remove_all("room").await.unwrap(),
+        }
+        let next = groups.member_snapshot("room").await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &next), "after {change}: a new list");
+    }
+    assert!(groups.member_snapshot("room").await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn clones_share_groups_and_separate_services_do_not() {
     let a = MemoryGroups::default();
     let b = a.clone();

@@ -104,6 +104,7 @@ impl App {
             cluster: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
             running: std::sync::atomic::AtomicBool::new(false),
+            fanout: Default::default(),
         }));
         state.insert(handle.clone());
         state.insert(pitaya_handler::StructValidation(

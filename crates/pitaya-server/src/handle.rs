@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
 #[cfg(feature = "cluster")]
 use pitaya_core::Context;
 use pitaya_core::Error;
 use pitaya_groups::Groups;
 use pitaya_handler::{FromRequestParts, Request};
 use pitaya_serialize::Serializer;
-use pitaya_session::SessionPool;
+use pitaya_session::{SessionPool, SharedPush};
+
+use crate::fanout::{FanoutCache, fan_out, fan_out_resolved};
 
 #[cfg(feature = "cluster")]
 use pitaya_cluster_runtime::ClusterRuntime;
@@ -33,6 +34,8 @@ pub(crate) struct HandleInner {
     /// From the end of `App::start` to the start of `RunningApp::shutdown` (Go's
     /// `IsRunning`).
     pub(crate) running: std::sync::atomic::AtomicBool,
+    /// Each broadcast group's sessions, for [`AppHandle::broadcast`].
+    pub(crate) fanout: FanoutCache,
 }
 
 impl AppHandle {
@@ -71,30 +74,32 @@ impl AppHandle {
         pitaya_handler::extract::encode_with(self.0.serializer.as_ref(), value).map(Bytes::from)
     }
 
-    /// Pushes `data` on `route` to the sessions bound to `uids` in this process, all at
-    /// once so that one slow client does not delay the others. Returns the uids that
-    /// could not be reached (Go's `SendPushToUsers`).
+    /// Pushes `data` on `route` to the sessions bound to `uids` in this process. Returns
+    /// the uids that could not be reached (Go's `SendPushToUsers`).
+    ///
+    /// The push is encoded once per wire variant in use and queued on each session
+    /// without waiting: a client whose outgoing queue is full gets it after what is
+    /// already queued and never holds up the others, and a client whose queue has been
+    /// full for `pitaya.buffer.agent.conntimeout` is closed (its uid is then returned).
+    /// The uids are looked up under one lock.
     pub async fn push_to_uids<'a>(
         &self,
         uids: impl IntoIterator<Item = &'a str>,
         route: &str,
         data: Bytes,
     ) -> Vec<String> {
-        let pushes = uids.into_iter().map(|uid| {
-            let session = self.0.pool.by_uid(uid);
-            let data = data.clone();
-            async move {
-                match session {
-                    Some(s) => s.push(route, data).await.err().map(|_| uid.to_owned()),
-                    None => Some(uid.to_owned()),
-                }
-            }
-        });
-        join_all(pushes).await.into_iter().flatten().collect()
+        let uids: Vec<&str> = uids.into_iter().collect();
+        let (_, sessions) = self.0.pool.by_uids(uids.iter().copied());
+        let push = SharedPush::new(route, data);
+        fan_out(uids.iter().copied().zip(sessions.iter().map(Option::as_ref)), &push).await
     }
 
-    /// Pushes `data` on `route` to every member of `group` (Go's `GroupBroadcast`).
-    /// Returns the members that could not be reached.
+    /// Pushes `data` on `route` to every member of `group` that has a session in this
+    /// process (Go's `GroupBroadcast`). Returns the members that could not be reached.
+    ///
+    /// As [`push_to_uids`](Self::push_to_uids), and without looking uids up while the
+    /// group's membership and this server's uid bindings are unchanged: the sessions
+    /// each group resolved to are kept by the app.
     ///
     /// # Errors
     /// The group's error, e.g. `group not found`.
@@ -104,8 +109,9 @@ impl AppHandle {
         route: &str,
         data: Bytes,
     ) -> Result<Vec<String>, Error> {
-        let members = self.0.groups.members(group).await?;
-        Ok(self.push_to_uids(members.iter().map(String::as_str), route, data).await)
+        let members = self.0.groups.member_snapshot(group).await?;
+        let resolved = self.0.fanout.resolve(group, &members, &self.0.pool);
+        Ok(fan_out_resolved(&resolved, &SharedPush::new(route, data)).await)
     }
 
     /// Kicks the session bound to `uid` in this process.
@@ -195,8 +201,13 @@ impl AppHandle {
         route: &str,
         data: Bytes,
     ) -> Result<Vec<String>, Error> {
-        let members = self.0.groups.members(group).await?;
-        Ok(self.send_push_to_users(route, data, &members, frontend_type).await)
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.0.cluster.get() {
+            let members = self.0.groups.members(group).await?;
+            return Ok(c.push_to_users(route, data, &members, frontend_type).await);
+        }
+        let _ = frontend_type;
+        self.broadcast(group, route, data).await
     }
 }
 

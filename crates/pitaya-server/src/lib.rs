@@ -30,6 +30,7 @@
 //! | `cluster_builder` | the builder's cluster settings and transports (feature `cluster`) |
 //! | `app` | [`App`] (built) and [`RunningApp`] (serving): start-up, shutdown |
 //! | `handle` | [`AppHandle`]: sessions, groups, pushes, kicks, RPC |
+//! | `fanout` | pushes to many sessions: encoded once, queued without waiting, each group's sessions cached |
 //! | `dispatch` | client messages to local handlers, or to the cluster runtime |
 //! | `cluster_glue` | the cluster runtime started from the builder's settings; the server's side of its hooks |
 //! | `metrics_wiring` | the reporters, the periodic gauges, response-time reporting |
@@ -58,6 +59,7 @@ mod cluster_builder;
 mod cluster_glue;
 mod dispatch;
 mod docs;
+mod fanout;
 mod handle;
 mod metrics_wiring;
 #[cfg(feature = "worker")]

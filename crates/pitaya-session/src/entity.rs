@@ -48,6 +48,18 @@ pub trait NetworkEntity: Send + Sync + 'static {
         None
     }
 
+    /// Queues `push` for the client without waiting, for fan-out to many sessions: the
+    /// packet comes from [`SharedPush::packet`](crate::SharedPush::packet), so sessions of one wire variant share
+    /// it. An agent never drops it for want of room: what does not fit in its queue waits
+    /// behind it, in order, and a client whose queue has stayed full for the write
+    /// timeout is closed. `Some(Err)` when the push was not queued (the connection is
+    /// closed, or was just closed as too slow). `None` (the default) when this entity
+    /// cannot queue without waiting (a backend's relayed session): the caller uses
+    /// [`push`](Self::push) instead.
+    fn try_push_shared(&self, _push: &crate::SharedPush) -> Option<Result<(), Error>> {
+        None
+    }
+
     /// Free slots of the connection's bounded queues right now, for the
     /// `channel_capacity` gauges; `None` (the default) for entities without queues.
     fn queue_free(&self) -> Option<QueueFree> {

@@ -10,6 +10,8 @@
 //!   callbacks (on bind, after bind, on close) and the handshake validators.
 //! - [`NetworkEntity`]: what a session talks through (the agent on a frontend; an RPC
 //!   proxy on a backend).
+//! - [`SharedPush`]: one push for many sessions, encoded once per wire variant and
+//!   queued without waiting ([`Session::try_push_shared`]).
 //!
 //! # Races
 //! Go Pitaya has had races between kick, reconnect and bind (its issues #220, #251, #463).
@@ -21,11 +23,13 @@
 mod entity;
 mod pool;
 mod session;
+mod shared_push;
 
 pub use entity::{NetworkEntity, NoopEntity, QueueFree};
 pub use pitaya_serialize::session_data::SessionData;
 pub use pool::{HandshakeValidator, SessionPool, WeakSessionPool};
 pub use session::Session;
+pub use shared_push::SharedPush;
 
 /// Error messages Go Pitaya sends for session operations (spec §2.5).
 pub mod messages {

@@ -1,7 +1,7 @@
 //! [`SessionPool`]: creation, lookup by id and uid, app-wide callbacks.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use pitaya_codec::HandshakeRequest;
@@ -36,6 +36,9 @@ impl WeakSessionPool {
 pub(crate) struct PoolInner {
     next_id: AtomicI64,
     index: Mutex<Index>,
+    /// Changes whenever the uid index does (a bind, the close of a bound session), under
+    /// the index lock: see [`SessionPool::uid_generation`].
+    uid_generation: AtomicU64,
     callbacks: RwLock<Callbacks>,
 }
 
@@ -95,6 +98,24 @@ impl SessionPool {
     /// The session bound to `uid` in this process.
     pub fn by_uid(&self, uid: &str) -> Option<Session> {
         lock(&self.0.index).by_uid.get(uid).cloned()
+    }
+
+    /// The sessions bound to `uids` in this process, in order, all looked up under one
+    /// lock, with the [`uid_generation`](Self::uid_generation) they are valid for.
+    pub fn by_uids<'a>(
+        &self,
+        uids: impl IntoIterator<Item = &'a str>,
+    ) -> (u64, Vec<Option<Session>>) {
+        let index = lock(&self.0.index);
+        let found = uids.into_iter().map(|uid| index.by_uid.get(uid).cloned()).collect();
+        (self.0.uid_generation.load(Ordering::Acquire), found)
+    }
+
+    /// A number that changes whenever a uid is bound or a bound session closes: what was
+    /// resolved by uid at one generation (see [`by_uids`](Self::by_uids)) is still
+    /// accurate while the generation is the same, so broadcasters can cache it.
+    pub fn uid_generation(&self) -> u64 {
+        self.0.uid_generation.load(Ordering::Acquire)
     }
 
     /// Number of open sessions.
@@ -185,6 +206,7 @@ impl SessionPool {
                 // A newer session may already own this uid: leave its entry alone.
                 if index.by_uid.get(&uid).is_some_and(|s| s.ptr_eq(session)) {
                     index.by_uid.remove(&uid);
+                    self.0.uid_generation.fetch_add(1, Ordering::AcqRel);
                 }
             }
         }
@@ -220,6 +242,7 @@ impl PoolInner {
                 session.release_uid();
                 return Err(Error::unknown(messages::NOT_FOUND));
             }
+            pool.0.uid_generation.fetch_add(1, Ordering::AcqRel);
             index.by_uid.insert(uid, session.clone())
         };
         if let Some(old) = replaced.filter(|old| !old.ptr_eq(session)) {
@@ -333,6 +356,24 @@ mod tests {
         a.bind("ana").await.unwrap();
         assert!(pool.by_uid("ana").unwrap().ptr_eq(&a));
         assert_eq!(pool.count(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_uid_generation_moves_on_bind_and_on_close_of_a_bound_session() {
+        let pool = SessionPool::new();
+        let (a, rec_a) = session(&pool);
+        let (_b, rec_b) = session(&pool);
+        let start = pool.uid_generation();
+        a.bind("ana").await.unwrap();
+        let (bound, found) = pool.by_uids(["ana", "bob"]);
+        assert!(bound != start && bound == pool.uid_generation());
+        assert!(found[0].as_ref().is_some_and(|s| s.ptr_eq(&a)) && found[1].is_none());
+        // An unbound session's close leaves the uid index, and the generation, alone.
+        rec_b.close();
+        assert_eq!(pool.uid_generation(), bound);
+        rec_a.close();
+        assert_ne!(pool.uid_generation(), bound);
+        assert!(pool.by_uids(["ana"]).1[0].is_none());
     }
 
     #[tokio::test]

@@ -238,6 +238,18 @@ impl Session {
         self.0.entity.push(route, data.into()).await
     }
 
+    /// Queues `push` without waiting (see [`NetworkEntity::try_push_shared`]): for
+    /// broadcasts, where one slow client must not hold up the others.
+    ///
+    /// `None` when the session's entity cannot do this; use [`push`](Self::push).
+    ///
+    /// # Errors
+    /// `PIT-499` when the connection is closed, or was just closed because its outgoing
+    /// queue had been full for `pitaya.buffer.agent.conntimeout`.
+    pub fn try_push_shared(&self, push: &crate::SharedPush) -> Option<Result<(), Error>> {
+        self.0.entity.try_push_shared(push)
+    }
+
     /// Answers request `id` directly (handlers normally just return their reply).
     ///
     /// # Errors

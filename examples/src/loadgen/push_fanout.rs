@@ -1,10 +1,17 @@
-//! The push-fanout mode: members spread over several frontends each bind their own uid
-//! (`connector.testsvc.testonlybindid` of the cluster `testing` example), and one more
-//! connection sends `game.testsvc.testsendtousers` notifies naming every member's uid,
-//! each carrying a sequence number, keeping at most `window` of them not yet delivered to
-//! every member. Members count what they receive per sequence number in memory shared
-//! with the sender (this process holds all the clients), so the window advances exactly
-//! when a message has reached everyone.
+//! Windowed fan-out, for two targets:
+//! - push-fanout ([`Target::Users`]): members spread over several frontends each bind
+//!   their own uid (`connector.testsvc.testonlybindid` of the cluster `testing` example),
+//!   and one more connection sends `game.testsvc.testsendtousers` notifies naming every
+//!   member's uid;
+//! - broadcast ([`Target::Group`]): members call `room.join` on the echo example (or the
+//!   `baseline_broadcast` server), and one more connection sends `room.message` notifies
+//!   of a fixed size, which the server pushes verbatim to every member as `onMessage`.
+//!
+//! Each message carries a sequence number, and at most `window` of them are not yet
+//! delivered to every member. Members count what they receive per sequence number in
+//! memory shared with the sender (this process holds all the clients), so the window
+//! advances exactly when a message has reached everyone, and each receipt's delay since
+//! the sender wrote that message (one clock, one process) goes into a histogram.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 use pitaya_codec::{Message, MessageCodec, MessageType, PacketType};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -27,11 +35,28 @@ const BIND_ROUTE: &str = "connector.testsvc.testonlybindid";
 const SEND_ROUTE: &str = "game.testsvc.testsendtousers";
 /// The route of the pushes `testsendtousers` makes.
 const PUSH_ROUTE: &str = "route.sendtousers";
+/// The group target's join request, notify and push routes (the echo example's).
+const JOIN_ROUTE: &str = "room.join";
+const MESSAGE_ROUTE: &str = "room.message";
+const GROUP_PUSH_ROUTE: &str = "onMessage";
 /// Sequence numbers tracked: far more messages than any bounded run sends at 1,000
 /// members (a million pushes/s for 600 s is 600,000 messages), 4 MB of counters.
 pub(crate) const MAX_SEQ: usize = 1_000_000;
 
-/// What the push-fanout mode is asked to do.
+/// Who the members are and what the sender sends.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// Members bind uids with this prefix, unique to the run; each message names them all.
+    Users { uid_prefix: String },
+    /// Members join group `room`; each message is a `room.message` body of `payload`
+    /// bytes (at least [`MIN_GROUP_PAYLOAD`]), pushed back verbatim.
+    Group { payload: usize },
+}
+
+/// The shortest group message body: `{"seq":N,"text":""}` with room for the number.
+pub(crate) const MIN_GROUP_PAYLOAD: usize = 32;
+
+/// What a fan-out run is asked to do.
 #[derive(Debug, Clone)]
 pub(crate) struct FanoutPlan {
     /// Frontends; members are spread evenly over them, the sender uses the first.
@@ -43,14 +68,13 @@ pub(crate) struct FanoutPlan {
     pub(crate) duration: Duration,
     /// Bound on the set-up, and separately on the wait for the last pushes.
     pub(crate) timeout: Duration,
-    /// Prefix of the members' uids, unique to the run.
-    pub(crate) uid_prefix: String,
+    pub(crate) target: Target,
     /// Processes whose CPU time over the measured window is reported.
     pub(crate) cpu_pids: Vec<u32>,
 }
 
-/// What the push-fanout mode measured.
-#[derive(Debug, Default)]
+/// What a fan-out run measured.
+#[derive(Debug)]
 pub(crate) struct FanoutReport {
     /// Members that bound their uid.
     pub(crate) bound: u64,
@@ -77,6 +101,9 @@ pub(crate) struct FanoutReport {
     pub(crate) errors: u64,
     /// CPU seconds each of [`FanoutPlan::cpu_pids`] used within the measured window.
     pub(crate) window_cpu_s: Vec<Option<f64>>,
+    /// Delivery latency in µs (receipt by a member minus the sender's write of that
+    /// message) of every push of the messages sent within the measured window.
+    pub(crate) latency_us: Histogram<u64>,
 }
 
 /// Counters shared by the members and the sender.
@@ -91,6 +118,13 @@ struct Tally {
     members: u32,
     /// Wakes the sender when a message is done.
     progress: Notify,
+    /// When the sender wrote each message, in ns since `base`.
+    sent_at: Vec<AtomicU64>,
+    base: Instant,
+    /// The first sequence number sent within the measured window (`u64::MAX` before it
+    /// opens): receipts of earlier messages are warm-up and not in the histogram.
+    first_measured: AtomicU64,
+    latency_us: std::sync::Mutex<Histogram<u64>>,
 }
 
 /// Binds the members, then sends for warm-up + duration, then waits for the last
@@ -103,15 +137,40 @@ pub(crate) async fn run(plan: &FanoutPlan) -> Result<FanoutReport> {
     let setup_deadline = Instant::now() + plan.timeout;
     let next_uid = Arc::new(AtomicUsize::new(0));
     let mut members: Vec<(String, Conn)> = Vec::with_capacity(plan.members);
-    let mut report = FanoutReport::default();
+    let mut report = FanoutReport {
+        bound: 0,
+        sent: 0,
+        expected: 0,
+        received: 0,
+        missing: 0,
+        duplicates: 0,
+        complete_members: 0,
+        window_pushes: 0,
+        window: Duration::ZERO,
+        drained: None,
+        errors: 0,
+        window_cpu_s: Vec::new(),
+        latency_us: crate::echo_load::new_histogram()?,
+    };
     for (i, addr) in plan.addrs.iter().enumerate() {
         // Even spread: the first `members % n` frontends take one more.
         let n = plan.members / plan.addrs.len() + usize::from(i < plan.members % plan.addrs.len());
-        let (next_uid, prefix) = (next_uid.clone(), plan.uid_prefix.clone());
+        let (next_uid, target) = (next_uid.clone(), plan.target.clone());
         let opened = many::open(*addr, n, setup_deadline, move |mut conn| {
-            let uid = format!("{prefix}{}", next_uid.fetch_add(1, Ordering::Relaxed));
+            let n = next_uid.fetch_add(1, Ordering::Relaxed);
+            let target = target.clone();
             async move {
-                conn.request(BIND_ROUTE, Bytes::from(uid.clone())).await?;
+                let uid = match target {
+                    Target::Users { uid_prefix } => {
+                        let uid = format!("{uid_prefix}{n}");
+                        conn.request(BIND_ROUTE, Bytes::from(uid.clone())).await?;
+                        uid
+                    }
+                    Target::Group { .. } => {
+                        conn.request(JOIN_ROUTE, Bytes::from_static(b"{}")).await?;
+                        String::new()
+                    }
+                };
                 Ok((uid, conn))
             }
         })
@@ -128,21 +187,42 @@ pub(crate) async fn run(plan: &FanoutPlan) -> Result<FanoutReport> {
 
     let mut per_seq = Vec::with_capacity(MAX_SEQ);
     per_seq.resize_with(MAX_SEQ, || AtomicU32::new(0));
+    let mut sent_at = Vec::with_capacity(MAX_SEQ);
+    sent_at.resize_with(MAX_SEQ, || AtomicU64::new(0));
     let tally = Arc::new(Tally {
         per_seq,
         delivered: AtomicU64::new(0),
         done: AtomicU64::new(0),
         members: u32::try_from(members.len())?,
         progress: Notify::new(),
+        sent_at,
+        base: Instant::now(),
+        first_measured: AtomicU64::new(u64::MAX),
+        latency_us: std::sync::Mutex::new(crate::echo_load::new_histogram()?),
     });
-    // `{"uids":["a","b",…],"msg":"` then the sequence number and `"}`.
-    let uids: Vec<&str> = members.iter().map(|(uid, _)| uid.as_str()).collect();
-    let head = format!(r#"{{"uids":{},"msg":""#, serde_json::to_string(&uids)?);
+    let (send_route, push_route, body) = match &plan.target {
+        Target::Users { .. } => {
+            // `{"uids":["a","b",…],"msg":"` then the sequence number and `"}`.
+            let uids: Vec<&str> = members.iter().map(|(uid, _)| uid.as_str()).collect();
+            let head = format!(r#"{{"uids":{},"msg":""#, serde_json::to_string(&uids)?);
+            let body: Box<dyn Fn(u64) -> Bytes> =
+                Box::new(move |seq| Bytes::from(format!("{head}{seq}\"}}")));
+            (SEND_ROUTE, PUSH_ROUTE, body)
+        }
+        Target::Group { payload } => {
+            ensure!(*payload >= MIN_GROUP_PAYLOAD, "payload below {MIN_GROUP_PAYLOAD} B");
+            let filler = crate::text_payload(*payload);
+            let payload = *payload;
+            let body: Box<dyn Fn(u64) -> Bytes> =
+                Box::new(move |seq| group_body(seq, payload, &filler));
+            (MESSAGE_ROUTE, GROUP_PUSH_ROUTE, body)
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut readers = JoinSet::new();
     for (_, conn) in members {
         let (tally, stop) = (tally.clone(), stop_rx.clone());
-        readers.spawn(count_pushes(conn, tally, stop));
+        readers.spawn(count_pushes(conn, tally, push_route, stop));
     }
 
     let codec = MessageCodec::new();
@@ -158,6 +238,7 @@ pub(crate) async fn run(plan: &FanoutPlan) -> Result<FanoutReport> {
         let now = Instant::now();
         if at_open.is_none() && now >= window_open {
             at_open = Some((now, tally.delivered.load(Ordering::Acquire)));
+            tally.first_measured.store(sent, Ordering::Release);
         }
         if now >= end {
             break;
@@ -166,9 +247,14 @@ pub(crate) async fn run(plan: &FanoutPlan) -> Result<FanoutReport> {
         // the wait below rather than being missed.
         let progressed = tally.progress.notified();
         let done = tally.done.load(Ordering::Acquire);
+        let write_time = tally.base.elapsed().as_nanos() as u64;
         while sent - done.min(sent) < limit && (sent as usize) < MAX_SEQ {
-            let body = format!("{head}{sent}\"}}");
-            sender.queue(&codec, &Message::notify(SEND_ROUTE, Bytes::from(body)))?;
+            sender.queue(&codec, &Message::notify(send_route, body(sent)))?;
+            // Stamped with the write just below: a member that reads the message reads
+            // its stamp after it, since both go through the same socket round trip.
+            if let Some(at) = tally.sent_at.get(sent as usize) {
+                at.store(write_time, Ordering::Release);
+            }
             sent += 1;
         }
         sender.flush().await?;
@@ -222,7 +308,26 @@ pub(crate) async fn run(plan: &FanoutPlan) -> Result<FanoutReport> {
         report.duplicates += count.saturating_sub(members);
     }
     report.expected = members * sent;
+    report.latency_us =
+        std::mem::replace(&mut *lock(&tally.latency_us), crate::echo_load::new_histogram()?);
     Ok(report)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A `room.message` body of exactly `len` bytes carrying `seq`: `{"seq":N,"text":"…"}`
+/// with chat-like text from `filler`.
+fn group_body(seq: u64, len: usize, filler: &[u8]) -> Bytes {
+    let head = format!(r#"{{"seq":{seq},"text":""#);
+    let room = len.saturating_sub(head.len() + 2);
+    let mut body = Vec::with_capacity(len);
+    body.extend_from_slice(head.as_bytes());
+    // The filler's own text, past its `{"text":"` head, never holds a quote.
+    body.extend(filler.iter().skip(9).copied().chain(std::iter::repeat(b' ')).take(room));
+    body.extend_from_slice(br#""}"#);
+    Bytes::from(body)
 }
 
 struct MemberStats {
@@ -236,6 +341,7 @@ struct MemberStats {
 async fn count_pushes(
     mut conn: Conn,
     tally: Arc<Tally>,
+    push_route: &'static str,
     mut stop: watch::Receiver<bool>,
 ) -> (Conn, MemberStats) {
     let mut stats = MemberStats { received: 0, errors: 0 };
@@ -251,10 +357,12 @@ async fn count_pushes(
                 Err(e) => Err(e),
             };
             match msg {
-                Ok(msg) if msg.kind == MessageType::Push && msg.route == PUSH_ROUTE => {
-                    match seq_of(&msg.data).and_then(|seq| tally.per_seq.get(seq)) {
-                        Some(count) => {
+                Ok(msg) if msg.kind == MessageType::Push && msg.route == push_route => {
+                    let seq = seq_of(&msg.data);
+                    match seq.and_then(|seq| tally.per_seq.get(seq).map(|count| (seq, count))) {
+                        Some((seq, count)) => {
                             stats.received += 1;
+                            tally.record_latency(seq);
                             tally.delivered.fetch_add(1, Ordering::AcqRel);
                             if count.fetch_add(1, Ordering::AcqRel) + 1 == tally.members {
                                 tally.done.fetch_add(1, Ordering::AcqRel);
@@ -287,7 +395,26 @@ async fn count_pushes(
     }
 }
 
-/// The sequence number a push body carries: the decimal text of `msg`.
+impl Tally {
+    /// Notes the delay since the write of message `seq`, when it was sent in the window.
+    fn record_latency(&self, seq: usize) {
+        if (seq as u64) < self.first_measured.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(sent) = self.sent_at.get(seq).map(|s| s.load(Ordering::Acquire)) else {
+            return;
+        };
+        let now = self.base.elapsed().as_nanos() as u64;
+        let us = (now.saturating_sub(sent) / 1_000).max(1);
+        let _ = lock(&self.latency_us).record(us);
+    }
+}
+
+/// The sequence number a push body carries: its first run of decimal digits (the whole
+/// `msg` of push-fanout, the `seq` field of a group message).
 fn seq_of(data: &[u8]) -> Option<usize> {
-    std::str::from_utf8(data).ok()?.trim().parse().ok()
+    let start = data.iter().position(u8::is_ascii_digit)?;
+    let digits = data.get(start..)?;
+    let len = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+    std::str::from_utf8(digits.get(..len)?).ok()?.parse().ok()
 }

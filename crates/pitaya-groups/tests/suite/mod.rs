@@ -83,6 +83,14 @@ async fn sorted_members(g: &dyn Groups, name: &str) -> GroupResult<Vec<String>> 
 }
 
 /// Polls `name`'s members every 50 ms until the group is gone; panics after `within`.
+/// The uids of [`Groups::member_snapshot`], sorted.
+async fn snapshot_uids(g: &dyn Groups, name: &str) -> Vec<String> {
+    let mut uids: Vec<String> =
+        g.member_snapshot(name).await.unwrap().iter().map(|u| u.to_string()).collect();
+    uids.sort();
+    uids
+}
+
 async fn wait_until_gone(g: &dyn Groups, name: &str, within: Duration) {
     let deadline = Instant::now() + within;
     while g.members(name).await != Err(GroupError::NotFound) {
@@ -181,6 +189,11 @@ pub(crate) async fn members_contains_and_count(g: &dyn Groups, f: Flavor) {
     assert_eq!(g.count("room").await, Ok(3));
     let members = sorted_members(g, "room").await.unwrap();
     assert_eq!(members, ["alice", "bob", "carol"]);
+    // The broadcast snapshot lists the same uids, and follows changes.
+    assert_eq!(snapshot_uids(g, "room").await, ["alice", "bob", "carol"]);
+    g.remove_member("room", "bob").await.unwrap();
+    assert_eq!(snapshot_uids(g, "room").await, ["alice", "carol"]);
+    assert_eq!(g.member_snapshot("nope").await.map(|m| m.len()), Err(GroupError::NotFound));
 }
 
 pub(crate) async fn groups_do_not_share_members(g: &dyn Groups, _: Flavor) {
