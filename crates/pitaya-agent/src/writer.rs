@@ -7,7 +7,7 @@ use pitaya_core::Error;
 use pitaya_serialize::Serializer;
 use tokio::sync::mpsc;
 
-use crate::control::{Control, Signal, closing};
+use crate::control::{Control, Signal};
 use crate::entity::Outgoing;
 use crate::routes::ClientRoutes;
 
@@ -31,14 +31,14 @@ pub(crate) struct WriterTask {
 
 impl WriterTask {
     pub(crate) async fn run(mut self) {
-        let mut signals = self.control.subscribe();
+        let control = self.control.clone();
         // Allocated per batch and released once written, so that an idle connection holds
         // no write buffer.
         let mut buf = BytesMut::new();
         loop {
             let item = tokio::select! {
                 biased;
-                signal = closing(&mut signals) => {
+                signal = control.closing() => {
                     self.finish(signal, &mut buf).await;
                     break;
                 }
