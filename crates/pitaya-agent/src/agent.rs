@@ -136,7 +136,7 @@ pub struct Agent {
 pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output = ()> + Send {
     let span = tracing::debug_span!("agent", remote = %conn.remote_addr);
     let Connection { mut reader, writer, remote_addr, .. } = conn;
-    let (tx, rx) = mpsc::channel(shared.config.outgoing_capacity.max(1));
+    let (tx, rx) = crate::queue::channel(shared.config.outgoing_capacity.max(1));
     let control = Control::new();
     let pending = Arc::new(AtomicUsize::new(0));
     let client_routes =
@@ -380,7 +380,7 @@ impl ReaderState<'_> {
                 self.session.set_handshake(hs);
                 let ip =
                     if self.remote.to_string().matches(':').count() > 1 { "ipv6" } else { "ipv4" };
-                let _ = self.session.set("ipversion", ip);
+                self.session.set_lazily("ipversion", ip);
                 self.phase = Phase::Handshaked;
                 match self.entity.enqueue(Outgoing::Handshake { accepted: true }).await {
                     Ok(()) => Next::Continue,

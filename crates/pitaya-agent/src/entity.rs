@@ -9,14 +9,13 @@ use bytes::Bytes;
 use pitaya_codec::Message;
 use pitaya_core::{BoxFuture, Error, codes};
 use pitaya_session::{NetworkEntity, QueueFree};
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::control::{Control, Signal};
 use crate::routes::ClientRoutes;
 
-/// An item of the outgoing queue, kept small (16 bytes) because every connection's
-/// queue allocates room for a block of them up front.
+/// An item of the outgoing queue, kept small (16 bytes): the queue keeps the room its
+/// busiest moment needed.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     /// A response or push, encoded by the writer.
@@ -29,7 +28,7 @@ pub(crate) enum Outgoing {
 
 /// Queues messages for the writer; shared by the session and the agent's tasks.
 pub(crate) struct AgentEntity {
-    pub(crate) tx: mpsc::Sender<Outgoing>,
+    pub(crate) tx: crate::queue::Sender<Outgoing>,
     pub(crate) control: Control,
     pub(crate) remote: SocketAddr,
     pub(crate) write_timeout: Duration,

@@ -5,7 +5,6 @@ use pitaya_acceptor::PacketWriter;
 use pitaya_codec::{Message, MessageCodec, MessageType};
 use pitaya_core::Error;
 use pitaya_serialize::Serializer;
-use tokio::sync::mpsc;
 
 use crate::control::{Control, Signal};
 use crate::entity::Outgoing;
@@ -17,7 +16,7 @@ const HEARTBEAT: &[u8] = &[0x03, 0x00, 0x00, 0x00];
 
 pub(crate) struct WriterTask {
     pub(crate) writer: PacketWriter,
-    pub(crate) rx: mpsc::Receiver<Outgoing>,
+    pub(crate) rx: crate::queue::Receiver<Outgoing>,
     pub(crate) control: Control,
     pub(crate) codec: MessageCodec,
     pub(crate) serializer: std::sync::Arc<dyn Serializer>,
