@@ -40,6 +40,10 @@ pub(crate) struct Sections {
     /// Only run the callgrind instruction counts (fast, deterministic).
     #[arg(long, conflicts_with_all = ["load_only", "cluster_only"])]
     callgrind_only: bool,
+    /// With `--callgrind-only`: only the whole echo server's instructions per request,
+    /// not the codec, dispatch and metrics drivers (which build in the bench profile).
+    #[arg(long, requires = "callgrind_only")]
+    server_only: bool,
     /// Only run the load section: loadgen against the echo example and the baseline.
     #[arg(long, conflicts_with = "cluster_only")]
     load_only: bool,
@@ -87,7 +91,7 @@ pub(crate) fn run(root: &Path, sections: Sections) -> Result<()> {
         super::cargo(&["bench", "-p", "pitaya-codec"])?;
     }
     if all || sections.callgrind_only {
-        callgrind(root)?;
+        callgrind(root, sections.server_only)?;
     }
     if all || load_only {
         let parts = if sections.part.is_empty() {
@@ -119,7 +123,7 @@ struct Case {
     uncompressed: Option<String>,
 }
 
-fn callgrind(root: &Path) -> Result<()> {
+fn callgrind(root: &Path, server_only: bool) -> Result<()> {
     let valgrind = find_in_path("valgrind").filter(|path| {
         Command::new(path).arg("--version").output().is_ok_and(|o| o.status.success())
     });
@@ -133,7 +137,8 @@ fn callgrind(root: &Path) -> Result<()> {
     let started = Instant::now();
     let out_dir = target_dir(root).join("callgrind");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    for package in DRIVERS {
+    let drivers: &[&str] = if server_only { &[] } else { &DRIVERS };
+    for package in drivers {
         callgrind_package(root, &valgrind, package, &out_dir)?;
     }
     let bins = build_examples(root)?;
