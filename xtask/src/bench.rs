@@ -9,10 +9,14 @@
 //! defaults and with Prometheus on (`bench_server.rs`): instructions per request, the
 //! figure that tells what tracing and metrics cost.
 //!
-//! The load section (alone with `--load-only`) starts the echo example and the
-//! hand-written `baseline_echo` server as child processes and drives them with the
-//! `loadgen` example: pipelined requests, resident memory per idle connection, and group
-//! broadcast. Its figures are printed, never asserted: they are wall-clock figures.
+//! The load section (alone with `--load-only`, or some of its parts with `--part`) starts
+//! the echo example and the hand-written `baseline_echo` server as child processes and
+//! drives them with the `loadgen` example: pipelined requests (`echo`), compressed
+//! against uncompressed echo and the zlib level table (`compression`), resident memory
+//! per idle connection (`idle`), as many idle connections answering heartbeats as the
+//! open-file limit allows, up to 100,000 (`scale`), and group broadcast (`broadcast`).
+//! Servers and loadgen get a CPU each unless `--no-pin`. Its figures are printed, never
+//! asserted: they are wall-clock figures.
 //!
 //! The cluster section (alone with `--cluster-only`, see `bench_cluster.rs`) drives a
 //! connector frontend of the conformance server, on a route it serves itself and on one it
