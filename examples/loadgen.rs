@@ -9,8 +9,9 @@
 //!   `room.echo` requests of `--payload` bytes in flight; after `--warmup` seconds, reports
 //!   req/s and p50/p99/max latency over `--duration` seconds, and with `--cpu-pids` the
 //!   CPU time (user + system) each of those processes used within exactly that window;
-//! - `--idle N`: opens N handshaken TCP connections, prints the line once all are open,
-//!   then holds them for `--hold` seconds;
+//! - `--idle N`: opens N handshaken TCP connections (spread over the `--sources`
+//!   addresses), prints a line once all are open, then holds them for `--hold` seconds,
+//!   answering the server's heartbeats with `--heartbeats`;
 //! - `--broadcast M --window 32`: M members call `room.join`, one more connection sends
 //!   `room.message` notifies of `--payload` bytes with at most `--window` of them not yet
 //!   delivered to every member, and the members count their `onMessage` pushes: pushes/s
@@ -20,7 +21,9 @@
 //!   the frontends of the cluster `testing` example bind their own uids, one more client
 //!   sends `game.testsvc.testsendtousers` to all of them with at most `--window` messages
 //!   not yet delivered to every member, and the members' pushes/s are measured (see
-//!   `src/loadgen/push_fanout.rs`).
+//!   `src/loadgen/push_fanout.rs`);
+//! - `zlib-levels --levels 1,6 --payloads 1024,4096`: deflated size and time of each zlib
+//!   level on the request payloads, through the codec (see `src/loadgen/zlib_levels.rs`).
 //!
 //! It speaks the protocol through `pitaya-codec` directly (see `src/loadgen/wire.rs` for
 //! why), and only to loopback addresses.
@@ -39,8 +42,10 @@ mod many;
 mod push_fanout;
 #[path = "src/loadgen/wire.rs"]
 mod wire;
+#[path = "src/loadgen/zlib_levels.rs"]
+mod zlib_levels;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -82,6 +87,16 @@ struct Args {
     /// Seconds the idle mode holds its connections once all are open.
     #[arg(long, default_value_t = 3.0)]
     hold: f64,
+    /// Idle mode: comma-separated loopback source addresses the connections are spread
+    /// over (one source address reaches one server port from at most the ~28,000 ports of
+    /// the ephemeral range).
+    #[arg(long, value_delimiter = ',')]
+    sources: Vec<IpAddr>,
+    /// Idle mode: answer each server heartbeat with one, so that the server keeps the
+    /// connections past two heartbeat intervals; reports heartbeats answered and
+    /// connections still open at the end.
+    #[arg(long, requires = "idle")]
+    heartbeats: bool,
     /// Broadcast mode: this many members join group `room`.
     #[arg(long)]
     broadcast: Option<usize>,
@@ -109,6 +124,25 @@ struct Args {
 enum Mode {
     /// Pushes to many users across frontends of the cluster `testing` example.
     PushFanout(FanoutArgs),
+    /// Deflated size and time of zlib levels on the request payloads (no server).
+    ZlibLevels(LevelsArgs),
+}
+
+/// Arguments of `zlib-levels`.
+#[derive(Debug, clap::Args)]
+struct LevelsArgs {
+    /// Comma-separated zlib levels (0 to 9).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6, 7, 8, 9])]
+    levels: Vec<u32>,
+    /// Comma-separated payload sizes, the request mode's text of `--payload`.
+    #[arg(long, value_delimiter = ',', default_values_t = [1024, 4096])]
+    payloads: Vec<usize>,
+    /// Deflates per timed batch (0: sizes only).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    iterations: u64,
+    /// Timed batches per level and payload; the fastest is reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    batches: u32,
 }
 
 /// Arguments of `push-fanout` (`--timeout` and `--threads` are the top-level ones).
@@ -133,6 +167,8 @@ struct FanoutArgs {
 
 /// Upper bounds that keep a typo from turning into an hour-long or machine-wide run.
 const MAX_CONNS: usize = 60_000;
+/// Idle connections: 100,000 spread over four source addresses, with room to spare.
+const MAX_IDLE: usize = 200_000;
 const MAX_INFLIGHT: usize = 10_000;
 const MAX_SECONDS: f64 = 600.0;
 
@@ -167,12 +203,15 @@ fn check(args: &Args) -> Result<()> {
     for (name, value, max) in [
         ("--conns", args.conns, MAX_CONNS),
         ("--inflight", args.inflight, MAX_INFLIGHT),
-        ("--idle", args.idle.unwrap_or(1), MAX_CONNS),
+        ("--idle", args.idle.unwrap_or(1), MAX_IDLE),
         ("--broadcast", args.broadcast.unwrap_or(1), MAX_CONNS),
         ("--window", args.window, push_fanout::MAX_SEQ),
         ("--payload", args.payload, pitaya_codec::MAX_BODY_LEN / 2),
     ] {
         ensure!((1..=max).contains(&value), "{name} must be between 1 and {max}");
+    }
+    for source in &args.sources {
+        ensure!(source.is_loopback(), "loopback source addresses only, not {source}");
     }
     ensure!(
         !(args.ws && (args.idle.is_some() || args.broadcast.is_some())),
@@ -193,6 +232,21 @@ fn seconds(name: &str, value: f64) -> Result<Duration> {
 
 async fn run(args: &Args) -> Result<serde_json::Value> {
     let timeout = seconds("--timeout", args.timeout)?;
+    if let Some(Mode::ZlibLevels(levels)) = &args.mode {
+        for &payload in &levels.payloads {
+            ensure!(
+                (1..=pitaya_codec::MAX_BODY_LEN / 2).contains(&payload),
+                "--payloads must be between 1 and {}",
+                pitaya_codec::MAX_BODY_LEN / 2
+            );
+        }
+        return zlib_levels::run(&zlib_levels::LevelsPlan {
+            levels: levels.levels.clone(),
+            payloads: levels.payloads.clone(),
+            iterations: levels.iterations,
+            batches: levels.batches,
+        });
+    }
     if let Some(Mode::PushFanout(fanout)) = &args.mode {
         // This process last: whether the members' side kept up.
         let mut pids = cpu::parse_pids(&args.cpu_pids)?;
@@ -200,8 +254,14 @@ async fn run(args: &Args) -> Result<serde_json::Value> {
         return push_fanout(fanout, timeout, pids).await;
     }
     if let Some(conns) = args.idle {
-        let plan =
-            idle::IdlePlan { addr: args.addr, conns, hold: seconds("--hold", args.hold)?, timeout };
+        let plan = idle::IdlePlan {
+            addr: args.addr,
+            conns,
+            sources: args.sources.clone(),
+            heartbeats: args.heartbeats,
+            hold: seconds("--hold", args.hold)?,
+            timeout,
+        };
         let announce = |r: &idle::IdleReport| {
             // Printed while the connections are held: whoever watches the server's memory
             // reads it now.
@@ -214,6 +274,8 @@ async fn run(args: &Args) -> Result<serde_json::Value> {
             "established": report.established,
             "errors": report.errors,
             "setup_s": report.setup.as_secs_f64(),
+            "heartbeats_answered": report.heartbeats.map(|(answered, _)| answered),
+            "open_at_end": report.heartbeats.map(|(_, open)| open),
         }));
     }
     if let Some(members) = args.broadcast {

@@ -9,11 +9,14 @@
 //! defaults and with Prometheus on (`bench_server.rs`): instructions per request, the
 //! figure that tells what tracing and metrics cost.
 //!
-//! The load section (alone with `--load-only`) starts the echo example and the
-//! hand-written `baseline_echo` server as child processes and drives them with the
-//! `loadgen` example: pipelined requests, resident memory per idle connection, and group
-//! broadcast against the hand-written `baseline_broadcast` server (alone with
-//! `--broadcast-only`, see `bench_broadcast.rs`). Its figures are printed, never
+//! The load section (alone with `--load-only`, or some of its parts with `--part`) starts
+//! the echo example and the hand-written `baseline_echo` server as child processes and
+//! drives them with the `loadgen` example: pipelined requests (`echo`), compressed
+//! against uncompressed echo and the zlib level table (`compression`), resident memory
+//! per idle connection (`idle`), as many idle connections answering heartbeats as the
+//! open-file limit allows, up to 100,000 (`scale`), and group broadcast against the hand-written `baseline_broadcast` server (`broadcast`,
+//! alone also with `--broadcast-only`, see `bench_broadcast.rs`).
+//! Servers and loadgen get a CPU each unless `--no-pin`. Its figures are printed, never
 //! asserted: they are wall-clock figures.
 //!
 //! The cluster section (alone with `--cluster-only`, see `bench_cluster.rs`) drives a
@@ -39,11 +42,15 @@ mod cluster;
 mod server;
 
 /// Which sections of `cargo xtask bench` run; all of them by default.
-#[derive(Debug, Clone, Copy, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Sections {
     /// Only run the callgrind instruction counts (fast, deterministic).
     #[arg(long, conflicts_with_all = ["load_only", "cluster_only", "broadcast_only"])]
     callgrind_only: bool,
+    /// With `--callgrind-only`: only the whole echo server's instructions per request,
+    /// not the codec, dispatch and metrics drivers (which build in the bench profile).
+    #[arg(long, requires = "callgrind_only")]
+    server_only: bool,
     /// Only run the load section: loadgen against the echo example and the baseline.
     #[arg(long, conflicts_with_all = ["cluster_only", "broadcast_only"])]
     load_only: bool,
@@ -56,31 +63,65 @@ pub(crate) struct Sections {
     /// route itself and forwards another over NATS to a game backend.
     #[arg(long)]
     cluster_only: bool,
-    /// Run the cluster section this many times and print each figure's median (each ratio
-    /// taken within its run); e.g. `--cluster-only --repeat 3`. The broadcast cases run
-    /// 3 times unless this asks for more than 1.
+    /// Run the cluster section, and the load section's request cases, this many times and
+    /// print each figure's median (each ratio taken within its run); e.g.
+    /// `--cluster-only --repeat 3`. Once (the default), the request cases keep the best of
+    /// two rounds. The broadcast cases run 3 times unless this asks for more than 1.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
     repeat: u32,
+    /// Only these parts of the load section (comma-separated; implies `--load-only`):
+    /// `echo` (request cases against the baseline), `compression` (compressed against
+    /// uncompressed echo at 64 B, 1 KiB and 4 KiB, and the zlib level table), `idle`
+    /// (memory per idle connection at 10,000), `scale` (100,000 idle connections with
+    /// heartbeats, or as many as the open-file limit allows), `broadcast`.
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with_all = ["callgrind_only", "cluster_only"])]
+    part: Vec<LoadPart>,
+    /// Run the load and cluster sections without pinning servers and load generator to
+    /// CPUs (they then share every core, as in production); by default they are pinned
+    /// whenever `taskset` and two CPUs are there.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+/// A part of the load section, for `--part`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LoadPart {
+    Echo,
+    Compression,
+    Idle,
+    Scale,
+    Broadcast,
 }
 
 /// Runs the Criterion benches, the callgrind section, the load section and the cluster
 /// section, as `sections` asks.
 pub(crate) fn run(root: &Path, sections: Sections) -> Result<()> {
-    let all = !(sections.callgrind_only
-        || sections.load_only
-        || sections.cluster_only
-        || sections.broadcast_only);
+    let load_only = sections.load_only || !sections.part.is_empty();
+    let all =
+        !(sections.callgrind_only || load_only || sections.cluster_only || sections.broadcast_only);
+    NO_PIN.store(sections.no_pin, std::sync::atomic::Ordering::Relaxed);
     if all {
         super::cargo(&["bench", "-p", "pitaya-codec"])?;
     }
     if all || sections.callgrind_only {
-        callgrind(root)?;
+        callgrind(root, sections.server_only)?;
     }
-    if all || sections.load_only {
-        load(root, sections)?;
+    if all || load_only {
+        let parts = if sections.part.is_empty() {
+            vec![
+                LoadPart::Echo,
+                LoadPart::Compression,
+                LoadPart::Idle,
+                LoadPart::Scale,
+                LoadPart::Broadcast,
+            ]
+        } else {
+            sections.part.clone()
+        };
+        load(root, &parts, &sections)?;
     }
     if sections.broadcast_only {
-        broadcast_only(root, sections)?;
+        broadcast_only(root, &sections)?;
     }
     if all || sections.cluster_only {
         cluster::run(root, sections.repeat)?;
@@ -98,7 +139,7 @@ struct Case {
     uncompressed: Option<String>,
 }
 
-fn callgrind(root: &Path) -> Result<()> {
+fn callgrind(root: &Path, server_only: bool) -> Result<()> {
     let valgrind = find_in_path("valgrind").filter(|path| {
         Command::new(path).arg("--version").output().is_ok_and(|o| o.status.success())
     });
@@ -112,7 +153,8 @@ fn callgrind(root: &Path) -> Result<()> {
     let started = Instant::now();
     let out_dir = target_dir(root).join("callgrind");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    for package in DRIVERS {
+    let drivers: &[&str] = if server_only { &[] } else { &DRIVERS };
+    for package in drivers {
         callgrind_package(root, &valgrind, package, &out_dir)?;
     }
     let bins = build_examples(root)?;
@@ -433,15 +475,29 @@ struct LoadCase {
     payload: usize,
     /// The case whose req/s this one is divided by.
     against: Option<&'static str>,
+    /// The `--part`s that run this case.
+    parts: &'static [LoadPart],
 }
 
-const CASES: [LoadCase; 12] = [
+const ECHO: &[LoadPart] = &[LoadPart::Echo];
+const ECHO_AND_COMPRESSION: &[LoadPart] = &[LoadPart::Echo, LoadPart::Compression];
+const COMPRESSION: &[LoadPart] = &[LoadPart::Compression];
+
+/// The compressed cases and the uncompressed ones they are weighed against, by payload.
+const COMPRESSED_PAIRS: [(&str, &str); 3] = [
+    ("echo --compression tcp 64B", "echo tcp 64B"),
+    ("echo --compression tcp 1KiB", "echo tcp 1KiB"),
+    ("echo --compression tcp 4KiB", "echo tcp 4KiB"),
+];
+
+const CASES: [LoadCase; 13] = [
     LoadCase {
         label: "tcp 64B",
         server: ServerKind::Baseline,
         ws: false,
         payload: 64,
         against: None,
+        parts: ECHO,
     },
     LoadCase {
         label: "tcp 64B",
@@ -449,6 +505,7 @@ const CASES: [LoadCase; 12] = [
         ws: false,
         payload: 64,
         against: Some("baseline tcp 64B"),
+        parts: ECHO_AND_COMPRESSION,
     },
     LoadCase {
         label: "tcp 1KiB",
@@ -456,6 +513,7 @@ const CASES: [LoadCase; 12] = [
         ws: false,
         payload: 1024,
         against: None,
+        parts: ECHO,
     },
     LoadCase {
         label: "tcp 1KiB",
@@ -463,6 +521,7 @@ const CASES: [LoadCase; 12] = [
         ws: false,
         payload: 1024,
         against: Some("baseline tcp 1KiB"),
+        parts: ECHO_AND_COMPRESSION,
     },
     LoadCase {
         label: "tcp 4KiB",
@@ -470,6 +529,7 @@ const CASES: [LoadCase; 12] = [
         ws: false,
         payload: 4096,
         against: None,
+        parts: ECHO,
     },
     LoadCase {
         label: "tcp 4KiB",
@@ -477,13 +537,25 @@ const CASES: [LoadCase; 12] = [
         ws: false,
         payload: 4096,
         against: Some("baseline tcp 4KiB"),
+        parts: ECHO_AND_COMPRESSION,
     },
+    // 64 B stays under the codec's 128-byte threshold: what compression costs a server
+    // whose messages are mostly small.
     LoadCase {
         label: "tcp 64B",
         server: ServerKind::EchoCompressed,
         ws: false,
         payload: 64,
         against: Some("echo tcp 64B"),
+        parts: COMPRESSION,
+    },
+    LoadCase {
+        label: "tcp 1KiB",
+        server: ServerKind::EchoCompressed,
+        ws: false,
+        payload: 1024,
+        against: Some("echo tcp 1KiB"),
+        parts: COMPRESSION,
     },
     LoadCase {
         label: "tcp 4KiB",
@@ -491,6 +563,7 @@ const CASES: [LoadCase; 12] = [
         ws: false,
         payload: 4096,
         against: Some("echo tcp 4KiB"),
+        parts: COMPRESSION,
     },
     LoadCase {
         label: "ws 64B",
@@ -498,6 +571,7 @@ const CASES: [LoadCase; 12] = [
         ws: true,
         payload: 64,
         against: Some("echo tcp 64B"),
+        parts: ECHO,
     },
     // Metrics on vs off, in the same run (issue: at most 5 % of echo req/s).
     LoadCase {
@@ -506,6 +580,7 @@ const CASES: [LoadCase; 12] = [
         ws: false,
         payload: 64,
         against: Some("echo tcp 64B"),
+        parts: ECHO,
     },
     // Tracing and metrics at their defaults vs tracing off, in the same run (issue: at
     // most 5 % of echo req/s).
@@ -515,6 +590,7 @@ const CASES: [LoadCase; 12] = [
         ws: false,
         payload: 64,
         against: None,
+        parts: ECHO,
     },
     LoadCase {
         label: "tcp 64B",
@@ -522,10 +598,12 @@ const CASES: [LoadCase; 12] = [
         ws: false,
         payload: 64,
         against: Some("echo -tracing tcp 64B"),
+        parts: ECHO,
     },
 ];
 
 /// What one request case measured.
+#[derive(Clone)]
 struct LoadRow {
     name: String,
     against: Option<&'static str>,
@@ -542,6 +620,10 @@ struct LoadRow {
     loadgen_cpu: Option<f64>,
     /// How far below this (best) round's req/s the worst round fell, as a fraction.
     spread: f64,
+    /// req/s against the `against` case, and that case's server µs/req over ours: from
+    /// the rows kept (best of rounds), or the median of each round's ratio (`--repeat`).
+    ratio: Option<f64>,
+    cpu_ratio: Option<f64>,
 }
 
 /// Builds the examples the benches run, in the release profile (what users run).
@@ -564,12 +646,12 @@ fn build_examples(root: &Path) -> Result<Bins> {
 
 /// Rounds of the broadcast cases: [`broadcast::ROUNDS`] unless `--repeat` asks for more
 /// than one.
-fn broadcast_rounds(sections: Sections) -> u32 {
+fn broadcast_rounds(sections: &Sections) -> u32 {
     if sections.repeat > 1 { sections.repeat } else { broadcast::ROUNDS }
 }
 
 /// The broadcast cases alone (`--broadcast-only`).
-fn broadcast_only(root: &Path, sections: Sections) -> Result<()> {
+fn broadcast_only(root: &Path, sections: &Sections) -> Result<()> {
     let started = Instant::now();
     let bins = build_examples(root)?;
     // Children inherit the limit: the servers and loadgen each hold 10,000 sockets.
@@ -592,29 +674,44 @@ fn broadcast_only(root: &Path, sections: Sections) -> Result<()> {
     Ok(())
 }
 
-fn load(root: &Path, sections: Sections) -> Result<()> {
+fn load(root: &Path, parts: &[LoadPart], sections: &Sections) -> Result<()> {
+    let repeat = sections.repeat;
     let started = Instant::now();
     let bins = build_examples(root)?;
     // Children inherit the limit: the servers and loadgen each hold IDLE_CONNS sockets.
     let nofile = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
     let pin = Pinning::detect();
     eprintln!(
-        "xtask: load section: {}; RLIMIT_NOFILE {nofile}; load average {}",
+        "xtask: load section ({parts:?}): {}; RLIMIT_NOFILE {nofile}; load average {}",
         pin.describe(),
         load_average()
     );
-
-    let rows = request_cases(&bins, &pin)?;
-    let idle = [ServerKind::Echo, ServerKind::Baseline]
-        .into_iter()
-        .map(|kind| idle_memory(&bins, &pin, kind, IDLE_CONNS.min(nofile.saturating_sub(100))))
-        .collect::<Result<Vec<_>>>()?;
-    let broadcast = broadcast::run(&bins, &pin, broadcast_rounds(sections))?;
-
+    let has = |part| parts.contains(&part);
     let mut out = String::new();
-    render_requests(&mut out, &rows, &pin)?;
-    render_idle(&mut out, &idle)?;
-    out.push_str(&broadcast);
+    if has(LoadPart::Echo) || has(LoadPart::Compression) {
+        let runs = request_cases(&bins, &pin, parts, repeat)?;
+        render_requests(&mut out, &runs, &pin)?;
+        if has(LoadPart::Compression) {
+            render_compressed(&mut out, &runs)?;
+        }
+    }
+    if has(LoadPart::Compression) {
+        zlib_levels(root, &bins, &pin, &mut out)?;
+    }
+    if has(LoadPart::Idle) {
+        let idle = [ServerKind::Echo, ServerKind::Baseline]
+            .into_iter()
+            .map(|kind| idle_memory(&bins, &pin, kind, IDLE_CONNS.min(nofile.saturating_sub(100))))
+            .collect::<Result<Vec<_>>>()?;
+        render_idle(&mut out, &idle)?;
+    }
+    if has(LoadPart::Scale) {
+        let row = idle_scale(&bins, &pin, nofile)?;
+        render_scale(&mut out, &row)?;
+    }
+    if has(LoadPart::Broadcast) {
+        out.push_str(&broadcast::run(&bins, &pin, broadcast_rounds(sections))?);
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
@@ -633,6 +730,10 @@ struct Bins {
     baseline_broadcast: PathBuf,
 }
 
+/// Set from `--no-pin` before any section starts; [`Pinning::detect`] reads it, so that
+/// the cluster section honours it too.
+static NO_PIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Where the servers and loadgen run. On a small machine they fight for the same cores
 /// and the scheduler decides the winner; one core each (servers on the first, loadgen
 /// on the second) makes the figures a per-core comparison that repeats.
@@ -641,15 +742,20 @@ struct Pinning {
 }
 
 impl Pinning {
+    /// Pinned when `taskset` and two CPUs are there, unless `--no-pin` asked otherwise.
     fn detect() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let taskset = find_in_path("taskset").filter(|_| cores >= 2);
+        let wanted = !NO_PIN.load(std::sync::atomic::Ordering::Relaxed);
+        let taskset = find_in_path("taskset").filter(|_| cores >= 2 && wanted);
         Self { taskset }
     }
 
     fn describe(&self) -> &'static str {
         match self.taskset {
             Some(_) => "servers pinned to CPU 0, loadgen to CPU 1 (taskset)",
+            None if NO_PIN.load(std::sync::atomic::Ordering::Relaxed) => {
+                "nothing pinned (--no-pin): servers and loadgen share every CPU"
+            }
             None => "nothing pinned (needs taskset and two CPUs)",
         }
     }
@@ -817,6 +923,16 @@ struct Server {
 
 impl Server {
     fn start(bins: &Bins, pin: &Pinning, kind: ServerKind) -> Result<Self> {
+        Self::start_with(bins, pin, kind, &[])
+    }
+
+    /// As [`Server::start`], with `env` set over [`SERVER_ENV`].
+    fn start_with(
+        bins: &Bins,
+        pin: &Pinning,
+        kind: ServerKind,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut cmd = match kind {
             ServerKind::Baseline => pin.command(&bins.baseline, 0),
             ServerKind::BaselineBroadcast => pin.command(&bins.baseline_broadcast, 0),
@@ -848,6 +964,7 @@ impl Server {
                 cmd.env("RUST_LOG", "off");
             }
         }
+        cmd.envs(env.iter().copied());
         let mut process = Running::spawn(cmd, kind.name())?;
         let line = process.line(START_TIMEOUT)?;
         let field = |name: &str| listening_field(&line, name).map(str::to_owned);
@@ -869,43 +986,107 @@ fn loadgen(bin: &Path, pin: &Pinning, args: &[&str], timeout: Duration) -> Resul
     Running::spawn(cmd, "loadgen")?.finish(timeout)
 }
 
-/// Runs every case [`ROUNDS`] times, round by round, and keeps each case's best round:
-/// other work on the machine can only slow a round down, so the best is the one least
-/// disturbed, and the spread between rounds tells how much to trust it.
-fn request_cases(bins: &Bins, pin: &Pinning) -> Result<Vec<LoadRow>> {
-    let servers = [
-        ServerKind::Baseline,
-        ServerKind::Echo,
-        ServerKind::EchoCompressed,
-        ServerKind::EchoMetrics,
-        ServerKind::EchoDefaults,
-        ServerKind::EchoNoTracing,
-    ]
-    .into_iter()
-    .map(|kind| Server::start(bins, pin, kind))
-    .collect::<Result<Vec<_>>>()?;
-    let mut best: Vec<Option<LoadRow>> = CASES.iter().map(|_| None).collect();
-    let mut worst = vec![f64::INFINITY; CASES.len()];
-    for round in 1..=ROUNDS {
-        for ((case, best), worst) in CASES.iter().zip(&mut best).zip(&mut worst) {
+/// The request cases of one load section: the row kept for each case, and every round.
+struct RequestRuns {
+    rows: Vec<LoadRow>,
+    rounds: Vec<Vec<LoadRow>>,
+    /// Whether `rows` are medians (`--repeat`) rather than the best rounds.
+    median: bool,
+}
+
+impl RequestRuns {
+    /// `of(case, reference)` for the cases named: the median of each round's value with
+    /// `--repeat`, else the value of the rows kept.
+    fn ratio(&self, name: &str, against: &str, of: fn(&LoadRow, &LoadRow) -> f64) -> Option<f64> {
+        let pair = |rows: &[LoadRow]| {
+            let row = rows.iter().find(|r| r.name == name)?;
+            let reference = rows.iter().find(|r| r.name == against)?;
+            Some(of(row, reference))
+        };
+        if !self.median {
+            return pair(&self.rows);
+        }
+        median(self.rounds.iter().filter_map(|round| pair(round)).collect())
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => values.get(mid).copied(),
+        _ => Some((values.get(mid - 1)? + values.get(mid)?) / 2.0),
+    }
+}
+
+/// Runs the cases of `parts` round by round: [`ROUNDS`] rounds keeping each case's best
+/// (other work on the machine can only slow a round down, so the best is the one least
+/// disturbed), or with `repeat` above 1 that many rounds keeping each case's median
+/// round and the median of each round's ratios. The spread between rounds tells how much
+/// to trust either.
+fn request_cases(
+    bins: &Bins,
+    pin: &Pinning,
+    parts: &[LoadPart],
+    repeat: u32,
+) -> Result<RequestRuns> {
+    let cases: Vec<&LoadCase> =
+        CASES.iter().filter(|c| c.parts.iter().any(|p| parts.contains(p))).collect();
+    let mut kinds: Vec<ServerKind> = cases.iter().map(|c| c.server).collect();
+    kinds.dedup();
+    let mut servers = Vec::new();
+    for kind in kinds {
+        if !servers.iter().any(|s: &Server| s.kind == kind) {
+            servers.push(Server::start(bins, pin, kind)?);
+        }
+    }
+    let (rounds_wanted, median_mode) = if repeat > 1 { (repeat, true) } else { (ROUNDS, false) };
+    let mut rounds = Vec::with_capacity(rounds_wanted as usize);
+    for round in 1..=rounds_wanted {
+        let mut rows = Vec::with_capacity(cases.len());
+        for case in &cases {
             let server = servers
                 .iter()
                 .find(|s| s.kind == case.server)
-                .context("every server kind of CASES is started above")?;
-            let row = run_case(bins, pin, server, case, round)?;
-            *worst = worst.min(row.req_per_s);
-            if best.as_ref().is_none_or(|b| row.req_per_s > b.req_per_s) {
-                *best = Some(row);
-            }
+                .context("every server kind of the cases is started above")?;
+            rows.push(run_case(bins, pin, server, case, round, rounds_wanted)?);
         }
+        rounds.push(rows);
     }
-    let mut rows = Vec::with_capacity(CASES.len());
-    for (row, worst) in best.into_iter().zip(worst) {
-        let mut row = row.context("ROUNDS is at least 1")?;
-        row.spread = 1.0 - worst / row.req_per_s;
-        rows.push(row);
+    let mut rows = Vec::with_capacity(cases.len());
+    for i in 0..cases.len() {
+        let mut of_case: Vec<&LoadRow> = rounds.iter().filter_map(|r| r.get(i)).collect();
+        of_case.sort_by(|a, b| a.req_per_s.total_cmp(&b.req_per_s));
+        let worst = of_case.first().map_or(f64::NAN, |r| r.req_per_s);
+        let kept = if median_mode { of_case.get(of_case.len() / 2) } else { of_case.last() };
+        let kept = kept.context("at least one round ran")?;
+        rows.push(LoadRow {
+            name: kept.name.clone(),
+            spread: 1.0 - worst / of_case.last().map_or(f64::NAN, |r| r.req_per_s),
+            ..(*kept).clone()
+        });
     }
-    Ok(rows)
+    let mut runs = RequestRuns { rows, rounds, median: median_mode };
+    let ratios: Vec<(Option<f64>, Option<f64>)> = runs
+        .rows
+        .iter()
+        .map(|row| match row.against {
+            Some(against) => (
+                runs.ratio(&row.name, against, |ours, base| ours.req_per_s / base.req_per_s),
+                runs.ratio(&row.name, against, |ours, base| {
+                    base.server_us_per_req / ours.server_us_per_req
+                }),
+            ),
+            None => (None, None),
+        })
+        .collect();
+    for (row, (ratio, cpu_ratio)) in runs.rows.iter_mut().zip(ratios) {
+        row.ratio = ratio;
+        row.cpu_ratio = cpu_ratio;
+    }
+    Ok(runs)
 }
 
 /// One loadgen run of `case` against `server`, with the server's CPU time around it.
@@ -915,6 +1096,7 @@ fn run_case(
     server: &Server,
     case: &LoadCase,
     round: u32,
+    rounds: u32,
 ) -> Result<LoadRow> {
     let name = format!("{} {}", case.server.name(), case.label);
     let addr = match (case.ws, &server.ws) {
@@ -922,7 +1104,7 @@ fn run_case(
         (true, Some(ws)) => ws.as_str(),
         (true, None) => bail!("{name}: the server has no WebSocket acceptor"),
     };
-    eprintln!("xtask: load case {name} (round {round} of {ROUNDS})");
+    eprintln!("xtask: load case {name} (round {round} of {rounds})");
     let payload = case.payload.to_string();
     let mut args = vec![
         "--addr",
@@ -967,6 +1149,8 @@ fn run_case(
         server_us_per_req: if total > 0.0 { server_cpu * 1e6 / total } else { f64::NAN },
         loadgen_cpu,
         spread: 0.0,
+        ratio: None,
+        cpu_ratio: None,
     })
 }
 
@@ -1015,11 +1199,17 @@ fn idle_memory(bins: &Bins, pin: &Pinning, kind: ServerKind, conns: u64) -> Resu
     })
 }
 
-fn render_requests(out: &mut String, rows: &[LoadRow], pin: &Pinning) -> Result<()> {
+fn render_requests(out: &mut String, runs: &RequestRuns, pin: &Pinning) -> Result<()> {
+    let rows = &runs.rows;
+    let kept = if runs.median {
+        format!("median of {} rounds (ratios: median of each round's)", runs.rounds.len())
+    } else {
+        format!("best of {} rounds", runs.rounds.len())
+    };
     writeln!(
         out,
         "\nload: 4 connections x 10 requests in flight on room.echo, {LOAD_SECONDS} s after a \
-         {WARMUP_SECONDS} s warm-up, best of {ROUNDS} rounds; {}\n\
+         {WARMUP_SECONDS} s warm-up, {kept}; {}\n\
          spread: how far the worst round fell below the best; srv/lg CPU: % of one core used \
          by the server / loadgen;\nsrv us/req: server CPU per request; ratio: req/s against \
          the case named; cpu ratio: its srv us/req over ours (below 1: we spend more)\n",
@@ -1044,10 +1234,7 @@ fn render_requests(out: &mut String, rows: &[LoadRow], pin: &Pinning) -> Result<
         "cpu ratio"
     )?;
     for row in rows {
-        let reference = row.against.and_then(|a| rows.iter().find(|r| r.name == a));
-        let ratio = |of: fn(&LoadRow, &LoadRow) -> f64| {
-            reference.map_or("-".to_owned(), |r| format!("{:.2}x", of(row, r)))
-        };
+        let ratio = |value: Option<f64>| value.map_or("-".to_owned(), |r| format!("{r:.2}x"));
         writeln!(
             out,
             "{:<width$}  {:>9.0}  {:>5.0}%  {:>6.0}  {:>6.0}  {:>6.0}  {:>6.0}  {:>6.0}%  \
@@ -1062,11 +1249,308 @@ fn render_requests(out: &mut String, rows: &[LoadRow], pin: &Pinning) -> Result<
             row.server_cpu,
             row.server_us_per_req,
             row.loadgen_cpu.map_or("-".to_owned(), |c| format!("{c:.0}%")),
-            ratio(|ours, base| ours.req_per_s / base.req_per_s),
-            ratio(|ours, base| base.server_us_per_req / ours.server_us_per_req),
+            ratio(row.ratio),
+            ratio(row.cpu_ratio),
             row.against.unwrap_or("-"),
         )?;
     }
+    Ok(())
+}
+
+/// The server CPU compression adds: compressed against uncompressed echo, by payload.
+fn render_compressed(out: &mut String, runs: &RequestRuns) -> Result<()> {
+    writeln!(
+        out,
+        "\ncompression: echo --compression (the codec's default zlib level, see the level \
+         table) against echo, same payloads; CPU ratio = compressed srv us/req / \
+         uncompressed (1.00x: free){}\n",
+        if runs.median { ", median of each round's ratio" } else { "" }
+    )?;
+    writeln!(
+        out,
+        "{:<8}  {:>16}  {:>14}  {:>9}  {:>9}",
+        "payload", "uncompressed us", "compressed us", "CPU ratio", "req/s ratio"
+    )?;
+    for (compressed, plain) in COMPRESSED_PAIRS {
+        let find = |name: &str| runs.rows.iter().find(|r| r.name == name);
+        let (Some(z), Some(p)) = (find(compressed), find(plain)) else { continue };
+        let cpu = runs.ratio(compressed, plain, |z, p| z.server_us_per_req / p.server_us_per_req);
+        let req = runs.ratio(compressed, plain, |z, p| z.req_per_s / p.req_per_s);
+        let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}x"));
+        writeln!(
+            out,
+            "{:<8}  {:>16.2}  {:>14.2}  {:>9}  {:>9}",
+            plain.rsplit(' ').next().unwrap_or(plain),
+            p.server_us_per_req,
+            z.server_us_per_req,
+            fmt(cpu),
+            fmt(req),
+        )?;
+    }
+    Ok(())
+}
+
+/// Payloads of the zlib level table: the compressed request cases above 128 bytes (the
+/// 64-byte one is never compressed).
+const ZLIB_PAYLOADS: &str = "1024,4096";
+/// Deflates per callgrind run of one level and payload.
+const ZLIB_CALLGRIND_ITERATIONS: u64 = 100;
+
+/// One level's figures in the zlib table, per payload of [`ZLIB_PAYLOADS`].
+struct LevelRow {
+    level: u32,
+    bytes: Vec<f64>,
+    ns: Vec<f64>,
+    /// Callgrind instructions per deflate; empty without valgrind.
+    instructions: Vec<f64>,
+}
+
+/// Deflated size, time and (with valgrind) instructions of each zlib level on the
+/// request payloads, through the codec's own deflate (`loadgen zlib-levels`); marks the
+/// level of least CPU whose output stays within 5 % of zlib's default level (6) on every
+/// payload, the rule the codec's default was chosen by.
+fn zlib_levels(root: &Path, bins: &Bins, pin: &Pinning, out: &mut String) -> Result<()> {
+    eprintln!("xtask: zlib levels");
+    let line = loadgen(
+        &bins.loadgen,
+        pin,
+        &["zlib-levels", "--payloads", ZLIB_PAYLOADS, "--iterations", "2000", "--batches", "7"],
+        Duration::from_secs(300),
+    )?;
+    let payloads: Vec<usize> =
+        ZLIB_PAYLOADS.split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let mut rows: Vec<LevelRow> = Vec::new();
+    for level in 1..=9u32 {
+        let mut row = LevelRow { level, bytes: vec![], ns: vec![], instructions: vec![] };
+        for &payload in &payloads {
+            let entry = format!(r#""level":{level},"payload":{payload}"#);
+            // Rows are flat objects: `{"bytes":N,"level":L,"ns":T,"payload":P}` in some
+            // key order; find the object that holds this level and payload.
+            let object = line
+                .split('{')
+                .find(|o| {
+                    o.contains(&format!(r#""level":{level},"#))
+                        && o.contains(&format!(r#""payload":{payload}"#))
+                })
+                .with_context(|| format!("no {entry} in {line}"))?;
+            let object = format!("{{{object}");
+            let need = |f| json_number(&object, f)?.with_context(|| format!("no {f} in {object}"));
+            row.bytes.push(need("bytes")?);
+            row.ns.push(need("ns")?);
+        }
+        rows.push(row);
+    }
+    if let Some(valgrind) = find_in_path("valgrind") {
+        let out_dir = target_dir(root).join("callgrind");
+        std::fs::create_dir_all(&out_dir)?;
+        for row in &mut rows {
+            for &payload in &payloads {
+                let run = |n: u64| -> Result<(Child, PathBuf)> {
+                    let file = out_dir.join(format!("zlib.l{}.{payload}.{n}.out", row.level));
+                    let mut cmd = callgrind_command(&valgrind, root, &file);
+                    cmd.arg(&bins.loadgen)
+                        .args(["zlib-levels", "--levels", &row.level.to_string()])
+                        .args(["--payloads", &payload.to_string(), "--batches", "1"])
+                        .args(["--iterations", &n.to_string()])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::piped());
+                    Ok((cmd.spawn().with_context(|| format!("starting {cmd:?}"))?, file))
+                };
+                let ((zero, zero_file), (full, full_file)) =
+                    (run(0)?, run(ZLIB_CALLGRIND_ITERATIONS)?);
+                let name = format!("zlib level {} {payload} B", row.level);
+                let (a, b) = (finish(zero, &name), finish(full, &name));
+                a.and(b)?;
+                let delta =
+                    total_instructions(&full_file)?.saturating_sub(total_instructions(&zero_file)?);
+                row.instructions.push(delta as f64 / ZLIB_CALLGRIND_ITERATIONS as f64);
+            }
+        }
+    }
+    let six = rows.iter().find(|r| r.level == 6).context("level 6 was measured")?;
+    let within: Vec<bool> =
+        rows.iter().map(|r| r.bytes.iter().zip(&six.bytes).all(|(b, s)| *b <= s * 1.05)).collect();
+    // CPU: instructions when counted (they do not move with the machine's load), else
+    // time; summed over the payloads.
+    let cost = |r: &LevelRow| -> f64 {
+        if r.instructions.is_empty() { r.ns.iter().sum() } else { r.instructions.iter().sum() }
+    };
+    let chosen = rows
+        .iter()
+        .zip(&within)
+        .filter(|(_, ok)| **ok)
+        .min_by(|(a, _), (b, _)| cost(a).total_cmp(&cost(b)))
+        .map(|(r, _)| r.level);
+    writeln!(
+        out,
+        "\nzlib levels on the request payloads ({ZLIB_PAYLOADS} B of JSON-like text), through \
+         pitaya-codec's deflate: bytes out, % of level 6's, ns per deflate (fastest of 7 \
+         batches), callgrind instructions per deflate; *: least CPU within 5 % of level 6's \
+         size on every payload; the codec's default is level {}\n",
+        json_number(&line, "default_level")?.map_or("?".to_owned(), |l| l.to_string())
+    )?;
+    write!(out, "{:<6}", "level")?;
+    for p in &payloads {
+        write!(out, "  {:>8}  {:>6}  {:>9}  {:>10}", format!("{p} B out"), "vs 6", "ns", "instr")?;
+    }
+    writeln!(out)?;
+    for row in &rows {
+        let mark = if Some(row.level) == chosen { "*" } else { " " };
+        write!(out, "{:<6}", format!("{}{mark}", row.level))?;
+        for (i, _) in payloads.iter().enumerate() {
+            let bytes = row.bytes.get(i).copied().unwrap_or(f64::NAN);
+            let of_six = six.bytes.get(i).copied().unwrap_or(f64::NAN);
+            let instr = row.instructions.get(i).map_or("-".to_owned(), |v| format!("{v:.0}"));
+            write!(
+                out,
+                "  {:>8.0}  {:>5.1}%  {:>9.0}  {:>10}",
+                bytes,
+                100.0 * bytes / of_six,
+                row.ns.get(i).copied().unwrap_or(f64::NAN),
+                instr
+            )?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Connections of the scale case; fewer when the open-file limit is lower (each process,
+/// server and loadgen, holds one descriptor per connection).
+const SCALE_CONNS: u64 = 100_000;
+/// Loopback source addresses the scale case's clients are spread over: one source to one
+/// port runs out of ephemeral ports near 28,000 connections.
+const SCALE_SOURCES: &str = "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5";
+/// Heartbeat interval of the scale case's server: short, so that the measured window
+/// holds several rounds of heartbeats.
+const SCALE_HEARTBEAT_SECONDS: u64 = 5;
+/// Window over which the idle server's CPU is read: three heartbeat intervals.
+const SCALE_WINDOW: Duration = Duration::from_secs(3 * SCALE_HEARTBEAT_SECONDS);
+
+/// What the scale case measured.
+struct ScaleRow {
+    asked: u64,
+    /// Why fewer than `asked` were tried, if so.
+    limited_by: Option<String>,
+    tried: u64,
+    established: u64,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+    rss_end_kib: u64,
+    /// Server CPU seconds per second of the window.
+    cpu_per_s: f64,
+    heartbeats_answered: f64,
+    open_at_end: f64,
+    errors: f64,
+}
+
+/// A fresh echo server with heartbeats every [`SCALE_HEARTBEAT_SECONDS`], holding
+/// [`SCALE_CONNS`] idle connections (or as many as the open-file limit allows) whose
+/// clients answer every heartbeat: resident memory per connection, and the server's CPU
+/// per second over [`SCALE_WINDOW`] of idle time.
+fn idle_scale(bins: &Bins, pin: &Pinning, nofile: u64) -> Result<ScaleRow> {
+    // A few dozen descriptors for everything else each process opens.
+    let allowed = nofile.saturating_sub(200);
+    let tried = SCALE_CONNS.min(allowed);
+    let limited_by = (tried < SCALE_CONNS).then(|| {
+        format!(
+            "RLIMIT_NOFILE is {nofile} (hard limit; raising it needs CAP_SYS_RESOURCE), and \
+             the server holds one descriptor per connection"
+        )
+    });
+    eprintln!("xtask: scale: {tried} idle connections with heartbeats");
+    let interval = format!("{SCALE_HEARTBEAT_SECONDS}s");
+    let server = Server::start_with(
+        bins,
+        pin,
+        ServerKind::Echo,
+        &[("PITAYA_HEARTBEAT_INTERVAL", &interval)],
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = server.process.pid();
+    let rss_before_kib = vm_rss_kib(pid)?;
+    let hold = (IDLE_SETTLE + SCALE_WINDOW + Duration::from_secs(5)).as_secs().to_string();
+    let tried_arg = tried.to_string();
+    let mut cmd = pin.command(&bins.loadgen, 1);
+    cmd.args(["--addr", &server.tcp, "--idle", &tried_arg, "--sources", SCALE_SOURCES])
+        .args(["--heartbeats", "--hold", &hold, "--timeout", "180"])
+        .env("RUST_LOG", "warn");
+    let mut idle = Running::spawn(cmd, "loadgen --idle --heartbeats")?;
+    let ready = idle.line(Duration::from_secs(240))?;
+    std::thread::sleep(IDLE_SETTLE);
+    let rss_after_kib = vm_rss_kib(pid)?;
+    let cpu_before = cpu_seconds(pid)?;
+    let window = Instant::now();
+    std::thread::sleep(SCALE_WINDOW);
+    let cpu_per_s = (cpu_seconds(pid)? - cpu_before) / window.elapsed().as_secs_f64();
+    let rss_end_kib = vm_rss_kib(pid)?;
+    let last = idle.finish(Duration::from_secs(120))?;
+    let established = json_number(&ready, "established")?
+        .with_context(|| format!("loadgen announced {ready:?}, not its idle connections"))?;
+    let get = |field| json_number(&last, field).map(|v| v.unwrap_or(f64::NAN));
+    Ok(ScaleRow {
+        asked: SCALE_CONNS,
+        limited_by,
+        tried,
+        established: established as u64,
+        rss_before_kib,
+        rss_after_kib,
+        rss_end_kib,
+        cpu_per_s,
+        heartbeats_answered: get("heartbeats_answered")?,
+        open_at_end: get("open_at_end")?,
+        errors: get("errors")?,
+    })
+}
+
+fn render_scale(out: &mut String, row: &ScaleRow) -> Result<()> {
+    writeln!(
+        out,
+        "\nscale: fresh echo server, heartbeat every {SCALE_HEARTBEAT_SECONDS} s, idle TCP \
+         connections from {SCALE_SOURCES} whose clients answer each heartbeat; RSS {:.1} s \
+         after all are announced and at the end of a {} s window over which server CPU is read",
+        IDLE_SETTLE.as_secs_f64(),
+        SCALE_WINDOW.as_secs()
+    )?;
+    if let Some(why) = &row.limited_by {
+        writeln!(out, "asked for {}, tried {}: {why}", row.asked, row.tried)?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:>7}  {:>11}  {:>10}  {:>10}  {:>12}  {:>12}  {:>9}  {:>12}  {:>10}  {:>11}  {:>6}",
+        "conns",
+        "established",
+        "RSS before",
+        "RSS after",
+        "KiB per conn",
+        "KiB/conn end",
+        "CPU/s",
+        "us/conn/s",
+        "heartbeats",
+        "open at end",
+        "errors"
+    )?;
+    let per_conn = |kib: u64| match row.established {
+        0 => f64::NAN,
+        n => kib.saturating_sub(row.rss_before_kib) as f64 / n as f64,
+    };
+    writeln!(
+        out,
+        "{:>7}  {:>11}  {:>6} KiB  {:>6} KiB  {:>12.2}  {:>12.2}  {:>8.2}%  {:>12.3}  {:>10.0}  \
+         {:>11.0}  {:>6.0}",
+        row.tried,
+        row.established,
+        row.rss_before_kib,
+        row.rss_after_kib,
+        per_conn(row.rss_after_kib),
+        per_conn(row.rss_end_kib),
+        100.0 * row.cpu_per_s,
+        if row.established > 0 { row.cpu_per_s * 1e6 / row.established as f64 } else { f64::NAN },
+        row.heartbeats_answered,
+        row.open_at_end,
+        row.errors,
+    )?;
     Ok(())
 }
 

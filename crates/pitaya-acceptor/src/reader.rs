@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::SplitStream;
 use futures_util::{FutureExt, StreamExt};
-use pitaya_codec::{Packet, PacketDecoder};
+use pitaya_codec::{Packet, PacketDecoder, PacketType};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::debug;
@@ -16,10 +17,20 @@ use crate::ConnError;
 use crate::rate_limit::PacketRateLimiter;
 use crate::ws::WsStream;
 
-/// The read half of a TCP stream, a TLS stream, or a PROXY-prefixed stream.
+/// The read half of a TLS stream, or of a PROXY-prefixed one.
 pub(crate) type BoxedRead = Box<dyn AsyncRead + Send + Unpin>;
 
-/// Smallest room a read gets: what an idle connection holds while it waits.
+/// Where a stream reader's bytes come from.
+pub(crate) enum StreamIo {
+    /// Plain TCP, whose readiness can be awaited without a buffer: an idle connection
+    /// then holds no read buffer at all (1 KiB of the server's memory per connection).
+    Tcp(OwnedReadHalf),
+    /// TLS, or a stream behind bytes already read (PROXY header).
+    Other(BoxedRead),
+}
+
+/// Smallest room a read gets: what a connection waiting between requests holds (an idle
+/// TCP one holds nothing, see [`StreamSource::idle`]).
 const MIN_READ: usize = 1024;
 /// Largest room a read gets. Draining a busy socket in small steps costs a syscall per
 /// step and, on loopback, delays the sender's window updates (`cargo xtask bench` showed
@@ -46,15 +57,20 @@ impl PacketReader {
     /// A reader over a byte stream; `buffered` holds bytes already read off it (after a
     /// PROXY header), decoded before anything else.
     pub(crate) fn stream(
-        io: BoxedRead,
+        io: StreamIo,
         buffered: BytesMut,
         max_body_len: usize,
         limiter: Option<PacketRateLimiter>,
         remote_addr: SocketAddr,
     ) -> Self {
         let decoder = PacketDecoder::with_max_body_len(max_body_len);
-        let source =
-            Source::Stream(StreamSource { io, buf: buffered, decoder, read_size: MIN_READ });
+        let source = Source::Stream(StreamSource {
+            io,
+            buf: buffered,
+            decoder,
+            read_size: MIN_READ,
+            idle: true,
+        });
         Self { source, limiter, dropped: 0, remote_addr }
     }
 
@@ -142,29 +158,47 @@ impl fmt::Debug for PacketReader {
 }
 
 struct StreamSource {
-    io: BoxedRead,
+    io: StreamIo,
     buf: BytesMut,
     decoder: PacketDecoder,
     /// Room for the next read: doubles while reads fill it, halves when they come in well
     /// under it, between `MIN_READ` and `MAX_READ`.
     read_size: usize,
+    /// Whether the client looks idle: nothing received yet, or the last packet was a
+    /// heartbeat or part of the handshake. Only then does an empty buffer go back to the
+    /// allocator before waiting; a client sending data keeps its buffer, so the request
+    /// path never allocates one per read.
+    idle: bool,
 }
 
 impl StreamSource {
-    /// Decoding before reading keeps this cancel safe: `read_buf` either completes and
-    /// appends to `buf`, or is dropped having read nothing.
+    /// Decoding before reading keeps this cancel safe: `readable` and `read_buf` either
+    /// complete, or are dropped having read nothing.
     async fn read(&mut self) -> Result<Option<Packet>, ConnError> {
         loop {
             if let Some(packet) = self.decoder.decode(&mut self.buf)? {
+                self.idle = packet.kind != PacketType::Data;
                 return Ok(Some(packet));
             }
-            // Only grow a full buffer: `decode` already reserved the rest of a partial
-            // packet, and topping that up would copy the packet into a new allocation.
-            if self.buf.len() == self.buf.capacity() {
-                self.buf.reserve(self.read_size);
-            }
-            let room = self.buf.capacity() - self.buf.len();
-            let read = self.io.read_buf(&mut self.buf).await?;
+            let (room, read) = match &mut self.io {
+                StreamIo::Tcp(tcp) if self.idle && self.buf.is_empty() => {
+                    idle_read(tcp, &mut self.buf, self.read_size).await?
+                }
+                io => {
+                    // Only grow a full buffer: `decode` already reserved the rest of a
+                    // partial packet, and topping that up would copy the packet into a
+                    // new allocation.
+                    if self.buf.len() == self.buf.capacity() {
+                        self.buf.reserve(self.read_size);
+                    }
+                    let room = self.buf.capacity() - self.buf.len();
+                    let read = match io {
+                        StreamIo::Tcp(tcp) => tcp.read_buf(&mut self.buf).await?,
+                        StreamIo::Other(io) => io.read_buf(&mut self.buf).await?,
+                    };
+                    (room, read)
+                }
+            };
             if read == 0 {
                 return match self.buf.len() {
                     0 => Ok(None),
@@ -178,6 +212,35 @@ impl StreamSource {
             } else {
                 self.read_size
             };
+        }
+    }
+}
+
+/// Reads into the empty `buf` of an idle client without holding memory while it waits:
+/// the buffer goes back to the allocator, the socket's readiness is awaited, and only
+/// then is `read_size` of room reserved for a read that does not wait. Idle connections
+/// are most of a server's connections; bodies split off the buffer keep their own
+/// reference to its allocation. Returns the room and the bytes read (0: EOF).
+///
+/// Cancel safe: the only await is `readable`, and nothing is read before it completes.
+async fn idle_read(
+    tcp: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    read_size: usize,
+) -> Result<(usize, usize), ConnError> {
+    loop {
+        if buf.capacity() > 0 {
+            *buf = BytesMut::new();
+        }
+        tcp.readable().await?;
+        buf.reserve(read_size);
+        let room = buf.capacity();
+        match tcp.try_read_buf(buf) {
+            Ok(read) => return Ok((room, read)),
+            // Readiness can be stale (tokio says so); it is cleared now, so the next
+            // `readable` waits for real.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -220,5 +283,62 @@ impl WsSource {
             };
             return Ok(Some(Packet::from_frame(frame, self.max_body_len)?));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    impl PacketReader {
+        /// Bytes allocated for the read buffer of a stream reader.
+        fn buffer_capacity(&self) -> usize {
+            match &self.source {
+                Source::Stream(s) => s.buf.capacity(),
+                Source::Ws(_) => 0,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_tcp_reader_holds_no_buffer_and_a_busy_one_keeps_its_own() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let (read, _write) = server.into_split();
+        let mut reader =
+            PacketReader::stream(StreamIo::Tcp(read), BytesMut::new(), 1 << 16, None, peer);
+        // Waiting for the first packet holds nothing.
+        assert!(reader.read().now_or_never().is_none());
+        assert_eq!(reader.buffer_capacity(), 0);
+
+        client.write_all(&[0x03, 0, 0, 0]).await.unwrap();
+        let packet = reader.read().await.unwrap().unwrap();
+        assert_eq!(packet.kind, PacketType::Heartbeat);
+        assert!(reader.read().now_or_never().is_none());
+        assert_eq!(reader.buffer_capacity(), 0, "a heartbeat leaves the client idle");
+
+        client.write_all(&[0x04, 0, 0, 2, 0x00, 0x01]).await.unwrap();
+        let packet = reader.read().await.unwrap().unwrap();
+        assert_eq!((packet.kind, &packet.body[..]), (PacketType::Data, &[0x00, 0x01][..]));
+        assert!(reader.read().now_or_never().is_none());
+        // What is left of it after the 6 bytes read.
+        assert_eq!(
+            reader.buffer_capacity(),
+            MIN_READ - 6,
+            "a client sending data keeps its buffer"
+        );
+
+        // Bytes that arrive in pieces are still put together after an idle wait.
+        client.write_all(&[0x03, 0]).await.unwrap();
+        tokio::task::yield_now().await;
+        client.write_all(&[0, 0]).await.unwrap();
+        let packet = reader.read().await.unwrap().unwrap();
+        assert_eq!(packet.kind, PacketType::Heartbeat);
+        drop(client);
+        assert!(reader.read().await.unwrap().is_none());
     }
 }

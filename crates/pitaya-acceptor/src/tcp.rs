@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use crate::acceptor::Setup;
 use crate::prefixed::Prefixed;
 use crate::rate_limit::PacketRateLimiter;
-use crate::reader::BoxedRead;
+use crate::reader::StreamIo;
 use crate::writer::BoxedWrite;
 use crate::{AcceptError, Connection, PacketReader, PacketWriter, proxy};
 
@@ -24,17 +24,17 @@ pub(crate) async fn establish(
     } else {
         (peer_addr, BytesMut::new())
     };
-    let (read, write, buffered): (BoxedRead, BoxedWrite, BytesMut) = match &setup.tls {
+    let (read, write, buffered): (StreamIo, BoxedWrite, BytesMut) = match &setup.tls {
         None => {
             let (read, write) = stream.into_split();
-            (Box::new(read), Box::new(write), after_header)
+            (StreamIo::Tcp(read), Box::new(write), after_header)
         }
         Some(tls) => {
             // Bytes read past the PROXY header belong to the client hello.
             let io = Prefixed::new(after_header, stream);
             let tls_stream = tls.accept(io).await.map_err(AcceptError::Tls)?;
             let (read, write) = tokio::io::split(tls_stream);
-            (Box::new(read), Box::new(write), BytesMut::new())
+            (StreamIo::Other(Box::new(read)), Box::new(write), BytesMut::new())
         }
     };
     let limiter = setup.opts.rate_limit.and_then(PacketRateLimiter::new);

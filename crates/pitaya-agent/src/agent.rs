@@ -23,7 +23,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::Instrument;
 
 use crate::AgentConfig;
-use crate::control::{Control, Signal, closing};
+use crate::control::{Control, Signal};
 use crate::dispatch::{ClientMessage, Dispatch, Dispatched, Tracked};
 use crate::entity::{AgentEntity, Outgoing};
 use crate::routes::ClientRoutes;
@@ -137,7 +137,7 @@ pub struct Agent {
 pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output = ()> + Send {
     let span = tracing::debug_span!("agent", remote = %conn.remote_addr);
     let Connection { mut reader, writer, remote_addr, .. } = conn;
-    let (tx, rx) = mpsc::channel(shared.config.outgoing_capacity.max(1));
+    let (tx, rx) = crate::queue::channel(shared.config.outgoing_capacity.max(1));
     let control = Control::new();
     let pending = Arc::new(AtomicUsize::new(0));
     let client_routes =
@@ -282,9 +282,9 @@ impl ReaderState<'_> {
 
     /// Reads until the connection must close; returns why.
     async fn run(&mut self, reader: &mut PacketReader) -> &'static str {
-        let mut signals = self.control.subscribe();
+        let control = self.control;
         let mut shutdown = self.shared.shutdown.subscribe();
-        let closed = closing(&mut signals);
+        let closed = control.closing();
         let shutting_down = flag_set(&mut shutdown);
         // On the heap and dropped once the handshake is done: a timer is a few hundred
         // bytes that an established connection does not need.
@@ -385,7 +385,7 @@ impl ReaderState<'_> {
                 self.session.set_handshake(hs);
                 let ip =
                     if self.remote.to_string().matches(':').count() > 1 { "ipv6" } else { "ipv4" };
-                let _ = self.session.set("ipversion", ip);
+                self.session.set_lazily("ipversion", ip);
                 self.phase = Phase::Handshaked;
                 match self.entity.enqueue(Outgoing::Handshake { accepted: true }).await {
                     Ok(()) => Next::Continue,
@@ -490,21 +490,17 @@ impl ReaderState<'_> {
             // Boxed for the same reason as the entity's slow path: keep the connection's
             // task small.
             Err(mpsc::error::TrySendError::Full(item)) => {
-                Box::pin(wait_and_queue(tx.clone(), self.control.subscribe(), item)).await
+                Box::pin(wait_and_queue(tx.clone(), self.control.clone(), item)).await
             }
         }
     }
 }
 
 /// Waits for room in the dispatch queue unless the connection starts closing.
-async fn wait_and_queue(
-    tx: mpsc::Sender<Queued>,
-    mut signals: watch::Receiver<Signal>,
-    item: Queued,
-) -> Next {
+async fn wait_and_queue(tx: mpsc::Sender<Queued>, control: Control, item: Queued) -> Next {
     tokio::select! {
         biased;
-        _ = closing(&mut signals) => Next::Close("closed by the server"),
+        _ = control.closing() => Next::Close("closed by the server"),
         sent = tx.send(item) => match sent {
             Ok(()) => Next::Continue,
             Err(_) => Next::Close("dispatcher stopped"),

@@ -1,53 +1,103 @@
 //! Connection-wide signals shared by the agent's tasks and its session entity.
 
-use tokio::sync::watch;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tokio::sync::Notify;
 
 /// What the connection should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Signal {
     /// Running.
-    Open,
+    Open = 0,
     /// Flush what is queued, then close.
-    Close,
+    Close = 1,
     /// Send a kick packet ahead of the queue, then close.
-    Kick,
+    Kick = 2,
+}
+
+impl Signal {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Open,
+            2 => Self::Kick,
+            _ => Self::Close,
+        }
+    }
 }
 
 /// A sticky, many-reader signal: once closing, always closing.
+///
+/// An atomic and one [`Notify`] (about 60 bytes) rather than a `watch` channel, whose
+/// eight internal notifiers made it some 400 bytes: every connection has one.
 #[derive(Debug, Clone)]
-pub(crate) struct Control(watch::Sender<Signal>);
+pub(crate) struct Control(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    state: AtomicU8,
+    changed: Notify,
+}
 
 impl Control {
     pub(crate) fn new() -> Self {
-        Self(watch::Sender::new(Signal::Open))
+        Self(Arc::new(Inner { state: AtomicU8::new(Signal::Open as u8), changed: Notify::new() }))
     }
 
     /// Moves to `signal` unless already closing (a kick does not undo a close).
     pub(crate) fn signal(&self, signal: Signal) {
-        self.0.send_if_modified(|s| {
-            if *s == Signal::Open {
-                *s = signal;
-                true
-            } else {
-                false
-            }
-        });
+        let moved = self.0.state.compare_exchange(
+            Signal::Open as u8,
+            signal as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if moved.is_ok() {
+            self.0.changed.notify_waiters();
+        }
     }
 
     pub(crate) fn current(&self) -> Signal {
-        *self.0.borrow()
+        Signal::from_u8(self.0.state.load(Ordering::Acquire))
     }
 
-    pub(crate) fn subscribe(&self) -> watch::Receiver<Signal> {
-        self.0.subscribe()
+    /// Resolves once the signal leaves [`Signal::Open`], with the signal. Cancel-safe.
+    pub(crate) async fn closing(&self) -> Signal {
+        loop {
+            let notified = self.0.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the state is read, so that a signal sent in between
+            // still wakes this waiter (`Notify::notify_waiters` wakes only registered
+            // ones).
+            notified.as_mut().enable();
+            let now = self.current();
+            if now != Signal::Open {
+                return now;
+            }
+            notified.await;
+        }
     }
 }
 
-/// Resolves once the signal leaves [`Signal::Open`]. Cancel-safe.
-pub(crate) async fn closing(rx: &mut watch::Receiver<Signal>) -> Signal {
-    match rx.wait_for(|s| *s != Signal::Open).await {
-        Ok(s) => *s,
-        // The sender lives as long as the agent: treat its loss as a close.
-        Err(_) => Signal::Close,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closing_wakes_on_the_first_signal_and_stays() {
+        let control = Control::new();
+        let waiting = tokio::spawn({
+            let control = control.clone();
+            async move { control.closing().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        control.signal(Signal::Kick);
+        assert_eq!(waiting.await.unwrap(), Signal::Kick);
+        // A later signal does not undo the first.
+        control.signal(Signal::Close);
+        assert_eq!(control.current(), Signal::Kick);
+        assert_eq!(control.closing().await, Signal::Kick);
     }
 }

@@ -10,14 +10,13 @@ use bytes::{Bytes, BytesMut};
 use pitaya_codec::{Message, MessageCodec};
 use pitaya_core::{BoxFuture, Error, codes};
 use pitaya_session::{NetworkEntity, QueueFree, SharedPush};
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::control::{Control, Signal};
 use crate::routes::ClientRoutes;
 
-/// An item of the outgoing queue, kept small (16 bytes) because every connection's
-/// queue allocates room for a block of them up front.
+/// An item of the outgoing queue, kept small (16 bytes): the queue keeps the room its
+/// busiest moment needed.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     /// A response or push, encoded by the writer.
@@ -35,7 +34,7 @@ const _: () = assert!(std::mem::size_of::<Outgoing>() == 16);
 
 /// Queues messages for the writer; shared by the session and the agent's tasks.
 pub(crate) struct AgentEntity {
-    pub(crate) tx: mpsc::Sender<Outgoing>,
+    pub(crate) tx: crate::queue::Sender<Outgoing>,
     pub(crate) control: Control,
     pub(crate) remote: SocketAddr,
     pub(crate) write_timeout: Duration,

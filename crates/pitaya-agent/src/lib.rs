@@ -24,6 +24,7 @@ mod config;
 mod control;
 mod dispatch;
 mod entity;
+mod queue;
 mod routes;
 mod writer;
 

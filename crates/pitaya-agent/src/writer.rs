@@ -5,9 +5,8 @@ use pitaya_acceptor::PacketWriter;
 use pitaya_codec::{Message, MessageCodec, MessageType};
 use pitaya_core::Error;
 use pitaya_serialize::Serializer;
-use tokio::sync::mpsc;
 
-use crate::control::{Control, Signal, closing};
+use crate::control::{Control, Signal};
 use crate::entity::{AgentEntity, Outgoing};
 use crate::routes::ClientRoutes;
 
@@ -17,7 +16,7 @@ const HEARTBEAT: &[u8] = &[0x03, 0x00, 0x00, 0x00];
 
 pub(crate) struct WriterTask {
     pub(crate) writer: PacketWriter,
-    pub(crate) rx: mpsc::Receiver<Outgoing>,
+    pub(crate) rx: crate::queue::Receiver<Outgoing>,
     pub(crate) control: Control,
     pub(crate) codec: MessageCodec,
     pub(crate) serializer: std::sync::Arc<dyn Serializer>,
@@ -33,7 +32,7 @@ pub(crate) struct WriterTask {
 
 impl WriterTask {
     pub(crate) async fn run(mut self) {
-        let mut signals = self.control.subscribe();
+        let control = self.control.clone();
         // Allocated per batch and released once written, so that an idle connection holds
         // no write buffer.
         let mut buf = BytesMut::new();
@@ -42,7 +41,7 @@ impl WriterTask {
             if !self.entity.has_backlog() {
                 let item = tokio::select! {
                     biased;
-                    signal = closing(&mut signals) => {
+                    signal = control.closing() => {
                         self.finish(signal, &mut buf).await;
                         break;
                     }

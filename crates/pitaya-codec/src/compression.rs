@@ -11,28 +11,44 @@ use flate2::read::{GzDecoder, ZlibDecoder};
 use flate2::write::ZlibEncoder;
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-/// Compresses `data` as a zlib stream at the default level, like Go's `compress/zlib`.
+/// zlib's own default level (6), which Go's `compress/zlib` uses.
+pub const ZLIB_DEFAULT_LEVEL: u32 = 6;
+
+/// Compresses `data` as a zlib stream at zlib's default level (6), like Go's
+/// `compress/zlib`.
 ///
 /// The output bytes differ from Go's (spec §14): compare round trips, not bytes.
+pub fn deflate(data: &[u8]) -> Vec<u8> {
+    deflate_level(data, ZLIB_DEFAULT_LEVEL)
+}
+
+/// Compresses `data` as a zlib stream at `level` (0 stores, 1 is the fastest, 9 the
+/// smallest; above 9 counts as 9). Any level is valid on the wire: inflating does not
+/// depend on it (spec §2.4).
 ///
 /// Each thread keeps one compressor and resets it between calls: setting a zlib stream up
-/// (its window and hash tables) costs far more than compressing a small message.
-pub fn deflate(data: &[u8]) -> Vec<u8> {
+/// (its window and hash tables) costs far more than compressing a small message. A call
+/// with another level than the previous one on the same thread sets a new one up.
+pub fn deflate_level(data: &[u8], level: u32) -> Vec<u8> {
+    let level = level.min(9);
     DEFLATER.with(|cell| match cell.try_borrow_mut() {
         Ok(mut slot) => {
-            let compressor =
-                slot.get_or_insert_with(|| Compress::new(Compression::default(), true));
+            if slot.as_ref().is_none_or(|(at, _)| *at != level) {
+                *slot = Some((level, Compress::new(Compression::new(level), true)));
+            }
+            let Some((_, compressor)) = slot.as_mut() else { return deflate_fresh(data, level) };
             compressor.reset();
-            deflate_with(compressor, data).unwrap_or_else(|| deflate_fresh(data))
+            deflate_with(compressor, data).unwrap_or_else(|| deflate_fresh(data, level))
         }
         // Not reachable (nothing here calls back into deflate), but a fresh stream is
         // always correct.
-        Err(_) => deflate_fresh(data),
+        Err(_) => deflate_fresh(data, level),
     })
 }
 
 thread_local! {
-    static DEFLATER: RefCell<Option<Compress>> = const { RefCell::new(None) };
+    /// The thread's compressor and its level.
+    static DEFLATER: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
 }
 
 /// Runs a whole stream through `compressor`; `None` if zlib reports an error.
@@ -48,9 +64,9 @@ fn deflate_with(compressor: &mut Compress, data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-fn deflate_fresh(data: &[u8]) -> Vec<u8> {
+fn deflate_fresh(data: &[u8], level: u32) -> Vec<u8> {
     let mut encoder =
-        ZlibEncoder::new(Vec::with_capacity(data.len() / 2 + 16), Compression::default());
+        ZlibEncoder::new(Vec::with_capacity(data.len() / 2 + 16), Compression::new(level));
     #[expect(clippy::expect_used, reason = "writing into a Vec never fails")]
     encoder.write_all(data).and_then(|()| encoder.finish()).expect("zlib into a Vec")
 }
@@ -125,9 +141,30 @@ mod tests {
     #[test]
     fn the_reused_compressor_matches_a_fresh_stream() {
         for text in [&b""[..], b"a", &b"hello world ".repeat(500), b"{\"code\":200}"] {
-            assert_eq!(deflate(text), deflate_fresh(text));
+            assert_eq!(deflate(text), deflate_fresh(text, ZLIB_DEFAULT_LEVEL));
             assert_eq!(inflate(&deflate(text), 1 << 20).unwrap(), text);
         }
+    }
+
+    #[test]
+    fn every_level_round_trips_and_switching_levels_resets_the_stream() {
+        let text = br#"{"text":"player joined the room score level gold attack guild"}"#.repeat(40);
+        let mut sizes = Vec::new();
+        // Twice over, so that each level follows another one on this thread's compressor.
+        for level in (0..=10).chain(0..=10) {
+            let packed = deflate_level(&text, level);
+            // Against a new stream fed the same way (`deflate_fresh` feeds it in two calls,
+            // after which level 1's output differs in its block layout: valid all the same).
+            let mut fresh = Compress::new(Compression::new(level.min(9)), true);
+            assert_eq!(Some(&packed), deflate_with(&mut fresh, &text).as_ref(), "level {level}");
+            assert!(looks_compressed(&packed), "level {level}");
+            assert_eq!(inflate(&packed, 1 << 20).unwrap(), text, "level {level}");
+            // Level 0 stores; every other level shrinks this text.
+            assert_eq!(packed.len() > text.len(), level == 0, "level {level}");
+            sizes.push(packed.len());
+        }
+        // The second pass, on reused compressors, gives the sizes of the first.
+        assert_eq!(sizes[..11], sizes[11..]);
     }
 
     #[test]

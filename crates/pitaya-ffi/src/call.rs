@@ -174,7 +174,7 @@ impl Callback {
         let session = incoming.session.as_ref();
         let uid = c_string(session.and_then(Session::uid).as_deref().unwrap_or(""));
         let frontend = c_string(session.and_then(Session::frontend_id).unwrap_or(""));
-        let data = session.map_or_else(|| b"{}".to_vec(), Session::encoded_data);
+        let data = session.map_or_else(|| bytes::Bytes::from_static(b"{}"), Session::encoded_data);
         let request = PitayaRequest {
             kind: incoming.kind,
             route: route.as_ptr(),

@@ -528,6 +528,34 @@ mod tests {
         assert_eq!(s.extension::<u64>(), None);
     }
 
+    #[test]
+    fn a_lazily_set_entry_is_seen_by_every_reader_and_writer() {
+        let pool = SessionPool::new();
+        let (s, _) = session(&pool);
+        s.set_lazily("ipversion", "ipv4");
+        assert_eq!(s.get::<String>("ipversion").as_deref(), Some("ipv4"));
+        s.set("level", &3).unwrap();
+        assert_eq!(&s.encoded_data()[..], br#"{"ipversion":"ipv4","level":3}"#);
+
+        let (s, _) = session(&pool);
+        s.set_lazily("ipversion", "ipv6");
+        assert!(s.has("ipversion"));
+        let (s, _) = session(&pool);
+        s.set_lazily("ipversion", "ipv6");
+        assert_eq!(s.remove("ipversion"), Some(serde_json::Value::from("ipv6")));
+        assert!(s.data().is_empty());
+        // Replacing the data replaces a lazy entry too, as it would a set one.
+        let (s, _) = session(&pool);
+        s.set_lazily("ipversion", "ipv4");
+        s.set_encoded_data(br#"{"a":1}"#).unwrap();
+        assert_eq!(&s.encoded_data()[..], br#"{"a":1}"#);
+        // A second lazy entry keeps the first.
+        let (s, _) = session(&pool);
+        s.set_lazily("a", "1");
+        s.set_lazily("b", "2");
+        assert_eq!(&s.encoded_data()[..], br#"{"a":"1","b":"2"}"#);
+    }
+
     #[tokio::test]
     async fn data_push_kick_and_validators() {
         let pool = SessionPool::new();

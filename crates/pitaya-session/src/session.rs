@@ -28,7 +28,7 @@ pub struct Session(pub(crate) Arc<Inner>);
 pub(crate) struct Inner {
     pub(crate) id: i64,
     pub(crate) uid: Mutex<Option<Arc<str>>>,
-    data: Mutex<DataCell>,
+    data: Mutex<Data>,
     handshake: Mutex<Option<Arc<HandshakeRequest>>>,
     entity: Arc<dyn NetworkEntity>,
     on_close: Mutex<Vec<CloseCallback>>,
@@ -38,18 +38,19 @@ pub(crate) struct Inner {
     pub(crate) pool: Weak<PoolInner>,
 }
 
-/// A session's data and, once asked for and until it changes, its encoding.
-#[derive(Default)]
-struct DataCell {
+/// A session's data, the entry [`Session::set_lazily`] has not put in it yet, and, once
+/// asked for and until the data changes, its encoding.
+struct Data {
     map: SessionData,
+    deferred: Option<(&'static str, &'static str)>,
     encoded: Option<Bytes>,
 }
 
-impl DataCell {
-    /// The map, to change: the kept encoding no longer holds.
-    fn edit(&mut self) -> &mut SessionData {
-        self.encoded = None;
-        &mut self.map
+impl Data {
+    fn materialize(&mut self) {
+        if let Some((key, value)) = self.deferred.take() {
+            self.map.insert(key.to_owned(), Value::from(value));
+        }
     }
 }
 
@@ -58,7 +59,7 @@ impl Session {
         Self(Arc::new(Inner {
             id,
             uid: Mutex::new(None),
-            data: Mutex::new(DataCell::default()),
+            data: Mutex::new(Data { map: SessionData::new(), deferred: None, encoded: None }),
             handshake: Mutex::new(None),
             entity,
             on_close: Mutex::new(Vec::new()),
@@ -126,43 +127,69 @@ impl Session {
     /// `PIT-000` when the value cannot be represented as JSON.
     pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
         let value = serde_json::to_value(value)?;
-        lock(&self.0.data).edit().insert(key.to_owned(), value);
+        self.edit_data(|data| data.insert(key.to_owned(), value));
         Ok(())
+    }
+
+    /// Stores the string `value` under `key` as [`set`](Self::set) would, except that
+    /// nothing is allocated until the data is first read or written (by any method of
+    /// this session): every observer sees it as if it had been set now. For what the
+    /// framework sets on every session, such as the `ipversion` of the handshake, which
+    /// would otherwise cost each idle connection a map node of some 650 bytes.
+    pub fn set_lazily(&self, key: &'static str, value: &'static str) {
+        let mut data = lock(&self.0.data);
+        data.materialize();
+        data.deferred = Some((key, value));
+        data.encoded = None;
+    }
+
+    /// Runs `f` on the data, with any [`set_lazily`](Self::set_lazily) entry in it.
+    fn with_data<R>(&self, f: impl FnOnce(&SessionData) -> R) -> R {
+        let mut data = lock(&self.0.data);
+        data.materialize();
+        f(&data.map)
+    }
+
+    /// Runs `f` on the data to change it: the kept encoding no longer holds.
+    fn edit_data<R>(&self, f: impl FnOnce(&mut SessionData) -> R) -> R {
+        let mut data = lock(&self.0.data);
+        data.materialize();
+        data.encoded = None;
+        f(&mut data.map)
     }
 
     /// Reads `key` as a `T`. `None` when absent or when it does not decode as `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let value = lock(&self.0.data).map.get(key).cloned()?;
+        let value = self.with_data(|data| data.get(key).cloned())?;
         serde_json::from_value(value).ok()
     }
 
     /// The raw JSON value under `key`.
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        lock(&self.0.data).map.get(key).cloned()
+        self.with_data(|data| data.get(key).cloned())
     }
 
     /// Whether `key` is set.
     pub fn has(&self, key: &str) -> bool {
-        lock(&self.0.data).map.contains_key(key)
+        self.with_data(|data| data.contains_key(key))
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&self, key: &str) -> Option<Value> {
-        let mut data = lock(&self.0.data);
-        if !data.map.contains_key(key) {
+        if !self.has(key) {
             return None;
         }
-        data.edit().remove(key)
+        self.edit_data(|data| data.remove(key))
     }
 
     /// A copy of all the data.
     pub fn data(&self) -> SessionData {
-        lock(&self.0.data).map.clone()
+        self.with_data(|data| data.clone())
     }
 
     /// Replaces all the data.
     pub fn set_data(&self, data: SessionData) {
-        *lock(&self.0.data) = DataCell { map: data, encoded: None };
+        self.edit_data(|old| *old = data);
     }
 
     /// The data as it travels between servers (spec §8.2).
@@ -171,7 +198,8 @@ impl Session {
     /// it forwards, and most messages change nothing.
     pub fn encoded_data(&self) -> Bytes {
         let mut data = lock(&self.0.data);
-        let DataCell { map, encoded } = &mut *data;
+        data.materialize();
+        let Data { map, encoded, .. } = &mut *data;
         encoded.get_or_insert_with(|| session_data::encode(map).into()).clone()
     }
 
@@ -184,7 +212,7 @@ impl Session {
         // An object's bytes are the encoding of what they decoded to: kept for sending it
         // on (`null` decodes to the empty map, which encodes as `{}`).
         let encoded = (bytes.first() == Some(&b'{')).then(|| Bytes::copy_from_slice(bytes));
-        *lock(&self.0.data) = DataCell { map, encoded };
+        *lock(&self.0.data) = Data { map, deferred: None, encoded };
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Opening thousands of connections: a bounded number of handshakes at a time, all
 //! within one deadline.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
@@ -38,14 +38,32 @@ where
     F: Fn(Conn) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<T>> + Send,
 {
+    open_from(addr, &[], n, deadline, then).await
+}
+
+/// As [`open`], connection `i` from source address `sources[i % sources.len()]` (the
+/// system's choice when `sources` is empty).
+pub(crate) async fn open_from<T, F, Fut>(
+    addr: SocketAddr,
+    sources: &[IpAddr],
+    n: usize,
+    deadline: Instant,
+    then: F,
+) -> Opened<T>
+where
+    T: Send + 'static,
+    F: Fn(Conn) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<T>> + Send,
+{
     let permits = Arc::new(Semaphore::new(CONCURRENT_OPENS));
     let mut tasks = JoinSet::new();
-    for _ in 0..n {
+    for i in 0..n {
         let (permits, then) = (permits.clone(), then.clone());
+        let source = sources.get(i.checked_rem(sources.len()).unwrap_or(0)).copied();
         tasks.spawn(async move {
             let work = async move {
                 let _permit = permits.acquire().await?;
-                let conn = Conn::open(addr, false).await?;
+                let conn = Conn::open_from(addr, source, false).await?;
                 then(conn).await
             };
             tokio::time::timeout_at(deadline, work)

@@ -5,7 +5,7 @@
 //! same two cores as the server under test, and every microsecond the load generator
 //! spends is a request the server is not asked for.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::BytesMut;
@@ -49,8 +49,31 @@ impl Conn {
     /// Connection refused, a failed upgrade, a handshake code other than 200, or a server
     /// that closes first.
     pub(crate) async fn open(addr: SocketAddr, ws: bool) -> Result<Self> {
-        let tcp =
-            TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        Self::open_from(addr, None, ws).await
+    }
+
+    /// As [`Conn::open`], from source address `source` when given: one loopback source
+    /// address to one port runs out of ephemeral ports near 28,000 connections, and each
+    /// further source address (127.0.0.2, 127.0.0.3, ...) brings as many again.
+    pub(crate) async fn open_from(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        ws: bool,
+    ) -> Result<Self> {
+        let tcp = match source {
+            None => TcpStream::connect(addr).await,
+            Some(source) => {
+                let socket = match source {
+                    IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                    IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                };
+                socket
+                    .bind(SocketAddr::new(source, 0))
+                    .with_context(|| format!("binding source address {source}"))?;
+                socket.connect(addr).await
+            }
+        }
+        .with_context(|| format!("connecting to {addr}"))?;
         // Requests are written in batches already; Nagle would only add latency.
         tcp.set_nodelay(true)?;
         let io = if ws {
@@ -202,8 +225,56 @@ impl Conn {
     }
 }
 
-/// A connection held open and never read again.
-pub(crate) struct IdleConn(#[expect(dead_code, reason = "held only to keep the socket open")] Io);
+/// A connection held open: never read again, or only to answer heartbeats.
+pub(crate) struct IdleConn(Io);
+
+/// Heartbeat packet (spec §1.5): type 3, empty body.
+const HEARTBEAT: [u8; 4] = [0x03, 0x00, 0x00, 0x00];
+
+impl IdleConn {
+    /// Answers each of the server's heartbeats with one of ours, as Pitaya clients do,
+    /// until `until`; returns the heartbeats answered and whether the connection was still
+    /// open then. Anything but heartbeats is an error: nothing else is sent to an idle
+    /// client.
+    ///
+    /// Reads into a 64-byte buffer on the stack: a hundred thousand of these run at once,
+    /// and the 64 KiB read buffers of [`Conn`] would take gigabytes.
+    pub(crate) async fn answer_heartbeats(
+        self,
+        until: tokio::time::Instant,
+    ) -> Result<(u64, bool)> {
+        let Io::Tcp(mut tcp) = self.0 else { bail!("heartbeats are answered on TCP only") };
+        let mut answered = 0u64;
+        // Bytes of a heartbeat packet read so far: reads may split it.
+        let mut partial = 0usize;
+        let mut buf = [0u8; 64];
+        loop {
+            let read = match tokio::time::timeout_at(until, tcp.read(&mut buf)).await {
+                Err(_) => return Ok((answered, true)),
+                Ok(read) => read?,
+            };
+            if read == 0 {
+                return Ok((answered, false));
+            }
+            let mut whole = 0;
+            for &byte in buf.get(..read).unwrap_or_default() {
+                ensure!(
+                    HEARTBEAT.get(partial) == Some(&byte),
+                    "an idle client received something other than heartbeats"
+                );
+                partial += 1;
+                if partial == HEARTBEAT.len() {
+                    partial = 0;
+                    whole += 1;
+                }
+            }
+            for _ in 0..whole {
+                tcp.write_all(&HEARTBEAT).await?;
+            }
+            answered += whole;
+        }
+    }
+}
 
 /// Appends a WebSocket frame's packet to `buf`; false for a close frame.
 fn take_frame(frame: WsMessage, buf: &mut BytesMut) -> bool {
