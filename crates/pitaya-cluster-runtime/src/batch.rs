@@ -186,17 +186,29 @@ impl ClusterRuntime {
     /// Serves `sys.pushbatch`: pushes to the batch's users this server holds, all at once.
     pub(crate) async fn sys_push_batch(&self, arg: Bytes) -> Result<Bytes, Error> {
         let batch = PushBatch::decode(arg).map_err(|e| Error::bad_request(e.to_string()))?;
-        let held: Vec<_> = if self.me.frontend {
-            batch.uids.iter().filter_map(|u| self.pool.by_uid(u).map(|s| (u, s))).collect()
+        let held = if self.me.frontend {
+            self.pool.by_uids(batch.uids.iter().map(String::as_str)).1
         } else {
             Vec::new()
         };
-        let pushes = held.into_iter().map(|(uid, session)| {
+        // Encoded once per wire variant and queued on every connection without waiting,
+        // as a local broadcast is: a member whose queue is full does not hold up the others.
+        let push = pitaya_session::SharedPush::new(&batch.route, batch.data.clone());
+        let mut reply = PushBatchReply::default();
+        let mut waiting = Vec::new();
+        for (uid, session) in batch.uids.iter().zip(held) {
+            let Some(session) = session else { continue };
+            match session.try_push_shared(&push) {
+                Some(Ok(())) => reply.delivered.push(uid.clone()),
+                Some(Err(_)) => reply.failed.push(uid.clone()),
+                None => waiting.push((uid, session)),
+            }
+        }
+        let pushes = waiting.into_iter().map(|(uid, session)| {
             let data = batch.data.clone();
             let route = batch.route.as_str();
             async move { (uid, session.push(route, data).await) }
         });
-        let mut reply = PushBatchReply::default();
         for (uid, result) in futures_util::future::join_all(pushes).await {
             match result {
                 Ok(()) => reply.delivered.push(uid.clone()),

@@ -403,26 +403,39 @@ impl ClusterRuntime {
         uids: &[String],
         frontend_type: &str,
     ) -> Vec<String> {
-        let local_type = self.me.server_type == frontend_type;
-        let (local, remote): (Vec<_>, Vec<_>) = uids
-            .iter()
-            .map(|uid| (uid, if local_type { self.pool.by_uid(uid) } else { None }))
-            .partition(|(_, session)| session.is_some());
-        let remote: Vec<String> = remote.into_iter().map(|(uid, _)| uid.clone()).collect();
-        let local = local.into_iter().filter_map(|(uid, session)| {
+        let held = if self.me.server_type == frontend_type {
+            self.pool.by_uids(uids.iter().map(String::as_str)).1
+        } else {
+            vec![None; uids.len()]
+        };
+        // The uids held here: encoded once per wire variant and queued on every connection
+        // without waiting (a full queue does not hold up the others); relayed sessions,
+        // which cannot, are pushed to together.
+        let shared = pitaya_session::SharedPush::new(route, data.clone());
+        let mut failed = Vec::new();
+        let mut waiting = Vec::new();
+        let mut remote = Vec::new();
+        for (uid, session) in uids.iter().zip(held) {
+            match session.map(|s| (s.try_push_shared(&shared), s)) {
+                None => remote.push(uid.clone()),
+                Some((Some(Ok(())), _)) => {}
+                Some((Some(Err(e)), _)) => {
+                    tracing::debug!(%uid, error = %e, "push to user failed");
+                    failed.push(uid.clone());
+                }
+                Some((None, session)) => waiting.push((uid, session)),
+            }
+        }
+        let local = waiting.into_iter().map(|(uid, s)| {
             let data = data.clone();
-            session.map(|s| async move { s.push(route, data).await.err().map(|e| (uid, e)) })
+            async move { s.push(route, data).await.err().map(|e| (uid, e)) }
         });
         let batched = self.push_batched(route, &data, &remote, frontend_type);
         let (local, batched) = futures_util::join!(futures_util::future::join_all(local), batched);
-        let mut failed: Vec<String> = local
-            .into_iter()
-            .flatten()
-            .map(|(uid, e)| {
-                tracing::debug!(%uid, error = %e, "push to user failed");
-                uid.clone()
-            })
-            .collect();
+        failed.extend(local.into_iter().flatten().map(|(uid, e)| {
+            tracing::debug!(%uid, error = %e, "push to user failed");
+            uid.clone()
+        }));
         match batched {
             Some(remote_failed) => failed.extend(remote_failed),
             None => {
