@@ -146,6 +146,26 @@ impl Health {
         newly
     }
 
+    /// A call to `id` ended in a local error at `now` (a timeout, most often): out of
+    /// rotation until it answers a probe, which is due at once. Returns true when this
+    /// takes the server out (it was healthy); a server already out is left as it is.
+    ///
+    /// A server that is only slow answers the probe and is back within its round trip; a
+    /// dead one whose calls were all in flight when it died (so that none of them could
+    /// see "no responders") is found by the probe instead of by the next client message.
+    pub(crate) fn suspect(&self, id: &str, now: Instant) -> bool {
+        let mut table = lock(&self.table);
+        if table.contains_key(id) {
+            return false;
+        }
+        table.insert(
+            id.to_owned(),
+            Entry { since: now, backoff: FIRST_BACKOFF / 2, next_probe: now, probing: false },
+        );
+        self.unhealthy.store(table.len(), Ordering::Release);
+        true
+    }
+
     /// Server `id` answered: back in rotation. Returns how long it was out, if it was.
     pub(crate) fn answered(&self, id: &str, now: Instant) -> Option<Duration> {
         if self.all_healthy() {
@@ -223,7 +243,8 @@ impl ClusterRuntime {
 
     /// Records what a call to `target` gave: any response brings it back into rotation;
     /// an [`Unreachable`](pitaya_cluster::Unreachable) error takes it out while it is
-    /// still registered; other errors (timeouts) change nothing.
+    /// still registered; another local error (a timeout) takes it out until it answers
+    /// a probe sent at once (see [`Health::suspect`]).
     pub(crate) fn observe(&self, target: &Server, answer: &Result<Response, Error>) {
         match answer {
             Ok(_) => {
@@ -232,11 +253,21 @@ impl ClusterRuntime {
                 }
             }
             Err(e) => {
-                let Some(kind) = unreachable_kind(e) else { return };
                 // A call that raced the server's removal must not leave a stale entry.
                 if self.discovery.server(&target.id).is_none() {
                     return;
                 }
+                let Some(kind) = unreachable_kind(e) else {
+                    if self.health.suspect(&target.id, Instant::now()) {
+                        tracing::warn!(
+                            server = %target.id,
+                            server_type = %target.server_type,
+                            error = %e,
+                            "call failed: server out of rotation until it answers a probe, sent now"
+                        );
+                    }
+                    return;
+                };
                 if self.health.failed(&target.id, Instant::now()) {
                     tracing::warn!(
                         server = %target.id,
@@ -387,6 +418,25 @@ mod tests {
         }
         let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+
+    #[test]
+    fn a_suspect_is_probed_at_once_then_backs_off_from_one_second() {
+        let h = Health::default();
+        let t0 = Instant::now();
+        let all = vec![server("a"), server("b")];
+        assert!(h.suspect("a", t0));
+        assert!(!h.suspect("a", t0), "already out");
+        // Out of rotation, and its probe is due now.
+        let s = h.select(all.clone(), t0);
+        assert_eq!((ids(&s.servers), ids(&s.probes)), (vec!["b"], vec!["a"]));
+        h.probe_failed("a", t0);
+        let due = h.table.lock().unwrap()["a"].next_probe;
+        assert_eq!(due - t0, Duration::from_secs(1));
+        // An unreachable failure of a suspect changes nothing before its probe time.
+        assert!(!h.failed("a", t0));
+        assert_eq!(h.answered("a", t0), Some(Duration::ZERO));
+        assert!(h.all_healthy());
     }
 
     #[test]
