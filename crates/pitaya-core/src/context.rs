@@ -65,12 +65,6 @@ struct Encoded {
 }
 
 impl Encoded {
-    /// `None` when the bytes cannot be indexed (never for checked bytes).
-    fn new(bytes: Bytes) -> Option<Self> {
-        let (entries, closing) = raw::index(&bytes)?;
-        Some(Self { bytes, entries, closing, parsed: OnceLock::new() })
-    }
-
     fn map(&self) -> &Map<String, Value> {
         self.parsed.get_or_init(|| parse(&self.bytes))
     }
@@ -251,30 +245,39 @@ impl Context {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         // Written directly, keys in Go's (sorted) order: what inserting the keys into a
-        // map and encoding it gives, byte for byte (tested).
+        // map and encoding it gives, byte for byte (tested). Where each entry is is known
+        // as it is written.
         let mut out = Vec::with_capacity(200 + route.len());
-        out.extend_from_slice(br#"{"opentracing-span":{},"#);
+        let mut entries = Vec::with_capacity(8);
+        let (o, e) = (&mut out, &mut entries);
+        push_entry(o, e, OPENTRACING_SPAN, |o| o.extend_from_slice(b"{}"));
         if let Some((id, service)) = peer {
-            out.extend_from_slice(br#""peer.id":"#);
-            raw::write_str(&mut out, id);
-            out.extend_from_slice(br#","peer.service":"#);
-            raw::write_str(&mut out, service);
-            out.push(b',');
+            push_entry(o, e, PEER_ID, |o| raw::write_str(o, id));
+            push_entry(o, e, PEER_SERVICE, |o| raw::write_str(o, service));
         }
-        out.extend_from_slice(br#""req-route":"#);
-        raw::write_str(&mut out, route);
-        out.extend_from_slice(br#","req-start-time":"#);
-        out.extend_from_slice(now.to_string().as_bytes());
-        out.extend_from_slice(br#","request.id":""#);
-        out.extend_from_slice(new_request_id().as_bytes());
-        out.extend_from_slice(br#""}"#);
+        push_entry(o, e, REQ_ROUTE, |o| raw::write_str(o, route));
+        push_entry(o, e, REQ_START_TIME, |o| o.extend_from_slice(now.to_string().as_bytes()));
+        push_entry(o, e, REQUEST_ID, |o| raw::write_str(o, &new_request_id()));
+        let closing = out.len();
+        out.push(b'}');
         let bytes = Bytes::from(out);
-        Self(match Encoded::new(bytes.clone()) {
-            Some(encoded) => Repr::Encoded(encoded),
-            // Never: the bytes were just written well formed.
-            None => Repr::Map(parse(&bytes)),
-        })
+        Self(Repr::Encoded(Encoded { bytes, entries, closing, parsed: OnceLock::new() }))
     }
+}
+
+/// Appends the next entry of an object being written (its opening brace first), noting
+/// where it is in `entries`.
+fn push_entry(
+    out: &mut Vec<u8>,
+    entries: &mut Vec<raw::Entry>,
+    key: &str,
+    write: impl FnOnce(&mut Vec<u8>),
+) {
+    out.push(if entries.is_empty() { b'{' } else { b',' });
+    entries.extend(raw::write_entry(out, key, |out| {
+        write(out);
+        Some(())
+    }));
 }
 
 /// A random 22-character alphanumeric id, the shape of the nuid Go uses for
@@ -378,6 +381,17 @@ mod tests {
             m.insert(REQ_START_TIME, from.get(REQ_START_TIME).cloned().unwrap());
             m.insert(REQUEST_ID, from.get_str(REQUEST_ID).unwrap());
             assert_eq!(from.encode(), m.encode(), "{route}");
+            // Where each entry is was noted while writing: reads and inserts use it.
+            let mut from = from;
+            for key in [OPENTRACING_SPAN, PEER_ID, PEER_SERVICE, REQ_ROUTE, REQUEST_ID] {
+                assert_eq!(from.get_str(key), m.get_str(key), "{key}");
+                assert!(from.contains(key), "{key}");
+            }
+            for (key, value) in [(OTEL_SPAN, "x"), (REQ_TIMEOUT, "5s"), ("zz", "last")] {
+                from.insert(key, value);
+                m.insert(key, value);
+                assert_eq!(from.encode(), m.encode(), "{route} + {key}");
+            }
         }
     }
 

@@ -155,123 +155,6 @@ impl Entry {
     }
 }
 
-/// The top-level entries of an object, in the order written.
-pub(super) struct Entries<'a> {
-    bytes: &'a [u8],
-    /// Where to read on; `None` once the end was reached.
-    at: Option<usize>,
-}
-
-impl<'a> Entries<'a> {
-    pub(super) fn new(bytes: &'a [u8]) -> Self {
-        let at = skip_ws(bytes, 0);
-        let at = (bytes.get(at) == Some(&b'{')).then_some(at + 1);
-        Self { bytes, at }
-    }
-
-    /// Where the object's closing brace is, once every entry was read.
-    fn closing(&self) -> Option<usize> {
-        let at = skip_ws(self.bytes, self.at?);
-        (self.bytes.get(at) == Some(&b'}')).then_some(at)
-    }
-
-    fn read(&mut self) -> Option<Entry> {
-        let b = self.bytes;
-        let mut at = skip_ws(b, self.at?);
-        if b.get(at) == Some(&b',') {
-            at = skip_ws(b, at + 1);
-        }
-        if b.get(at) != Some(&b'"') {
-            return None;
-        }
-        let (key_end, key_escaped) = string_end(b, at)?;
-        let colon = skip_ws(b, key_end);
-        if b.get(colon) != Some(&b':') {
-            return None;
-        }
-        let value_start = skip_ws(b, colon + 1);
-        let value_end = value_end(b, value_start)?;
-        self.at = Some(value_end);
-        Some(Entry {
-            start: at,
-            key: at + 1..key_end - 1,
-            key_escaped,
-            value: value_start..value_end,
-        })
-    }
-}
-
-impl Iterator for Entries<'_> {
-    type Item = Entry;
-
-    /// The next entry; `at` stays just past the last one, where `closing` looks.
-    fn next(&mut self) -> Option<Entry> {
-        self.read()
-    }
-}
-
-fn skip_ws(b: &[u8], mut at: usize) -> usize {
-    while matches!(b.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        at += 1;
-    }
-    at
-}
-
-/// The index just past the string opening at `at`, and whether it holds an escape.
-///
-/// A plain loop: the strings of a context are short, and memchr's set-up per call cost
-/// more than it saved.
-fn string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
-    let mut i = at + 1;
-    let mut escaped = false;
-    loop {
-        match *b.get(i)? {
-            b'"' => return Some((i + 1, escaped)),
-            // A backslash and the character it escapes (the quote of `\"` included).
-            b'\\' => {
-                escaped = true;
-                i += 2;
-            }
-            _ => i += 1,
-        }
-    }
-}
-
-/// The index just past the value starting at `at`.
-fn value_end(b: &[u8], at: usize) -> Option<usize> {
-    match b.get(at)? {
-        b'"' => string_end(b, at).map(|(end, _)| end),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut i = at;
-            loop {
-                match b.get(i)? {
-                    b'"' => {
-                        i = string_end(b, i)?.0;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.checked_sub(1)?;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-        }
-        _ => {
-            let len = b
-                .get(at..)?
-                .iter()
-                .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))?;
-            Some(at + len)
-        }
-    }
-}
-
 /// Writes `s` as a JSON string the way Go does.
 pub(super) fn write_str(out: &mut Vec<u8>, s: &str) {
     // Ids, routes and keys rarely hold anything Go escapes: those are copied as they are.
@@ -300,12 +183,21 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> Option<()> {
     Some(())
 }
 
-/// The entries of an object and where its closing brace is; `None` if it could not be
-/// read to its end (never for bytes checked by [`check_and_index`]).
-pub(super) fn index(bytes: &[u8]) -> Option<(Vec<Entry>, usize)> {
-    let mut entries = Entries::new(bytes);
-    let found: Vec<Entry> = entries.by_ref().collect();
-    Some((found, entries.closing()?))
+/// Writes the entry `key:` and then the value `write` writes at the end of `out`, and
+/// returns where they are.
+pub(super) fn write_entry(
+    out: &mut Vec<u8>,
+    key: &str,
+    write: impl FnOnce(&mut Vec<u8>) -> Option<()>,
+) -> Option<Entry> {
+    let start = out.len();
+    write_str(out, key);
+    let key = start + 1..out.len() - 1;
+    out.push(b':');
+    let value_start = out.len();
+    write(out)?;
+    let key_escaped = out.get(key.clone())?.contains(&b'\\');
+    Some(Entry { start, key, key_escaped, value: value_start..out.len() })
 }
 
 /// `bytes` (indexed as `entries`, closing brace at `closing`) with the entry `key: value`
@@ -325,24 +217,12 @@ pub(super) fn with_entry(
     if before.is_none() && !entries.is_empty() {
         out.push(b',');
     }
-    let start = out.len();
-    write_str(&mut out, key);
-    let key_end = out.len();
-    out.push(b':');
-    let value_start = out.len();
-    write_value(&mut out, value)?;
-    let value_end = out.len();
+    let added = write_entry(&mut out, key, |out| write_value(out, value))?;
     if before.is_some() {
         out.push(b',');
     }
     let shift = out.len() - at;
     out.extend_from_slice(bytes.get(at..)?);
-    let added = Entry {
-        start,
-        key: start + 1..key_end - 1,
-        key_escaped: out.get(start + 1..key_end - 1)?.contains(&b'\\'),
-        value: value_start..value_end,
-    };
     let split = before.unwrap_or(entries.len());
     let moved = entries.get(split..)?.iter().map(|e| Entry {
         start: e.start + shift,
