@@ -194,27 +194,22 @@ impl ClusterRuntime {
         // Encoded once per wire variant and queued on every connection without waiting,
         // as a local broadcast is: a member whose queue is full does not hold up the others.
         let push = pitaya_session::SharedPush::new(&batch.route, batch.data.clone());
-        let mut reply = PushBatchReply::default();
-        let mut waiting = Vec::new();
-        for (uid, session) in batch.uids.iter().zip(held) {
-            let Some(session) = session else { continue };
-            match session.try_push_shared(&push) {
-                Some(Ok(())) => reply.delivered.push(uid.clone()),
-                Some(Err(_)) => reply.failed.push(uid.clone()),
-                None => waiting.push((uid, session)),
-            }
-        }
-        let pushes = waiting.into_iter().map(|(uid, session)| {
-            let data = batch.data.clone();
-            let route = batch.route.as_str();
-            async move { (uid, session.push(route, data).await) }
-        });
-        for (uid, result) in futures_util::future::join_all(pushes).await {
-            match result {
-                Ok(()) => reply.delivered.push(uid.clone()),
-                Err(_) => reply.failed.push(uid.clone()),
-            }
-        }
+        let local: Vec<_> = batch
+            .uids
+            .iter()
+            .map(String::as_str)
+            .zip(&held)
+            .filter_map(|(uid, s)| s.as_ref().map(|s| (uid, Some(s))))
+            .collect();
+        let failed = pitaya_session::fan_out(local.iter().copied(), &push).await;
+        let failed_set: std::collections::HashSet<&str> =
+            failed.iter().map(String::as_str).collect();
+        let delivered = local
+            .iter()
+            .filter(|(uid, _)| !failed_set.contains(uid))
+            .map(|(uid, _)| (*uid).to_owned())
+            .collect();
+        let reply = PushBatchReply { delivered, failed };
         Ok(reply.encode_to_vec().into())
     }
 }

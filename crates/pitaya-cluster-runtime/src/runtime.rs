@@ -409,33 +409,18 @@ impl ClusterRuntime {
             vec![None; uids.len()]
         };
         // The uids held here: encoded once per wire variant and queued on every connection
-        // without waiting (a full queue does not hold up the others); relayed sessions,
-        // which cannot, are pushed to together.
+        // without waiting (a full queue does not hold up the others).
+        let (local, remote): (Vec<_>, Vec<_>) =
+            uids.iter().map(String::as_str).zip(&held).partition(|(_, s)| s.is_some());
+        let remote: Vec<String> = remote.into_iter().map(|(uid, _)| uid.to_owned()).collect();
         let shared = pitaya_session::SharedPush::new(route, data.clone());
-        let mut failed = Vec::new();
-        let mut waiting = Vec::new();
-        let mut remote = Vec::new();
-        for (uid, session) in uids.iter().zip(held) {
-            match session.map(|s| (s.try_push_shared(&shared), s)) {
-                None => remote.push(uid.clone()),
-                Some((Some(Ok(())), _)) => {}
-                Some((Some(Err(e)), _)) => {
-                    tracing::debug!(%uid, error = %e, "push to user failed");
-                    failed.push(uid.clone());
-                }
-                Some((None, session)) => waiting.push((uid, session)),
-            }
-        }
-        let local = waiting.into_iter().map(|(uid, s)| {
-            let data = data.clone();
-            async move { s.push(route, data).await.err().map(|e| (uid, e)) }
-        });
+        let local =
+            pitaya_session::fan_out(local.into_iter().map(|(u, s)| (u, s.as_ref())), &shared);
         let batched = self.push_batched(route, &data, &remote, frontend_type);
-        let (local, batched) = futures_util::join!(futures_util::future::join_all(local), batched);
-        failed.extend(local.into_iter().flatten().map(|(uid, e)| {
-            tracing::debug!(%uid, error = %e, "push to user failed");
-            uid.clone()
-        }));
+        let (mut failed, batched) = futures_util::join!(local, batched);
+        for uid in &failed {
+            tracing::debug!(%uid, "push to user failed");
+        }
         match batched {
             Some(remote_failed) => failed.extend(remote_failed),
             None => {

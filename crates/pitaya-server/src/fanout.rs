@@ -1,12 +1,11 @@
-//! Fan-out of one push to many sessions: [`fan_out`], and the [`FanoutCache`] of the
-//! sessions each group's members resolved to.
+//! Fan-out of one push to a group's members: the [`FanoutCache`] of the sessions each
+//! group's members resolved to, for [`pitaya_session::fan_out`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures_util::future::join_all;
 use pitaya_groups::Members;
-use pitaya_session::{Session, SessionPool, SharedPush};
+use pitaya_session::{Session, SessionPool, SharedPush, fan_out};
 
 /// Groups resolved at most; past it the cache starts over, so that an application that
 /// broadcasts to ever new groups keeps a bounded cache.
@@ -86,37 +85,6 @@ impl Resolved {
         let missing = self.missing.iter().map(|u| (&**u, None));
         self.targets.iter().map(|(u, s)| (&**u, Some(s))).chain(missing)
     }
-}
-
-/// Queues `push` on every session of `targets` without waiting for any of them, and
-/// returns the uids it did not reach: no session here, or closed (see
-/// [`Session::try_push_shared`]). Sessions that cannot queue without waiting (a
-/// backend's relayed ones) are pushed to together afterwards.
-pub(crate) async fn fan_out<'a>(
-    targets: impl Iterator<Item = (&'a str, Option<&'a Session>)>,
-    push: &SharedPush,
-) -> Vec<String> {
-    let mut failed = Vec::new();
-    let mut waiting = Vec::new();
-    for (uid, session) in targets {
-        let Some(session) = session else {
-            failed.push(uid.to_owned());
-            continue;
-        };
-        match session.try_push_shared(push) {
-            Some(Ok(())) => {}
-            Some(Err(_)) => failed.push(uid.to_owned()),
-            None => waiting.push((uid, session)),
-        }
-    }
-    if !waiting.is_empty() {
-        let msg = push.message();
-        let pushes = waiting.into_iter().map(|(uid, session)| async move {
-            session.push(&msg.route, msg.data.clone()).await.err().map(|_| uid.to_owned())
-        });
-        failed.extend(join_all(pushes).await.into_iter().flatten());
-    }
-    failed
 }
 
 /// [`fan_out`] to the members of a resolved group.

@@ -11,7 +11,8 @@ use pitaya_handler::{FromRequestParts, Request};
 use pitaya_serialize::Serializer;
 use pitaya_session::{SessionPool, SharedPush};
 
-use crate::fanout::{FanoutCache, fan_out, fan_out_resolved};
+use crate::fanout::{FanoutCache, fan_out_resolved};
+use pitaya_session::fan_out;
 
 #[cfg(feature = "cluster")]
 use pitaya_cluster_runtime::ClusterRuntime;

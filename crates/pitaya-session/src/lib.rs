@@ -29,7 +29,7 @@ pub use entity::{NetworkEntity, NoopEntity, QueueFree};
 pub use pitaya_serialize::session_data::SessionData;
 pub use pool::{HandshakeValidator, SessionPool, WeakSessionPool};
 pub use session::Session;
-pub use shared_push::SharedPush;
+pub use shared_push::{SharedPush, fan_out};
 
 /// Error messages Go Pitaya sends for session operations (spec §2.5).
 pub mod messages {

@@ -59,6 +59,37 @@ impl SharedPush {
     }
 }
 
+/// Queues `push` on every session of `targets` without waiting for any of them, and
+/// returns the uids it did not reach: no session here (`None`), or closed (see
+/// [`Session::try_push_shared`](crate::Session::try_push_shared)). Sessions that cannot
+/// queue without waiting (a backend's relayed ones) are pushed to together afterwards.
+pub async fn fan_out<'a>(
+    targets: impl IntoIterator<Item = (&'a str, Option<&'a crate::Session>)>,
+    push: &SharedPush,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    let mut waiting = Vec::new();
+    for (uid, session) in targets {
+        let Some(session) = session else {
+            failed.push(uid.to_owned());
+            continue;
+        };
+        match session.try_push_shared(push) {
+            Some(Ok(())) => {}
+            Some(Err(_)) => failed.push(uid.to_owned()),
+            None => waiting.push((uid, session)),
+        }
+    }
+    if !waiting.is_empty() {
+        let msg = push.message();
+        let pushes = waiting.into_iter().map(|(uid, session)| async move {
+            session.push(&msg.route, msg.data.clone()).await.err().map(|_| uid.to_owned())
+        });
+        failed.extend(futures_util::future::join_all(pushes).await.into_iter().flatten());
+    }
+    failed
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
