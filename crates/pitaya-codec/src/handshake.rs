@@ -46,6 +46,93 @@ pub struct ClientInfo {
     /// Application version.
     #[serde(rename = "clientVersion", default, deserialize_with = "null_as_default")]
     pub client_version: String,
+    /// `sys.resume`, this project's opt-in session resume (not part of Go's protocol; see
+    /// `docs/resume.md`). A value of any other shape, `false` included, reads as `None`:
+    /// Go ignores the key, so a client sending it to a server without resume is served
+    /// as if it had not.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "resume_request")]
+    pub resume: Option<ResumeRequest>,
+}
+
+/// What a client asks for in `sys.resume` of its handshake (see `docs/resume.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeRequest {
+    /// `true`: give this new session a resume token.
+    Ask,
+    /// `{"token": T, "received": N}`: continue the session of token `T`, whose client has
+    /// read the server's Data packets 1 to `received`.
+    Resume {
+        /// The token of the session to continue.
+        token: String,
+        /// How many of the server's Data packets the client has read.
+        received: u64,
+    },
+}
+
+/// `sys.resume` of a handshake response: present only when the client asked for resume
+/// and the server has it enabled (see `docs/resume.md`). Fields are declared in sorted
+/// order, as the rest of the response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeGrant {
+    /// On a resumed session, how many of the client's Data packets the server has read:
+    /// the client re-sends the ones after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<u64>,
+    /// Whether an earlier session was continued (`true`) or a fresh one started
+    /// (`false`); absent when the client only asked for a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
+    /// The token to resume this session with after a drop.
+    pub token: String,
+    /// How long, in whole seconds (rounded up), the session waits for a resume after a drop.
+    pub ttl: u64,
+}
+
+mod resume_request {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ResumeRequest;
+
+    #[derive(Serialize)]
+    struct Wire<'a> {
+        received: u64,
+        token: &'a str,
+    }
+
+    // `with` needs both halves with these exact signatures.
+    #[allow(clippy::ref_option)]
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<ResumeRequest>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            None => s.serialize_none(),
+            Some(ResumeRequest::Ask) => s.serialize_bool(true),
+            Some(ResumeRequest::Resume { token, received }) => {
+                Wire { received: *received, token }.serialize(s)
+            }
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        de: D,
+    ) -> Result<Option<ResumeRequest>, D::Error> {
+        let value = serde_json::Value::deserialize(de)?;
+        Ok(match value {
+            serde_json::Value::Bool(true) => Some(ResumeRequest::Ask),
+            serde_json::Value::Object(map) => {
+                let token = map.get("token").and_then(|t| t.as_str());
+                let received = map.get("received").map_or(Some(0), serde_json::Value::as_u64);
+                match (token, received) {
+                    (Some(token), Some(received)) => {
+                        Some(ResumeRequest::Resume { token: token.to_owned(), received })
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+    }
 }
 
 impl HandshakeRequest {
@@ -92,6 +179,10 @@ pub struct HandshakeSys {
     /// Heartbeat interval; zero means no heartbeat.
     #[serde(default, serialize_with = "seconds_out", deserialize_with = "seconds_in")]
     pub heartbeat: Duration,
+    /// Session resume (`docs/resume.md`): only when the client asked for it and the
+    /// server has it enabled, so other clients see Go's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumeGrant>,
     /// `"json"` or `"protobuf"`.
     #[serde(default = "json_name")]
     pub serializer: String,
@@ -99,7 +190,12 @@ pub struct HandshakeSys {
 
 impl Default for HandshakeSys {
     fn default() -> Self {
-        Self { dict: BTreeMap::new(), heartbeat: Duration::ZERO, serializer: json_name() }
+        Self {
+            dict: BTreeMap::new(),
+            heartbeat: Duration::ZERO,
+            resume: None,
+            serializer: json_name(),
+        }
     }
 }
 
@@ -111,7 +207,17 @@ impl HandshakeResponse {
         dict: BTreeMap<String, u16>,
         serializer: &str,
     ) -> Self {
-        Self { code, sys: HandshakeSys { dict, heartbeat, serializer: serializer.to_owned() } }
+        Self {
+            code,
+            sys: HandshakeSys { dict, heartbeat, resume: None, serializer: serializer.to_owned() },
+        }
+    }
+
+    /// This response with `sys.resume` set to `grant`.
+    #[must_use]
+    pub fn with_resume(mut self, grant: ResumeGrant) -> Self {
+        self.sys.resume = Some(grant);
+        self
     }
 
     /// The JSON body, byte for byte what Go sends, e.g.
@@ -203,6 +309,49 @@ mod tests {
             r.encode(),
             br#"{"code":400,"sys":{"dict":{"a":1,"b":2},"heartbeat":1.5,"serializer":"protobuf"}}"#
         );
+    }
+
+    #[test]
+    fn resume_keys_sort_like_the_rest() {
+        let r = HandshakeResponse::new(200, Duration::from_secs(30), BTreeMap::new(), "json")
+            .with_resume(ResumeGrant {
+                received: Some(3),
+                resumed: Some(true),
+                token: "t2".into(),
+                ttl: 30,
+            });
+        assert_eq!(
+            r.encode(),
+            br#"{"code":200,"sys":{"dict":{},"heartbeat":30,"resume":{"received":3,"resumed":true,"token":"t2","ttl":30},"serializer":"json"}}"#
+        );
+        assert_eq!(HandshakeResponse::decode(&r.encode(), 4096).unwrap(), r);
+    }
+
+    #[test]
+    fn resume_request_shapes() {
+        let ask = HandshakeRequest::decode(br#"{"sys":{"platform":"x","resume":true}}"#).unwrap();
+        assert_eq!(ask.sys.resume, Some(ResumeRequest::Ask));
+        let back = HandshakeRequest::decode(&ask.encode()).unwrap();
+        assert_eq!(back, ask);
+        let resume =
+            HandshakeRequest::decode(br#"{"sys":{"resume":{"token":"abc","received":7}}}"#)
+                .unwrap();
+        let want = ResumeRequest::Resume { token: "abc".into(), received: 7 };
+        assert_eq!(resume.sys.resume, Some(want));
+        assert_eq!(HandshakeRequest::decode(&resume.encode()).unwrap(), resume);
+        // Shapes Go would ignore read as no resume, never as an error.
+        for other in [
+            &br#"{"sys":{"resume":false}}"#[..],
+            br#"{"sys":{"resume":1}}"#,
+            br#"{"sys":{"resume":{"token":3}}}"#,
+            br#"{"sys":{"resume":{"token":"a","received":-1}}}"#,
+            br#"{"sys":{"resume":null}}"#,
+        ] {
+            let r = HandshakeRequest::decode(other).unwrap();
+            assert_eq!(r.sys.resume, None, "{}", String::from_utf8_lossy(other));
+        }
+        // Without resume, the request encodes as before.
+        assert!(!String::from_utf8(HandshakeRequest::default().encode()).unwrap().contains("resume"));
     }
 
     #[test]

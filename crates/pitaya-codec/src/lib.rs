@@ -63,7 +63,8 @@ mod varint;
 pub use compression::CompressionError;
 pub use dict::{DictError, RouteDict};
 pub use handshake::{
-    ClientInfo, HandshakeError, HandshakeRequest, HandshakeResponse, HandshakeSys,
+    ClientInfo, HandshakeError, HandshakeRequest, HandshakeResponse, HandshakeSys, ResumeGrant,
+    ResumeRequest,
 };
 pub use message::{Message, MessageCodec, MessageError, MessageType};
 pub use packet::{MAX_BODY_LEN, Packet, PacketDecoder, PacketError, PacketType, encode_packet};
