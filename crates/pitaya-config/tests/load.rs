@@ -35,6 +35,10 @@ fn defaults_match_go_code() {
     assert!(!c.session.drain.enabled);
     assert_eq!(c.session.drain.timeout, secs(6 * 3600));
     assert_eq!(c.session.drain.period, secs(5));
+    assert!(!c.session.resume.enabled);
+    assert_eq!(c.session.resume.ttl, secs(30));
+    assert_eq!(c.session.resume.buffer, 256);
+    assert_eq!(c.session.resume.buffer_bytes, 1 << 20);
     assert!(!c.acceptor.proxy_protocol);
     let rl = &c.conn.rate_limiting;
     assert_eq!((rl.limit, rl.interval, rl.force_disable), (20, secs(1), false));
@@ -139,6 +143,10 @@ fn env_overrides_typed_keys() {
         jail.set_env("PITAYA_CLUSTER_SD_ETCD_HEARTBEAT_TTL", "30s");
         jail.set_env("PITAYA_MODULES_BINDINGSTORAGE_ETCD_LEASETTL", "2h");
         jail.set_env("PITAYA_SESSION_UNIQUE", "FALSE");
+        jail.set_env("PITAYA_SESSION_RESUME_ENABLED", "true");
+        jail.set_env("PITAYA_SESSION_RESUME_TTL", "90s");
+        jail.set_env("PITAYA_SESSION_RESUME_BUFFER", "16");
+        jail.set_env("PITAYA_SESSION_RESUME_BUFFERBYTES", "4096");
         jail.set_env("PITAYA_METRICS_CONSTLABELS", r#"{"region":"us","shard":"7"}"#);
         // Not Pitaya's prefix, so ignored.
         jail.set_env("pitaya_heartbeat_interval", "99s");
@@ -157,6 +165,10 @@ fn env_overrides_typed_keys() {
         assert_eq!(c.cluster.sd.etcd.heartbeat.ttl, secs(30));
         assert_eq!(c.modules.binding_storage.etcd.lease_ttl, secs(7200));
         assert!(!c.session.unique);
+        assert!(c.session.resume.enabled);
+        assert_eq!(c.session.resume.ttl, secs(90));
+        assert_eq!(c.session.resume.buffer, 16);
+        assert_eq!(c.session.resume.buffer_bytes, 4096);
         assert_eq!(c.metrics.const_labels.get("shard").map(String::as_str), Some("7"));
         // Untouched keys keep Go's defaults.
         assert_eq!(c.cluster.rpc.client.nats.connection_timeout, secs(2));

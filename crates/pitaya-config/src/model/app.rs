@@ -146,11 +146,42 @@ pub struct SessionConfig {
     pub unique: bool,
     /// `pitaya.session.drain.*`
     pub drain: SessionDrainConfig,
+    /// `pitaya.session.resume.*`: this project's opt-in session resume (`docs/resume.md`).
+    pub resume: SessionResumeConfig,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { unique: true, drain: SessionDrainConfig::default() }
+        Self {
+            unique: true,
+            drain: SessionDrainConfig::default(),
+            resume: SessionResumeConfig::default(),
+        }
+    }
+}
+
+/// `pitaya.session.resume.*`: keep a dropped client's session for a while so that it can
+/// come back to it with nothing lost (not in Go Pitaya; clients must ask for it, see
+/// `docs/resume.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct SessionResumeConfig {
+    /// `enabled` (false): give a resume token to clients that ask for one.
+    pub enabled: bool,
+    /// `ttl` (30s): how long a dropped session waits for its client.
+    #[serde(with = "crate::serde_go_duration")]
+    pub ttl: Duration,
+    /// `buffer` (256): Data packets kept per session for replay.
+    pub buffer: usize,
+    /// `bufferbytes` (1 MiB): bytes of Data packets kept per session for replay.
+    #[serde(rename = "bufferbytes")]
+    pub buffer_bytes: usize,
+}
+
+impl Default for SessionResumeConfig {
+    fn default() -> Self {
+        Self { enabled: false, ttl: Duration::from_secs(30), buffer: 256, buffer_bytes: 1 << 20 }
     }
 }
 

@@ -27,7 +27,7 @@ pub use app::{
     AcceptorConfig, AgentBufferConfig, BufferConfig, CompressRoutesConfig, ConcurrencyConfig,
     ConnConfig, DefaultPipelinesConfig, HandlerBufferConfig, HandlerConcurrencyConfig,
     HandlerConfig, HandlerMessagesConfig, HeartbeatConfig, RateLimitingConfig, SessionConfig,
-    SessionDrainConfig, StructValidationConfig,
+    SessionDrainConfig, SessionResumeConfig, StructValidationConfig,
 };
 pub use cluster::{ClusterConfig, ClusterInfoConfig};
 pub use groups::{EtcdGroupsConfig, GroupsConfig, MemoryGroupsConfig};
