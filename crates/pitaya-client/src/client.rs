@@ -5,14 +5,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pitaya_codec::{HandshakeResponse, Message};
+use pitaya_codec::{HandshakeResponse, Message, ResumeRequest};
 use pitaya_serialize::SerializerKind;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::shared::Shared;
-use crate::transport::{self, PacketSink, PacketSource};
-use crate::{ClientError, ClientOptions, CloseReason, Endpoint, Pushes, handshake, reader, writer};
+use crate::driver::{Conn, Driver};
+use crate::shared::{Outgoing, Shared};
+use crate::transport;
+use crate::{ClientError, ClientOptions, CloseReason, Endpoint, Events, Pushes, handshake};
 
 /// Packets that may wait for the writer task before senders are slowed down.
 const OUTGOING_QUEUE: usize = 1024;
@@ -20,11 +21,25 @@ const OUTGOING_QUEUE: usize = 1024;
 /// A connection to a Pitaya frontend, after a successful handshake.
 ///
 /// Cheap to clone: clones share the connection, so requests can be issued concurrently
-/// from many tasks; each waits for its own response. Two tasks spawned on the current
-/// Tokio runtime do the I/O: a reader (responses, pushes, heartbeats, kick) and a writer
+/// from many tasks; each waits for its own response. A task spawned on the current Tokio
+/// runtime does the I/O: it reads (responses, pushes, heartbeats, kick) and writes
 /// (requests, notifies, heartbeats every `sys.heartbeat`). The connection closes when
 /// [`close`](Self::close) is called, when the server ends it, or when the last clone is
 /// dropped.
+///
+/// # Session resume
+/// With [`ClientOptions::resume`] set and a token granted by the server
+/// ([`resume_token`](Self::resume_token)), a connection that drops (I/O error, end of
+/// stream, heartbeat timeout, [`cut_connection`](Self::cut_connection)) does not end the
+/// client: it reconnects to the same address with backoff while the session's ttl lasts
+/// and resumes the session (`docs/resume.md`). Meanwhile [`is_closed`](Self::is_closed)
+/// stays false, requests in flight keep waiting and new ones are queued (all within their
+/// timeout). Resumed, each request gets exactly one answer (replayed by the server or to
+/// its re-sent packet) and pushes continue in order, none missing or twice. Given a fresh
+/// session instead, requests in flight fail with [`ClientError::SessionLost`]. Watch
+/// [`events`](Self::events) to learn of drops, resumes and fresh sessions. A kick, a
+/// protocol error or a local close still end the client at once; a resume that fails ends
+/// it with [`CloseReason::ResumeFailed`].
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -72,25 +87,26 @@ impl Client {
         endpoint: &Endpoint,
         opts: ClientOptions,
     ) -> Result<(Client, Pushes), ClientError> {
+        let ask = opts.resume.as_ref().map(|_| ResumeRequest::Ask);
         let setup = async {
             let (mut source, mut sink) = transport::dial(endpoint, &opts).await?;
-            let session = handshake::perform(&mut source, &mut sink, &opts).await?;
+            let session = handshake::perform(&mut source, &mut sink, &opts, ask).await?;
             Ok::<_, ClientError>((source, sink, session))
         };
         let (source, sink, session) = tokio::time::timeout(opts.connect_timeout, setup)
             .await
             .map_err(|_| ClientError::Timeout)??;
         tracing::debug!(%endpoint, response = ?session.response, "pitaya handshake done");
-        Ok(Self::start(source, sink, session, &opts))
+        let conn = Conn::new(source, sink, &session);
+        Ok(Self::start(conn, session, endpoint.clone(), opts))
     }
 
     fn start(
-        source: PacketSource,
-        sink: PacketSink,
+        conn: Conn,
         session: handshake::Session,
-        opts: &ClientOptions,
+        endpoint: Endpoint,
+        opts: ClientOptions,
     ) -> (Client, Pushes) {
-        let heartbeat = session.heartbeat;
         let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE);
         // tokio panics on a zero capacity; a channel of one still delivers pushes.
         let (push_tx, push_rx) = mpsc::channel(opts.push_buffer.max(1));
@@ -101,11 +117,10 @@ impl Client {
             session.response,
             opts.request_timeout,
             session.heartbeats,
+            opts.resume.clone(),
         ));
-        let tasks = vec![
-            tokio::spawn(reader::run(source, shared.clone(), push_tx, heartbeat)),
-            tokio::spawn(writer::run(sink, queue, shared.clone(), heartbeat)),
-        ];
+        let driver = Driver { shared: shared.clone(), queue, pushes: push_tx, endpoint, opts };
+        let tasks = vec![tokio::spawn(driver.run(conn))];
         let client = Client { inner: Arc::new(Inner { shared, tasks: Mutex::new(tasks) }) };
         (client, Pushes::new(push_rx))
     }
@@ -133,6 +148,8 @@ impl Client {
     /// - [`ClientError::Timeout`] when no response came in time. The server may still
     ///   process the request; a late response is discarded;
     /// - [`ClientError::Closed`] when the connection is or becomes closed;
+    /// - [`ClientError::SessionLost`] (with resume) when the connection dropped and the
+    ///   server started a fresh session instead of resuming;
     /// - [`ClientError::Encode`] for a route over 255 bytes or an oversized body;
     /// - [`ClientError::Protocol`] when an error payload does not decode.
     ///
@@ -156,9 +173,10 @@ impl Client {
         let id = shared.next_id();
         let packet = shared.encode(&Message::request(id, route, data))?;
         let (waiter, reply) = oneshot::channel();
-        let mut pending = shared.register(id, waiter)?;
+        let (mut pending, epoch) = shared.register(id, waiter)?;
         let exchange = async {
-            shared.outgoing.send(packet).await.map_err(|_| ClientError::Closed)?;
+            let out = Outgoing { epoch, packet };
+            shared.outgoing.send(out).await.map_err(|_| ClientError::Closed)?;
             // The sender is dropped, never completed, when the connection ends.
             reply.await.map_err(|_| ClientError::Closed)
         };
@@ -185,7 +203,8 @@ impl Client {
             return Err(ClientError::Closed);
         }
         let packet = shared.encode(&Message::notify(route, data))?;
-        tokio::time::timeout(shared.request_timeout, shared.outgoing.send(packet))
+        let out = Outgoing { epoch: shared.epoch(), packet };
+        tokio::time::timeout(shared.request_timeout, shared.outgoing.send(out))
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(|_| ClientError::Closed)
@@ -195,8 +214,8 @@ impl Client {
     /// [`ClientError::Closed`] at once, then the socket is shut down (TCP FIN, TLS
     /// close_notify, WebSocket close frame; nothing Pitaya-specific is sent).
     ///
-    /// Waits (half a second at most) for the I/O tasks to finish; when several clones
-    /// call it concurrently, only the first one waits.
+    /// Waits (half a second at most) for the I/O task to finish; when several clones
+    /// call it concurrently, only the first one waits. Also stops a resume in progress.
     pub async fn close(&self) {
         self.inner.shared.shutdown(CloseReason::Local);
         let tasks =
@@ -207,7 +226,8 @@ impl Client {
         }
     }
 
-    /// Whether the connection has ended, for whatever reason.
+    /// Whether the connection has ended, for whatever reason. With resume, a dropped
+    /// connection that is being resumed does not count as ended.
     pub fn is_closed(&self) -> bool {
         self.inner.shared.is_closed()
     }
@@ -238,6 +258,54 @@ impl Client {
     /// Pushes dropped because the push channel was full (see [`Pushes`]).
     pub fn dropped_pushes(&self) -> u64 {
         self.inner.shared.dropped_pushes()
+    }
+
+    /// Responses that found no request waiting for them: answers to requests that timed
+    /// out or were cancelled, or that no request ever asked for. Zero on a healthy
+    /// connection where no request gave up; a resumed session that delivered an answer
+    /// twice would show here.
+    pub fn unmatched_responses(&self) -> u64 {
+        self.inner.shared.unmatched_responses()
+    }
+
+    /// The session's resume token, when [`ClientOptions::resume`] is set and the server
+    /// granted one (it changes on every resume and fresh session).
+    pub fn resume_token(&self) -> Option<String> {
+        self.inner.shared.resume.as_ref().and_then(|r| r.lock().token.clone())
+    }
+
+    /// How long the server keeps the session after a drop (the grant's `ttl`), when a
+    /// token was granted.
+    pub fn resume_ttl(&self) -> Option<Duration> {
+        let resume = self.inner.shared.resume.as_ref()?;
+        let state = resume.lock();
+        state.token.as_ref().map(|_| state.ttl)
+    }
+
+    /// The resume counters `(received, sent)`: the server's Data packets read, and this
+    /// client's Data packets written, on the current session (`docs/resume.md`,
+    /// "Counting"). `None` without a granted token.
+    pub fn resume_counters(&self) -> Option<(u64, u64)> {
+        let resume = self.inner.shared.resume.as_ref()?;
+        let state = resume.lock();
+        state.token.as_ref()?;
+        Some((resume.received.load(std::sync::atomic::Ordering::Acquire), state.replay.sent()))
+    }
+
+    /// Resume events (dropped, resumed, fresh session) from now on; see [`Events`]. Only
+    /// a client with [`ClientOptions::resume`] ever sends any. Ends once the client has
+    /// ended.
+    pub fn events(&self) -> Events {
+        Events::new(self.inner.shared.events.subscribe())
+    }
+
+    /// Abandons the current connection at once, without goodbye, as if the network had
+    /// failed (for tests, tools and applications that know the network changed). With a
+    /// granted resume token the client then resumes as after any drop (see
+    /// [`events`](Self::events)); without, it ends with [`CloseReason::Io`]. Does nothing
+    /// while the client is already reconnecting or closed.
+    pub fn cut_connection(&self) {
+        self.inner.shared.cut.send_modify(|n| *n += 1);
     }
 }
 

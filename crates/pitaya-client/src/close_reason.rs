@@ -22,6 +22,11 @@ pub enum CloseReason {
     Protocol(String),
     /// Reading or writing the socket failed.
     Io(String),
+    /// With [`ClientOptions::resume`](crate::ClientOptions::resume): the connection
+    /// dropped and the session could not be continued (the ttl passed without a
+    /// successful reconnect, the server refused the handshake, or a packet it needed was
+    /// no longer kept); the text says which, and how the connection had dropped.
+    ResumeFailed(String),
 }
 
 impl fmt::Display for CloseReason {
@@ -33,6 +38,7 @@ impl fmt::Display for CloseReason {
             Self::HeartbeatTimeout => f.write_str("no heartbeat from the server"),
             Self::Protocol(why) => write!(f, "protocol violation: {why}"),
             Self::Io(why) => write!(f, "i/o error: {why}"),
+            Self::ResumeFailed(why) => write!(f, "resume failed: {why}"),
         }
     }
 }

@@ -57,6 +57,12 @@ pub enum ClientError {
     /// the request, if any, may or may not have reached the server.
     #[error("connection closed")]
     Closed,
+    /// With [`ClientOptions::resume`](crate::ClientOptions::resume): the connection
+    /// dropped while the request was in flight (or queued) and the server started a fresh
+    /// session instead of resuming the old one, which took the request with it. The
+    /// application must log in again (see [`ResumeEvent::FreshSession`](crate::ResumeEvent)).
+    #[error("session lost: the server started a fresh session after a reconnect")]
+    SessionLost,
     /// The server answered with an error response (flag 0x20, spec §2.5).
     #[error("server error {}: {}", .0.code, .0.msg)]
     Server(ErrorPayload),

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pitaya_codec::handshake::CODE_OK;
-use pitaya_codec::{HandshakeResponse, MessageCodec, PacketType, RouteDict, encode_packet};
+use pitaya_codec::{
+    HandshakeResponse, MessageCodec, PacketType, ResumeRequest, RouteDict, encode_packet,
+};
 use pitaya_serialize::{Serializer, SerializerKind};
 
 use crate::ClientError;
@@ -30,6 +32,9 @@ const MAX_HEARTBEAT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Sends the handshake, reads the response, checks it and acknowledges it.
 ///
+/// `resume`, when set, replaces `sys.resume` of the configured handshake; otherwise the
+/// configured handshake goes out as is.
+///
 /// No timeout here: the caller bounds the whole connect.
 ///
 /// # Errors
@@ -40,9 +45,18 @@ pub(crate) async fn perform(
     source: &mut PacketSource,
     sink: &mut PacketSink,
     opts: &ClientOptions,
+    resume: Option<ResumeRequest>,
 ) -> Result<Session, ClientError> {
     let failed = |what: String| ClientError::Handshake(what);
-    sink.send(packet(PacketType::Handshake, &opts.handshake.encode())?)
+    let body = match resume {
+        Some(resume) => {
+            let mut request = opts.handshake.clone();
+            request.sys.resume = Some(resume);
+            request.encode()
+        }
+        None => opts.handshake.encode(),
+    };
+    sink.send(packet(PacketType::Handshake, &body)?)
         .await
         .map_err(|e| failed(format!("sending the handshake: {e}")))?;
     let mut heartbeats = 0;

@@ -13,9 +13,12 @@
 //! - [`ClientOptions`] (`options.rs`), [`TlsOptions`] (`tls.rs`), [`Endpoint`] and
 //!   [`Transport`] (`endpoint.rs`): what to connect to and how.
 //! - [`ClientError`] (`error.rs`) and [`CloseReason`] (`close_reason.rs`).
+//! - [`ResumeOptions`], [`ResumeEvent`] and [`Events`] (`resume.rs`): opt-in session
+//!   resume (`docs/resume.md`), with the replay buffer and reconnect backoff.
 //! - Internals: `transport.rs` dials and frames packets, `handshake.rs` runs the handshake,
-//!   `reader.rs` and `writer.rs` are the two I/O tasks, `shared.rs` holds the pending
-//!   requests and counters they share with the handles.
+//!   `driver.rs` is the I/O task (one per client: runs a connection's `reader.rs` and
+//!   `writer.rs` halves and, with resume, reconnects after a drop), `shared.rs` holds the
+//!   pending requests and counters it shares with the handles.
 //!
 //! # Example
 //! ```no_run
@@ -41,16 +44,20 @@
 //!   the connection is closed ([`CloseReason::HeartbeatTimeout`]).
 //! - A message that does not decode (unknown route code, bad zlib) closes the connection,
 //!   as the server does in the other direction.
+//! - With [`ClientOptions::resume`], a dropped connection is resumed rather than closed:
+//!   see "Session resume" on [`Client`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic))]
 
 mod client;
 mod close_reason;
+mod driver;
 mod endpoint;
 mod error;
 mod handshake;
 mod options;
 mod pushes;
 mod reader;
+mod resume;
 mod shared;
 mod tls;
 mod transport;
@@ -62,6 +69,7 @@ pub use endpoint::{Endpoint, Transport};
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use pushes::{Push, Pushes};
+pub use resume::{Events, ResumeEvent, ResumeOptions};
 pub use tls::TlsOptions;
 
 /// Re-exported so callers can name handshake and error types without extra dependencies.

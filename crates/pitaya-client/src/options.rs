@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use pitaya_codec::{ClientInfo, HandshakeRequest, MAX_BODY_LEN};
 
-use crate::TlsOptions;
+use crate::{ResumeOptions, TlsOptions};
 
 /// Settings for [`Client::connect`](crate::Client::connect).
 ///
@@ -43,6 +43,11 @@ pub struct ClientOptions {
     /// Largest packet body accepted from the server, and largest inflated message data.
     /// Default and maximum 16 MiB − 1 (the 24-bit length field).
     pub max_body_len: usize,
+    /// Session resume (`docs/resume.md`), off by default: without it the client sends and
+    /// does exactly what a plain Pitaya client does. With it the handshake carries
+    /// `sys.resume` (overriding [`handshake`](Self::handshake)'s), and a session the
+    /// server grants a token to survives dropped connections: see [`ResumeOptions`].
+    pub resume: Option<ResumeOptions>,
 }
 
 impl Default for ClientOptions {
@@ -63,6 +68,7 @@ impl Default for ClientOptions {
             use_dict: true,
             push_buffer: 1024,
             max_body_len: MAX_BODY_LEN,
+            resume: None,
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The reader task: decodes packets and routes responses, pushes, heartbeats and kicks.
+//! The read half of a connection: decodes packets and routes responses, pushes,
+//! heartbeats and kicks.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pitaya_codec::{MessageType, Packet, PacketType};
@@ -16,23 +17,22 @@ use crate::{CloseReason, Push};
 /// heartbeat every interval whatever else it sends (spec §1.6); libpitaya waits 6.
 const SILENT_INTERVALS: u32 = 3;
 
-/// Runs until the connection ends, then records why (unless it ended elsewhere).
+/// Reads until the connection ends, and tells why. Cancel safe (the driver drops it when
+/// the writer fails or the client closes).
 pub(crate) async fn run(
-    mut source: PacketSource,
-    shared: Arc<Shared>,
-    pushes: mpsc::Sender<Push>,
+    source: &mut PacketSource,
+    shared: &Shared,
+    pushes: &mpsc::Sender<Push>,
     heartbeat: Duration,
-) {
-    let mut closed = shared.close_signal();
+) -> CloseReason {
     let silence_limit = heartbeat.checked_mul(SILENT_INTERVALS).filter(|d| !d.is_zero());
     let mut last_packet = Instant::now();
     // Never polled when the server announced no heartbeat.
     let watchdog = tokio::time::sleep(silence_limit.unwrap_or_default());
     tokio::pin!(watchdog);
-    let reason = loop {
+    loop {
         let packet = tokio::select! {
             biased;
-            _ = closed.wait_for(|closed| *closed) => return,
             read = source.next() => match read {
                 Ok(Some(packet)) => packet,
                 Ok(None) => break CloseReason::ServerClosed,
@@ -51,11 +51,10 @@ pub(crate) async fn run(
             }
         };
         last_packet = Instant::now();
-        if let ControlFlow::Break(reason) = handle(&shared, &pushes, packet) {
+        if let ControlFlow::Break(reason) = handle(shared, pushes, packet) {
             break reason;
         }
-    };
-    shared.shutdown(reason);
+    }
 }
 
 fn handle(
@@ -71,6 +70,10 @@ fn handle(
             return ControlFlow::Break(CloseReason::Kicked);
         }
         PacketType::Data => {
+            // Every Data packet read counts, whatever becomes of it (docs/resume.md).
+            if let Some(resume) = &shared.resume {
+                resume.received.fetch_add(1, Ordering::AcqRel);
+            }
             let message = match shared.codec.decode(packet.body) {
                 Ok(message) => message,
                 // Same reaction as the server's (spec §1.8): a message we cannot decode

@@ -1,5 +1,5 @@
-//! State shared by the client handles and the reader and writer tasks: pending requests,
-//! the close signal and the counters.
+//! State shared by the client handles and the connection driver: pending requests, the
+//! close signal, the counters and, with resume, the session's token and replay buffer.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pitaya_codec::packet::HEADER_LEN;
-use pitaya_codec::{HandshakeResponse, Message, MessageCodec};
+use pitaya_codec::{HandshakeResponse, Message, MessageCodec, ResumeGrant};
 use pitaya_serialize::Serializer;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::{ClientError, CloseReason};
+use crate::resume::{EVENT_CAPACITY, ReplayBuffer};
+use crate::{ClientError, CloseReason, ResumeEvent, ResumeOptions};
 
 /// The body of a Response, handed from the reader to the waiting request.
 #[derive(Debug)]
@@ -22,7 +23,51 @@ pub(crate) struct Reply {
     pub(crate) error: bool,
 }
 
-type Waiters = HashMap<u64, oneshot::Sender<Reply>>;
+/// What a waiting request gets: its response, or the error that ended its wait early
+/// ([`ClientError::SessionLost`]).
+pub(crate) type Answer = Result<Reply, ClientError>;
+
+type Waiters = HashMap<u64, oneshot::Sender<Answer>>;
+
+/// An encoded Data packet for the writer, tagged with the session epoch it was made for:
+/// packets of an epoch before the current one were meant for a session the server no
+/// longer has, and are not sent.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) epoch: u64,
+    pub(crate) packet: Bytes,
+}
+
+/// The resumable session, present when [`ClientOptions::resume`](crate::ClientOptions) is
+/// set.
+pub(crate) struct Resume {
+    pub(crate) options: ResumeOptions,
+    /// The server's Data packets read on this session.
+    pub(crate) received: AtomicU64,
+    pub(crate) state: Mutex<ResumeState>,
+}
+
+pub(crate) struct ResumeState {
+    /// `None` until (or unless) the server grants one.
+    pub(crate) token: Option<String>,
+    pub(crate) ttl: Duration,
+    pub(crate) replay: ReplayBuffer,
+}
+
+impl Resume {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ResumeState> {
+        // No code panics while holding it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ResumeState {
+    /// Takes the token and ttl of a grant.
+    pub(crate) fn grant(&mut self, grant: Option<&ResumeGrant>) {
+        self.token = grant.map(|g| g.token.clone());
+        self.ttl = Duration::from_secs(grant.map_or(0, |g| g.ttl));
+    }
+}
 
 pub(crate) struct Shared {
     /// Requests waiting for their response, by message id. `None` once the connection
@@ -30,13 +75,20 @@ pub(crate) struct Shared {
     /// waiting for its timeout.
     pending: Mutex<Option<Waiters>>,
     next_id: AtomicU64,
+    /// Bumped when the server starts a fresh session in place of the one that dropped.
+    epoch: AtomicU64,
     closed: watch::Sender<bool>,
     reason: OnceLock<CloseReason>,
     kicked: AtomicBool,
     heartbeats: AtomicU64,
     dropped_pushes: AtomicU64,
-    /// Encoded packets for the writer task.
-    pub(crate) outgoing: mpsc::Sender<Bytes>,
+    unmatched: AtomicU64,
+    /// Encoded Data packets for the writer.
+    pub(crate) outgoing: mpsc::Sender<Outgoing>,
+    /// Bumped by [`Client::cut_connection`](crate::Client::cut_connection).
+    pub(crate) cut: watch::Sender<u64>,
+    pub(crate) events: broadcast::Sender<ResumeEvent>,
+    pub(crate) resume: Option<Resume>,
     pub(crate) codec: MessageCodec,
     pub(crate) serializer: Arc<dyn Serializer>,
     pub(crate) handshake: HandshakeResponse,
@@ -44,23 +96,39 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        outgoing: mpsc::Sender<Bytes>,
+        outgoing: mpsc::Sender<Outgoing>,
         codec: MessageCodec,
         serializer: Arc<dyn Serializer>,
         handshake: HandshakeResponse,
         request_timeout: Duration,
         heartbeats: u64,
+        resume: Option<ResumeOptions>,
     ) -> Self {
+        let resume = resume.map(|options| {
+            let mut state = ResumeState {
+                token: None,
+                ttl: Duration::ZERO,
+                replay: ReplayBuffer::new(options.replay_packets, options.replay_bytes),
+            };
+            state.grant(handshake.sys.resume.as_ref());
+            Resume { options, received: AtomicU64::new(0), state: Mutex::new(state) }
+        });
         Self {
             pending: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
+            epoch: AtomicU64::new(0),
             closed: watch::Sender::new(false),
             reason: OnceLock::new(),
             kicked: AtomicBool::new(false),
             heartbeats: AtomicU64::new(heartbeats),
             dropped_pushes: AtomicU64::new(0),
+            unmatched: AtomicU64::new(0),
             outgoing,
+            cut: watch::Sender::new(0),
+            events: broadcast::Sender::new(EVENT_CAPACITY),
+            resume,
             codec,
             serializer,
             handshake,
@@ -86,19 +154,27 @@ impl Shared {
         Ok(buf.freeze())
     }
 
+    /// The current session epoch, to tag a packet with.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     /// Registers a waiter for the response to `id`. The entry lives as long as the guard.
+    /// Also returns the epoch the request belongs to: read under the same lock as
+    /// [`fresh_session`](Self::fresh_session) takes, so a request is either failed by it
+    /// or tagged with the new epoch.
     ///
     /// # Errors
     /// [`ClientError::Closed`] when the connection has ended.
     pub(crate) fn register(
         &self,
         id: u64,
-        waiter: oneshot::Sender<Reply>,
-    ) -> Result<PendingGuard<'_>, ClientError> {
+        waiter: oneshot::Sender<Answer>,
+    ) -> Result<(PendingGuard<'_>, u64), ClientError> {
         let mut pending = self.lock_pending();
         let waiters = pending.as_mut().ok_or(ClientError::Closed)?;
         waiters.insert(id, waiter);
-        Ok(PendingGuard { shared: self, id, armed: true })
+        Ok((PendingGuard { shared: self, id, armed: true }, self.epoch()))
     }
 
     /// Hands a response to its waiter; false when nobody waits for `id` any more (timed
@@ -107,7 +183,40 @@ impl Shared {
         let waiter = self.lock_pending().as_mut().and_then(|w| w.remove(&id));
         // A waiter whose request future was just dropped cannot take the reply; that is
         // the same as having no waiter.
-        waiter.is_some_and(|w| w.send(reply).is_ok())
+        let taken = waiter.is_some_and(|w| w.send(Ok(reply)).is_ok());
+        if !taken {
+            self.unmatched.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// The server replaced the dropped session with a fresh one: every request waiting
+    /// fails with [`ClientError::SessionLost`], and packets queued for the old session
+    /// will not be sent. Returns how many requests failed.
+    pub(crate) fn fresh_session(&self) -> usize {
+        let waiters = {
+            let mut pending = self.lock_pending();
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            match pending.as_mut() {
+                Some(waiters) => std::mem::take(waiters),
+                None => return 0,
+            }
+        };
+        let failed = waiters.len();
+        for waiter in waiters.into_values() {
+            let _ = waiter.send(Err(ClientError::SessionLost));
+        }
+        failed
+    }
+
+    /// Responses that found no waiter (timed out, cancelled, failed, or never asked).
+    pub(crate) fn unmatched_responses(&self) -> u64 {
+        self.unmatched.load(Ordering::Relaxed)
+    }
+
+    /// Tells the application, when it listens.
+    pub(crate) fn event(&self, event: ResumeEvent) {
+        let _ = self.events.send(event);
     }
 
     /// Ends the connection: fails every pending request with `Closed` (by dropping its
@@ -146,7 +255,8 @@ impl Shared {
 
     /// Turns a reply into the request's result, decoding error payloads with the
     /// serializer the server announced.
-    pub(crate) fn reply_result(&self, reply: Reply) -> Result<Bytes, ClientError> {
+    pub(crate) fn reply_result(&self, reply: Answer) -> Result<Bytes, ClientError> {
+        let reply = reply?;
         if !reply.error {
             return Ok(reply.data);
         }
@@ -169,6 +279,11 @@ impl Shared {
 
     pub(crate) fn count_heartbeat(&self) {
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Heartbeats that came before the handshake response of a resumed connection.
+    pub(crate) fn add_heartbeats(&self, n: u64) {
+        self.heartbeats.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn heartbeats(&self) -> u64 {

@@ -1,6 +1,6 @@
-//! The writer task: sends queued packets in batches and the client's heartbeats.
+//! The write half of a connection: re-sends after a resume, then queued packets in
+//! batches, and the client's heartbeats.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,25 +8,30 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::CloseReason;
-use crate::shared::Shared;
+use crate::shared::{Outgoing, Shared};
 use crate::transport::{PacketSink, TransportError};
 
 /// Canonical heartbeat packet (spec §1.2).
 const HEARTBEAT: &[u8] = &[0x03, 0, 0, 0];
-/// Most packets coalesced into one flush, so that the close signal is checked regularly
-/// under a flood of requests.
+/// Most packets coalesced into one flush.
 const MAX_BATCH: usize = 128;
-/// How long the goodbye (FIN, close_notify, WebSocket close) may take.
-const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
-/// Runs until the connection ends, then closes the write side politely.
+/// Writes `resend` (the packets a resumed server did not read, already numbered), then
+/// queued packets and heartbeats until writing fails. Not cancel safe in the middle of a
+/// write: the driver drops it only when the connection is abandoned anyway.
 pub(crate) async fn run(
-    mut sink: PacketSink,
-    mut queue: mpsc::Receiver<Bytes>,
-    shared: Arc<Shared>,
+    sink: &mut PacketSink,
+    queue: &mut mpsc::Receiver<Outgoing>,
+    shared: &Shared,
     heartbeat: Duration,
-) {
-    let mut closed = shared.close_signal();
+    resend: Vec<Bytes>,
+) -> CloseReason {
+    // docs/resume.md: right after the handshake ack, before anything new.
+    if !resend.is_empty() {
+        if let Err(e) = write_all(sink, resend).await {
+            return CloseReason::Io(e.to_string());
+        }
+    }
     // libpitaya and Go's client send a heartbeat every interval after the handshake.
     // Under constant traffic the tick may lose the race below; that is harmless, any
     // packet counts as liveness for the server (spec §1.6).
@@ -38,40 +43,63 @@ pub(crate) async fn run(
     loop {
         let first = tokio::select! {
             biased;
-            _ = closed.wait_for(|closed| *closed) => break,
             packet = queue.recv() => match packet {
-                Some(packet) => packet,
-                None => break,
+                Some(packet) => match take(shared, packet) {
+                    Some(bytes) => bytes,
+                    None => continue,
+                },
+                // The shared state holds a sender as long as the client lives.
+                None => return CloseReason::Local,
             },
             () = tick(&mut ticker) => Bytes::from_static(HEARTBEAT),
         };
-        // Racing the write against the close signal lets `close()` finish even when the
-        // server stopped reading and the socket buffer is full.
-        let written = tokio::select! {
-            biased;
-            _ = closed.wait_for(|closed| *closed) => break,
-            written = write_batch(&mut sink, &mut queue, first) => written,
-        };
-        if let Err(e) = written {
-            shared.shutdown(CloseReason::Io(e.to_string()));
-            break;
+        if let Err(e) = write_batch(sink, queue, shared, first).await {
+            return CloseReason::Io(e.to_string());
         }
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+}
+
+/// The bytes of a queued packet, numbered and kept for re-sending when the session is
+/// resumable; `None` for a packet of a session the server no longer has.
+fn take(shared: &Shared, out: Outgoing) -> Option<Bytes> {
+    if out.epoch != shared.epoch() {
+        tracing::debug!("packet for a lost session not sent");
+        return None;
+    }
+    if let Some(resume) = &shared.resume {
+        let mut state = resume.lock();
+        // Numbered in wire order, so that the server's count M names a prefix.
+        if state.token.is_some() {
+            state.replay.record(out.packet.clone());
+        }
+    }
+    Some(out.packet)
 }
 
 /// Writes `first` and whatever else is already queued with a single flush.
 async fn write_batch(
     sink: &mut PacketSink,
-    queue: &mut mpsc::Receiver<Bytes>,
+    queue: &mut mpsc::Receiver<Outgoing>,
+    shared: &Shared,
     first: Bytes,
 ) -> Result<(), TransportError> {
     sink.feed(first).await?;
     for _ in 1..MAX_BATCH {
         match queue.try_recv() {
-            Ok(packet) => sink.feed(packet).await?,
+            Ok(packet) => {
+                if let Some(bytes) = take(shared, packet) {
+                    sink.feed(bytes).await?;
+                }
+            }
             Err(_) => break,
         }
+    }
+    sink.flush().await
+}
+
+async fn write_all(sink: &mut PacketSink, packets: Vec<Bytes>) -> Result<(), TransportError> {
+    for packet in packets {
+        sink.feed(packet).await?;
     }
     sink.flush().await
 }
