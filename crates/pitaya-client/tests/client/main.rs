@@ -3,6 +3,7 @@
 mod lifecycle;
 mod pushes;
 mod requests;
+mod resume;
 mod support;
 mod tls;
 mod wire;
