@@ -2,9 +2,17 @@
 //!
 //! **Layer:** workspace only (the table in `xtask/src/layers.rs`): may depend on any
 //! workspace crate.
+//!
+//! - [`packets`]: split a captured byte stream into packets.
+//! - [`CutProxy`] (`cut_proxy.rs`): a loopback TCP proxy that breaks connections on
+//!   demand, at once or after an exact number of bytes to the client.
 
 use bytes::BytesMut;
 use pitaya_codec::{Packet, PacketDecoder};
+
+mod cut_proxy;
+
+pub use cut_proxy::CutProxy;
 
 /// Splits a byte stream into packets, failing the test on any framing error or leftover
 /// bytes.

@@ -149,7 +149,11 @@ impl Driver {
             };
             let error = match result {
                 Ok((source, sink, session)) => {
-                    return self.continue_session(resume, Conn::new(source, sink, &session), session);
+                    return self.continue_session(
+                        resume,
+                        Conn::new(source, sink, &session),
+                        session,
+                    );
                 }
                 Err(ClientError::HandshakeRejected { code }) => {
                     shared.shutdown(CloseReason::ResumeFailed(format!(
@@ -211,7 +215,11 @@ impl Driver {
                     Ok(resend) => {
                         state.grant(Some(&grant));
                         drop(state);
-                        tracing::debug!(server_read, resend = resend.len(), "pitaya session resumed");
+                        tracing::debug!(
+                            server_read,
+                            resend = resend.len(),
+                            "pitaya session resumed"
+                        );
                         shared.event(ResumeEvent::Resumed {
                             resent: resend.len() as u64,
                             token: grant.token,
@@ -238,10 +246,7 @@ impl Driver {
                 resume.received.store(0, Ordering::Release);
                 let failed = shared.fresh_session();
                 tracing::debug!(failed, "pitaya server started a fresh session");
-                shared.event(ResumeEvent::FreshSession {
-                    failed,
-                    token: grant.map(|g| g.token),
-                });
+                shared.event(ResumeEvent::FreshSession { failed, token: grant.map(|g| g.token) });
                 Some((conn, Vec::new()))
             }
         }

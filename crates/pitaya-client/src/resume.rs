@@ -267,7 +267,10 @@ mod tests {
             buf.record(packet(n, 2));
         }
         assert_eq!(buf.kept(), (3, 6));
-        assert_eq!(buf.resend_after(1), Err(ReplayError::Evicted { server: 1, oldest: 3, sent: 5 }));
+        assert_eq!(
+            buf.resend_after(1),
+            Err(ReplayError::Evicted { server: 1, oldest: 3, sent: 5 })
+        );
         buf.record(packet(6, 8));
         // 6 + 8 bytes > 10: the oldest go first.
         assert_eq!(buf.kept(), (2, 10));

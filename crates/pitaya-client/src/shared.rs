@@ -96,7 +96,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         outgoing: mpsc::Sender<Outgoing>,
         codec: MessageCodec,

@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use pitaya_client::{Client, ClientError, ClientOptions, ResumeEvent, ResumeOptions};
 use pitaya_codec::{
-    HandshakeRequest, HandshakeResponse, Message, MessageCodec, MessageType, Packet,
-    PacketDecoder, PacketType, ResumeGrant, ResumeRequest,
+    HandshakeRequest, HandshakeResponse, Message, MessageCodec, MessageType, Packet, PacketDecoder,
+    PacketType, ResumeGrant, ResumeRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -84,8 +84,7 @@ async fn serve(mut tcp: TcpStream, session: &Mutex<Session>, log: &Mutex<Log>, f
     let Some(hello) = next(&mut tcp, &mut buf).await else { return };
     log.lock().unwrap().handshakes.push(String::from_utf8_lossy(&hello.body).into_owned());
     let request = HandshakeRequest::decode(&hello.body).unwrap();
-    let mut response =
-        HandshakeResponse::new(200, Duration::ZERO, Default::default(), "json");
+    let mut response = HandshakeResponse::new(200, Duration::ZERO, Default::default(), "json");
     // The server's packets to replay after the ack.
     let mut replay = Vec::new();
     {
@@ -150,12 +149,7 @@ async fn serve(mut tcp: TcpStream, session: &Mutex<Session>, log: &Mutex<Log>, f
 }
 
 fn grant(s: &Session, received: Option<u64>) -> ResumeGrant {
-    ResumeGrant {
-        received,
-        resumed: received.map(|_| true),
-        token: s.token.clone(),
-        ttl: 5,
-    }
+    ResumeGrant { received, resumed: received.map(|_| true), token: s.token.clone(), ttl: 5 }
 }
 
 trait Fresh {
