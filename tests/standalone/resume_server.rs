@@ -309,3 +309,61 @@ async fn kick_a_new_bind_and_shutdown_close_an_away_session_at_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_resume_while_the_old_connection_looks_open_closes_it_first() {
+    within(async {
+        let (server, closes) = start(&[]).await;
+        let mut old = Raw::connect(server.addr(false)).await;
+        let token = handshake(&mut old, ASK).await["token"].as_str().unwrap().to_owned();
+        old.request(1, "test.bind", b"dee").await;
+        data(&mut old).await;
+        // Sent but not answered yet when the new connection arrives: the server has read
+        // it, so it counts, and its answer is replayed on the new connection.
+        old.request(2, "test.later", b"pending").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut new = Raw::connect(server.addr(false)).await;
+        let grant = handshake(&mut new, &resume_body(&token, 1)).await;
+        assert_eq!(grant["resumed"], true, "{grant}");
+        assert_eq!(grant["received"], 2, "{grant}");
+        let (_, answer) = data(&mut new).await;
+        assert_eq!((answer.id, &answer.data[..]), (2, &b"pending"[..]));
+        // The old connection was closed by the server.
+        assert!(old.frame().await.is_none(), "the old connection is closed");
+        assert_eq!(closes.load(Ordering::SeqCst), 0);
+        server.shutdown().await;
+        assert_eq!(closes.load(Ordering::SeqCst), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expiry_runs_the_close_callbacks_exactly_once() {
+    within(async {
+        let (server, closes) = start(&[("pitaya.session.resume.ttl", "500ms")]).await;
+        let mut raw = Raw::connect(server.addr(false)).await;
+        let token = handshake(&mut raw, ASK).await["token"].as_str().unwrap().to_owned();
+        raw.request(1, "test.bind", b"eve").await;
+        data(&mut raw).await;
+        let session = server.handle().sessions().by_uid("eve").expect("bound");
+        let own = Arc::new(AtomicUsize::new(0));
+        let counter = own.clone();
+        session.on_close(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        drop(raw);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(!session.is_closed(), "kept within the ttl");
+        until("the ttl to pass", || session.is_closed()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(own.load(Ordering::SeqCst), 1, "the session's own callback, once");
+        assert_eq!(closes.load(Ordering::SeqCst), 1, "the pool's callback, once");
+        assert!(server.handle().sessions().by_uid("eve").is_none(), "unbound");
+        let mut raw = Raw::connect(server.addr(false)).await;
+        let grant = handshake(&mut raw, &resume_body(&token, 1)).await;
+        assert_eq!(grant["resumed"], false, "an expired token: {grant}");
+        server.shutdown().await;
+        assert_eq!(own.load(Ordering::SeqCst), 1);
+    })
+    .await;
+}

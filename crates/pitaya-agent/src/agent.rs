@@ -231,7 +231,9 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
             if is_drop(reason) && !*shared.shutdown.borrow() {
                 let parked =
                     Parked { dispatcher: state.dispatcher.take(), pending: state.pending.clone() };
-                match resume.detach(&entity, parked, state.client_packets) {
+                // Packets the rate limit dropped were read off the wire all the same.
+                let read = state.client_packets + reader.dropped_data_by_rate_limit();
+                match resume.detach(&entity, parked, read) {
                     Ok(()) => kept = true,
                     Err(parked) => state.dispatcher = parked.dispatcher,
                 }
