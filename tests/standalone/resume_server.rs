@@ -367,3 +367,42 @@ async fn expiry_runs_the_close_callbacks_exactly_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_lost_resume_response_can_be_retried_with_the_old_token() {
+    within(async {
+        let (server, _) = start(&[]).await;
+        let mut raw = Raw::connect(server.addr(false)).await;
+        let token = handshake(&mut raw, ASK).await["token"].as_str().unwrap().to_owned();
+        raw.request(1, "test.bind", b"fay").await;
+        data(&mut raw).await;
+        drop(raw);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The resume response is "lost": no ack, the connection goes.
+        let mut lost = Raw::connect(server.addr(false)).await;
+        lost.send(&packet(0x01, &resume_body(&token, 1))).await;
+        let response = json(&lost.frame().await.expect("a response").body);
+        assert_eq!(response["sys"]["resume"]["resumed"], true, "{response}");
+        let unused = response["sys"]["resume"]["token"].as_str().unwrap().to_owned();
+        drop(lost);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut raw = Raw::connect(server.addr(false)).await;
+        let grant = handshake(&mut raw, &resume_body(&token, 1)).await;
+        assert_eq!(grant["resumed"], true, "the old token still works: {grant}");
+        let fresh = grant["token"].as_str().unwrap().to_owned();
+        raw.request(2, "test.uid", b"").await;
+        assert!(String::from_utf8_lossy(&data(&mut raw).await.1.data).starts_with("fay/"));
+        // Once acked, only the newest token is valid.
+        for stale in [&token, &unused] {
+            let mut other = Raw::connect(server.addr(false)).await;
+            let grant = handshake(&mut other, &resume_body(stale, 2)).await;
+            assert_eq!(grant["resumed"], false, "{grant}");
+        }
+        drop(raw);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut raw = Raw::connect(server.addr(false)).await;
+        assert_eq!(handshake(&mut raw, &resume_body(&fresh, 2)).await["resumed"], true);
+        server.shutdown().await;
+    })
+    .await;
+}

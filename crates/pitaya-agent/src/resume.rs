@@ -429,6 +429,8 @@ impl Resume {
         state.log.clear();
         state.session = None;
         state.parked = None;
+        // The connection's entity points back here: let both go.
+        state.conn = None;
         drop(state);
         self.detached.notify_waiters();
     }
