@@ -36,6 +36,11 @@ pub(crate) async fn run(
             read = source.next() => match read {
                 Ok(Some(packet)) => packet,
                 Ok(None) => break CloseReason::ServerClosed,
+                // To a resumable session a stream cut short is a drop like any other;
+                // without resume the reason stays what it always was.
+                Err(e) if e.is_broken_stream() && shared.resume.is_some() => {
+                    break CloseReason::Io(e.to_string())
+                }
                 Err(e) if e.is_protocol() => break CloseReason::Protocol(e.to_string()),
                 Err(e) => break CloseReason::Io(e.to_string()),
             },

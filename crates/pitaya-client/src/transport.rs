@@ -244,4 +244,18 @@ impl TransportError {
         matches!(self, Self::Packet(_) | Self::Truncated(_))
             || matches!(self, Self::Ws(tungstenite::Error::Protocol(_)))
     }
+
+    /// Whether the stream just stopped, in the middle of a packet or of a WebSocket
+    /// conversation: what a broken network looks like, although [`is_protocol`] holds.
+    ///
+    /// [`is_protocol`]: Self::is_protocol
+    pub(crate) fn is_broken_stream(&self) -> bool {
+        matches!(
+            self,
+            Self::Truncated(_)
+                | Self::Ws(tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                ))
+        )
+    }
 }
