@@ -8,6 +8,8 @@ pub(crate) enum Command {
     Connect(String),
     /// `disconnect`.
     Disconnect,
+    /// `resume`: drop the connection and resume the session on a new one.
+    Resume,
     /// `request ROUTE [DATA]`: DATA is the rest of the line, usually JSON.
     Request { route: String, data: String },
     /// `notify ROUTE [DATA]`.
@@ -34,9 +36,10 @@ pub(crate) enum Command {
 }
 
 /// Command names, for completion and help.
-pub(crate) const NAMES: [&str; 13] = [
+pub(crate) const NAMES: [&str; 14] = [
     "connect",
     "disconnect",
+    "resume",
     "request",
     "notify",
     "push",
@@ -55,6 +58,8 @@ pub(crate) const HELP: &str = "\
 commands:
   connect ADDR             connect: host:port (tcp), tls://host:port, ws://host:port/path, wss://...
   disconnect               close the connection
+  resume                   drop the connection and resume the session on a new one (prints
+                           resumed or fresh session; needs a server with resume enabled)
   request ROUTE [JSON]     send a request and print its reply
   notify ROUTE [JSON]      send a notify (no reply)
   push ROUTE TYPE          decode pushes on ROUTE as protobuf message TYPE
@@ -87,6 +92,8 @@ impl Command {
                 Ok(Self::Connect(first.to_owned()))
             }
             "disconnect" => Ok(Self::Disconnect),
+            "resume" if first.is_empty() => Ok(Self::Resume),
+            "resume" => Err("usage: resume (no arguments)".into()),
             "request" => {
                 need("request ROUTE [DATA]")?;
                 Ok(Self::Request { route: first.to_owned(), data: after_first.to_owned() })
@@ -171,6 +178,7 @@ mod tests {
         );
         assert_eq!(Command::parse("# comment"), Ok(Command::Nothing));
         assert_eq!(Command::parse("exit"), Ok(Command::Quit));
+        assert_eq!(Command::parse(" resume "), Ok(Command::Resume));
         assert_eq!(
             Command::parse("types room.join - echo.Code"),
             Ok(Command::Types {
@@ -183,7 +191,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_usage() {
-        for bad in ["connect", "request", "push onX", "push a b c", "types r", "frobnicate x"] {
+        for bad in
+            ["connect", "request", "push onX", "push a b c", "types r", "frobnicate x", "resume x"]
+        {
             assert!(Command::parse(bad).is_err(), "{bad}");
         }
     }

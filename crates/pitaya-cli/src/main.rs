@@ -92,6 +92,12 @@ struct Args {
     /// Seconds to wait for connect and handshake.
     #[arg(long, default_value_t = 5.0)]
     connect_timeout: f64,
+    /// Do not ask for session resume: send exactly the handshake Go's pitaya-cli sends.
+    /// By default the CLI asks (`sys.resume`, docs/resume.md), shows the token a server
+    /// with resume grants, resumes by itself after a dropped connection, and offers the
+    /// `resume` command.
+    #[arg(long)]
+    no_resume: bool,
 }
 
 fn main() -> ExitCode {
@@ -119,6 +125,7 @@ fn run(args: Args) -> Result<bool> {
         tls: args.tls,
         timeout: secs(args.timeout, "timeout")?,
         connect_timeout: secs(args.connect_timeout, "connect-timeout")?,
+        resume: !args.no_resume,
     };
     let mut schema = Schema::default();
     if !args.protos.is_empty() {

@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use pitaya_client::{
-    Client, ClientError, ClientOptions, Endpoint, HandshakeRequest, Pushes, TlsOptions,
+    Client, ClientError, ClientOptions, Endpoint, Events, HandshakeRequest, Pushes, ResumeEvent,
+    ResumeOptions, TlsOptions,
 };
 use tokio::task::JoinHandle;
 
@@ -34,6 +36,8 @@ pub(crate) struct Settings {
     pub(crate) timeout: Duration,
     /// Connect + handshake timeout.
     pub(crate) connect_timeout: Duration,
+    /// Ask for session resume (off with `--no-resume`).
+    pub(crate) resume: bool,
 }
 
 /// What to do after a command.
@@ -56,6 +60,8 @@ struct PushLog {
 struct Conn {
     client: Client,
     printer: JoinHandle<()>,
+    /// Resume events the `resume` command prints itself, so the event printer skips them.
+    skip_events: Arc<AtomicUsize>,
 }
 
 /// The shell's state.
@@ -121,6 +127,7 @@ impl Shell {
                 }
                 None => bail!("not connected"),
             },
+            Command::Resume => self.resume().await?,
             Command::Request { route, data } => self.request(&route, &data).await?,
             Command::Notify { route, data } => {
                 let client = self.client()?;
@@ -207,6 +214,9 @@ impl Shell {
             if sys.serializer.is_empty() { "json" } else { &sys.serializer },
             sys.heartbeat
         ));
+        if let (Some(token), Some(ttl)) = (client.resume_token(), client.resume_ttl()) {
+            self.out.line(format!("resume token {token} (ttl {ttl:?})"));
+        }
         let mut routes: Vec<String> = sys.dict.keys().cloned().collect();
         let printer = tokio::spawn(show_pushes(
             pushes,
@@ -215,7 +225,9 @@ impl Shell {
             self.pushes.clone(),
             client.clone(),
         ));
-        self.conn = Some(Conn { client: client.clone(), printer });
+        let skip_events = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(show_events(client.events(), self.out.clone(), skip_events.clone()));
+        self.conn = Some(Conn { client: client.clone(), printer, skip_events });
         if let Some(route) = self.settings.docs_route.clone() {
             let mut schema = std::mem::take(&mut *self.write_schema());
             let loaded = docs::load(&client, &route, &mut schema).await;
@@ -243,6 +255,7 @@ impl Shell {
             handshake: self.handshake.clone(),
             request_timeout: s.timeout,
             connect_timeout: s.connect_timeout,
+            resume: s.resume.then(ResumeOptions::default),
             ..ClientOptions::default()
         };
         if endpoint.tls || s.tls {
@@ -261,6 +274,50 @@ impl Shell {
             });
         }
         Ok(opts)
+    }
+
+    /// Drops the connection and waits for the session to come back on a new one.
+    async fn resume(&mut self) -> Result<()> {
+        let client = self.client()?;
+        let Some(conn) = &self.conn else { bail!("not connected") };
+        if client.resume_token().is_none() {
+            bail!(
+                "no resume token: the server did not grant one (resume disabled there, or --no-resume here)"
+            );
+        }
+        let mut events = client.events();
+        // The dropped event and the outcome are printed here, not by the event printer.
+        conn.skip_events.fetch_add(2, Ordering::SeqCst);
+        client.cut_connection();
+        let outcome = async {
+            loop {
+                match events.recv().await {
+                    Some(ResumeEvent::Dropped { .. }) => continue,
+                    other => return other,
+                }
+            }
+        };
+        // Backoff and handshake within the ttl; bounded here by a generous multiple of
+        // the connect timeout so that a script cannot hang.
+        let limit = self.settings.connect_timeout * 4;
+        match tokio::time::timeout(limit, outcome).await {
+            Ok(Some(ResumeEvent::Resumed { token, resent })) => {
+                self.out.line(format!("resumed session (token {token}, {resent} packets re-sent)"));
+                Ok(())
+            }
+            Ok(Some(ResumeEvent::FreshSession { token, failed })) => {
+                self.out.line(format!(
+                    "fresh session (token {}): the server no longer had the old one, {failed} requests lost; log in again",
+                    token.as_deref().unwrap_or("none")
+                ));
+                Ok(())
+            }
+            Ok(_) => bail!(
+                "resume failed: {}",
+                client.close_reason().map_or_else(|| "closed".to_owned(), |r| r.to_string())
+            ),
+            Err(_) => bail!("no resume within {limit:?}"),
+        }
     }
 
     async fn request(&mut self, route: &str, data: &str) -> Result<()> {
@@ -358,6 +415,28 @@ fn explain(route: &str, e: ClientError) -> anyhow::Error {
         }
         ClientError::Closed => anyhow!("connection closed before {route} was answered"),
         other => anyhow!("{route}: {other}"),
+    }
+}
+
+/// Prints the resume events that the `resume` command does not print itself.
+async fn show_events(mut events: Events, out: Out, skip: Arc<AtomicUsize>) {
+    while let Some(event) = events.recv().await {
+        let skipped =
+            skip.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if skipped {
+            continue;
+        }
+        match event {
+            ResumeEvent::Dropped { reason } => {
+                out.line(format!("connection dropped ({reason}); resuming"));
+            }
+            ResumeEvent::Resumed { token, .. } => out.line(format!("resumed session (token {token})")),
+            ResumeEvent::FreshSession { token, failed } => out.line(format!(
+                "fresh session (token {}): the server no longer had the old one, {failed} requests lost; log in again",
+                token.as_deref().unwrap_or("none")
+            )),
+            _ => {}
+        }
     }
 }
 

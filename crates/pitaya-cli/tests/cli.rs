@@ -498,3 +498,42 @@ async fn pushes_right_after_enter_go_above_the_next_prompt() {
     .unwrap();
     server.join().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_shows_the_token_and_continues_the_session() {
+    let echo =
+        Echo::start_with(&EchoArgs { resume: true, ..Echo::args() }, PitayaConfig::default()).await;
+    for addr in [echo.addr(false).to_string(), format!("ws://{}/", echo.addr(true))] {
+        let script = format!(
+            "connect {addr}\n\
+             request room.join\n\
+             resume\n\
+             request room.echo after the resume\n\
+             notify room.notify {{\"still\": \"pushed\"}}\n\
+             waitpush onNotify\n\
+             disconnect\n"
+        );
+        let out = run_script(&script, &[]).await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{addr}: {stdout}\n{stderr}");
+        assert!(stdout.contains("resume token "), "{stdout}");
+        assert!(stdout.contains("resumed session (token "), "{stdout}");
+        assert!(stdout.contains("sv-> after the resume"), "{stdout}");
+        assert!(stdout.contains(r#"sv-> push onNotify {"still":"pushed"}"#), "{stdout}");
+        assert!(!stdout.contains("connection dropped"), "printed by the command: {stdout}");
+    }
+    // Without resume on either side there is no token, and the command says why.
+    for (server, flags) in [(false, &[][..]), (true, &["--no-resume"][..])] {
+        let plain =
+            Echo::start_with(&EchoArgs { resume: server, ..Echo::args() }, PitayaConfig::default())
+                .await;
+        let script = format!("connect {}\nresume\n", plain.addr(false));
+        let out = run_script(&script, flags).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(!stdout.contains("resume token"), "{stdout}");
+        assert!(stderr.contains("no resume token"), "{stderr}");
+        plain.running.shutdown().await;
+    }
+    echo.running.shutdown().await;
+}
