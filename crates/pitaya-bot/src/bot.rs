@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pitaya_client::{Client, ClientError, ClientOptions};
+use pitaya_client::{Client, ClientError, ClientOptions, Events, ResumeEvent};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::inbox::Inbox;
-use crate::spec::{Check, NotifyStep, OnFailure, PushStep, Reply, RequestStep, Spec, Step};
+use crate::spec::{
+    Check, DropOutcome, DropStep, NotifyStep, OnFailure, PushStep, Reply, RequestStep, Spec, Step,
+};
 use crate::stats::{Outcome, Stats};
 use crate::template::{MissingVar, Template, Vars};
 
@@ -49,6 +51,7 @@ pub(crate) fn error_code(e: &ClientError) -> &str {
         ClientError::Encode(_) => "encode",
         ClientError::Protocol(_) => "protocol",
         ClientError::InvalidAddress { .. } => "address",
+        ClientError::SessionLost => "session_lost",
         _ => "client",
     }
 }
@@ -78,12 +81,17 @@ pub(crate) async fn run(id: usize, env: Arc<Env>, stop: watch::Receiver<bool>) {
         }
     };
     let inbox = Inbox::new(pushes, env.stats.clone());
-    let mut bot = Bot { env: env.clone(), client, inbox, vars, stop };
+    let events = client.events();
+    let mut bot = Bot { env: env.clone(), client, inbox, vars, stop, events, gave_up: 0 };
     let finished = bot.run_all().await;
     if !finished {
         env.stats.bot_stopped_early();
     }
     bot.inbox.drain();
+    bot.note_events();
+    if env.spec.resume {
+        bot.check_exactly_once();
+    }
     env.stats.pushes_dropped(bot.client.dropped_pushes());
     bot.client.close().await;
 }
@@ -94,19 +102,30 @@ struct Bot {
     inbox: Inbox,
     vars: Vars,
     stop: watch::Receiver<bool>,
+    /// The client's resume events (none without resume).
+    events: Events,
+    /// Requests that gave up waiting (timed out): their late answers are expected to
+    /// find no waiter.
+    gave_up: u64,
 }
 
-/// A request or notify ready to go, rendered before anything of a parallel block is sent.
+/// A request or notify ready to go, rendered before anything of a parallel block is sent;
+/// or a cut, made once the `calls_before` calls listed before it are written.
 enum Prepared<'s> {
     Request { step: &'s RequestStep, route: Cow<'s, str>, data: Bytes },
     Notify { route: Cow<'s, str>, data: Bytes },
+    Drop { step: &'s DropStep, calls_before: u64 },
 }
 
 /// What came back for a [`Prepared`] call.
 enum Sent {
     Reply(Result<Bytes, ClientError>, Duration),
     Notified(Result<(), ClientError>),
+    Cut,
 }
+
+/// How long a cut inside a `parallel` block waits for the calls before it to be written.
+const WRITTEN_WITHIN: Duration = Duration::from_secs(1);
 
 impl Bot {
     /// Setup, loop and teardown; false when the bot stopped early.
@@ -178,6 +197,7 @@ impl Bot {
             Step::ExpectPush(p) => self.expect_push(p).await,
             Step::Wait(d) => self.wait(*d).await,
             Step::Parallel(steps) => self.parallel(steps).await,
+            Step::Drop(d) => self.drop_connection(d).await,
         };
         self.inbox.drain();
         result
@@ -203,7 +223,9 @@ impl Bot {
                 route: self.render(&n.label, &n.route)?,
                 data: n.data.render(&self.vars).map_err(|e| self.missing(&n.label, &e))?,
             }),
-            // The spec check allows only requests and notifies in parallel blocks.
+            // Counted by `parallel`, which knows the calls before it.
+            Step::Drop(step) => Ok(Prepared::Drop { step, calls_before: 0 }),
+            // The spec check allows only requests, notifies and drops in parallel blocks.
             _ => Err(Failed::Step),
         }
     }
@@ -225,6 +247,25 @@ impl Bot {
             Prepared::Notify { route, data, .. } => {
                 Box::pin(async move { Sent::Notified(client.notify(route, data.clone()).await) })
             }
+            Prepared::Drop { calls_before, .. } => {
+                let target = client.resume_counters().map(|(_, sent)| sent + calls_before);
+                Box::pin(async move {
+                    // Requests and notifies before it in the block are queued by now; wait
+                    // until they are on the wire, so that the cut finds them in flight.
+                    let written = async {
+                        while client
+                            .resume_counters()
+                            .zip(target)
+                            .is_some_and(|((_, sent), target)| sent < target)
+                        {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(WRITTEN_WITHIN, written).await;
+                    client.cut_connection();
+                    Sent::Cut
+                })
+            }
         }
     }
 
@@ -233,6 +274,8 @@ impl Bot {
             (Prepared::Request { step, route, .. }, Sent::Reply(reply, latency)) => {
                 self.reply(step, route, reply, latency)
             }
+            // The outcome is awaited by `parallel`, after every reply.
+            (Prepared::Drop { .. }, Sent::Cut) => Ok(()),
             (Prepared::Notify { route, .. }, Sent::Notified(result)) => {
                 let error = result.as_ref().err().map(error_code);
                 self.env.stats.notify(route, error);
@@ -289,6 +332,9 @@ impl Bot {
             }
             (Err(e), _) => {
                 stats.request(route, None, Outcome::NoReply(error_code(&e)));
+                if matches!(e, ClientError::Timeout) {
+                    self.gave_up += 1;
+                }
                 match e {
                     ClientError::Closed => Err(Failed::Closed),
                     _ => Err(Failed::Step),
@@ -341,11 +387,28 @@ impl Bot {
     }
 
     async fn parallel(&mut self, steps: &[Step]) -> Result<(), Failed> {
-        let prepared = steps.iter().map(|s| self.prepare(s)).collect::<Result<Vec<_>, _>>()?;
+        let mut prepared = steps.iter().map(|s| self.prepare(s)).collect::<Result<Vec<_>, _>>()?;
+        let mut calls = 0;
+        for p in &mut prepared {
+            match p {
+                Prepared::Drop { calls_before, .. } => *calls_before = calls,
+                _ => calls += 1,
+            }
+        }
+        if prepared.iter().any(|p| matches!(p, Prepared::Drop { .. })) {
+            self.note_events();
+        }
         let sent = futures_util::future::join_all(prepared.iter().map(|p| self.send(p))).await;
         let mut outcome = Ok(());
         for (p, s) in prepared.iter().zip(sent) {
-            match self.finish(p, s) {
+            let result = match p {
+                Prepared::Drop { step, .. } => match self.no_token(step) {
+                    Ok(()) => self.drop_outcome(step).await,
+                    Err(failed) => Err(failed),
+                },
+                _ => self.finish(p, s),
+            };
+            match result {
                 Ok(()) => {}
                 Err(Failed::Closed) => outcome = Err(Failed::Closed),
                 Err(Failed::Step) => {
@@ -356,6 +419,85 @@ impl Bot {
             }
         }
         outcome
+    }
+
+    /// Cuts the connection and waits for the session to come back.
+    async fn drop_connection(&mut self, step: &DropStep) -> Result<(), Failed> {
+        // Events of earlier drops (a network that failed by itself) are not this one's.
+        self.note_events();
+        self.no_token(step)?;
+        self.client.cut_connection();
+        self.drop_outcome(step).await
+    }
+
+    /// Without a resume token a cut would end the bot: fail the step instead.
+    fn no_token(&self, step: &DropStep) -> Result<(), Failed> {
+        if self.client.resume_token().is_some() {
+            return Ok(());
+        }
+        self.env.stats.failure(&format!("{}: no token", step.label), || {
+            "the server granted no resume token (is resume enabled on the server?)".into()
+        });
+        Err(if self.client.is_closed() { Failed::Closed } else { Failed::Step })
+    }
+
+    /// Waits for the outcome of a cut just made and checks it against the step.
+    async fn drop_outcome(&mut self, step: &DropStep) -> Result<(), Failed> {
+        let stats = self.env.stats.clone();
+        let until = Instant::now() + step.within;
+        let outcome = loop {
+            match tokio::time::timeout_at(until, self.events.recv()).await {
+                Ok(Some(event)) => {
+                    stats.resume_event(&event);
+                    match event {
+                        ResumeEvent::Resumed { .. } => break DropOutcome::Resumed,
+                        ResumeEvent::FreshSession { .. } => break DropOutcome::Fresh,
+                        _ => {}
+                    }
+                }
+                Ok(None) => return Err(Failed::Closed),
+                Err(_) => {
+                    let within = step.within;
+                    stats.failure(&format!("{}: no outcome", step.label), || {
+                        format!("neither resumed nor a fresh session within {within:?}")
+                    });
+                    return Err(if self.client.is_closed() {
+                        Failed::Closed
+                    } else {
+                        Failed::Step
+                    });
+                }
+            }
+        };
+        if step.expect != DropOutcome::Any && step.expect != outcome {
+            let expected = step.expect;
+            stats.failure(&format!("{}: outcome", step.label), || {
+                format!("expected {expected:?}, got {outcome:?}")
+            });
+            return Err(Failed::Step);
+        }
+        Ok(())
+    }
+
+    /// Counts the resume events received so far.
+    fn note_events(&mut self) {
+        while let Some(event) = self.events.try_recv() {
+            self.env.stats.resume_event(&event);
+        }
+    }
+
+    /// With resume, no response may arrive twice: every response without a waiter must
+    /// belong to a request that gave up.
+    fn check_exactly_once(&self) {
+        let unmatched = self.client.unmatched_responses();
+        if unmatched > self.gave_up {
+            let gave_up = self.gave_up;
+            self.env.stats.failure("responses: exactly once", || {
+                format!(
+                    "{unmatched} responses found no waiting request, only {gave_up} requests timed out: an answer arrived twice"
+                )
+            });
+        }
     }
 
     /// Stores and assertions on a reply or push body; the body is parsed only when

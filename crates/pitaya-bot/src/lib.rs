@@ -116,9 +116,9 @@ pub mod pushgateway;
 
 pub use duration::parse_duration;
 pub use path::FieldPath;
-pub use report::{FailureReport, NotifyReport, Percentiles, Report, RouteReport};
+pub use report::{FailureReport, NotifyReport, Percentiles, Report, ResumeReport, RouteReport};
 pub use runner::{RunError, RunOptions, Runner, StopHandle, run};
 pub use spec::{
-    Assertion, BUILTIN_VARS, Check, NotifyStep, OnFailure, PushStep, Reply, RequestStep, Spec,
-    SpecError, Step,
+    Assertion, BUILTIN_VARS, Check, DropOutcome, DropStep, NotifyStep, OnFailure, PushStep, Reply,
+    RequestStep, Spec, SpecError, Step,
 };

@@ -67,6 +67,20 @@ pub struct Report {
     pub notify_routes: BTreeMap<String, NotifyReport>,
     /// Pushes received by route.
     pub push_routes: BTreeMap<String, u64>,
+    /// Session resume: drops, resumes and fresh sessions (all zero without resume).
+    #[serde(default)]
+    pub resume: ResumeReport,
+}
+
+/// What became of dropped connections (`drop` steps, or a network that failed by itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeReport {
+    /// Connections that dropped.
+    pub drops: u64,
+    /// Sessions that continued on a new connection.
+    pub resumed: u64,
+    /// Sessions the server replaced with fresh ones.
+    pub fresh_sessions: u64,
 }
 
 /// Counters of one route.
@@ -217,6 +231,11 @@ impl Report {
             routes,
             notify_routes,
             push_routes: inner.pushes.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            resume: ResumeReport {
+                drops: inner.drops,
+                resumed: inner.resumed,
+                fresh_sessions: inner.fresh_sessions,
+            },
         }
     }
 
@@ -266,6 +285,14 @@ impl Report {
             self.pushes_dropped,
             self.assertion_failures,
         );
+        if self.resume.drops > 0 {
+            let r = &self.resume;
+            let _ = writeln!(
+                out,
+                "{} connections dropped: {} resumed, {} fresh sessions",
+                r.drops, r.resumed, r.fresh_sessions
+            );
+        }
         let w = self
             .routes
             .keys()

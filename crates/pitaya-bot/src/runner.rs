@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pitaya_client::{ClientError, ClientOptions, Endpoint, TlsOptions};
+use pitaya_client::{ClientError, ClientOptions, Endpoint, ResumeOptions, TlsOptions};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -97,6 +97,7 @@ impl Runner {
             request_timeout: spec.request_timeout,
             connect_timeout: spec.connect_timeout,
             tls: self.options.tls.clone(),
+            resume: spec.resume.then(ResumeOptions::default),
             ..ClientOptions::default()
         };
         let env = Arc::new(Env {

@@ -89,6 +89,9 @@ pub struct Spec {
     pub steps: Vec<Step>,
     /// Steps run once per bot after the loop (also after a failure), before closing.
     pub teardown: Vec<Step>,
+    /// Bots ask for session resume (`docs/resume.md`): `resume: true`, or implied by a
+    /// `drop` step. Then a bot checks, before closing, that no response came twice.
+    pub resume: bool,
 }
 
 /// One action of a scenario.
@@ -103,8 +106,36 @@ pub enum Step {
     /// Sleep, reading pushes meanwhile.
     Wait(Duration),
     /// Issue requests and notifies at once (pipelined on the connection), then wait for
-    /// all replies; stores and assertions are applied in order afterwards.
+    /// all replies; stores and assertions are applied in order afterwards. May hold
+    /// `drop` steps: each cuts the connection once the calls before it are written.
     Parallel(Vec<Step>),
+    /// Cut the connection (the client resumes the session) and wait for the outcome.
+    Drop(DropStep),
+}
+
+/// A `drop` step: cut the bot's connection as a broken network would, then wait for the
+/// client to come back (`docs/resume.md`).
+#[derive(Debug, Clone)]
+pub struct DropStep {
+    /// Where the step is in the spec.
+    pub label: String,
+    /// The outcome that counts as success.
+    pub expect: DropOutcome,
+    /// How long to wait for the outcome. Default 10 s.
+    pub within: Duration,
+}
+
+/// What a `drop` step expects of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropOutcome {
+    /// `drop: resumed` (also `drop: true`): the session continues; a fresh session fails
+    /// the step.
+    Resumed,
+    /// `drop: fresh`: the server starts a fresh session (e.g. it has resume disabled
+    /// for this token, or the ttl is over).
+    Fresh,
+    /// `drop: any`: either.
+    Any,
 }
 
 /// A `request` step.
@@ -262,7 +293,7 @@ impl Spec {
         let setup = section("setup", raw.setup)?;
         let steps = section("steps", raw.steps)?;
         let teardown = section("teardown", raw.teardown)?;
-        Ok(Self {
+        let mut spec = Self {
             name: raw.name,
             address: raw.address,
             bots: raw.bots.unwrap_or(1),
@@ -277,7 +308,14 @@ impl Spec {
             setup,
             steps,
             teardown,
-        })
+            resume: raw.resume.unwrap_or(false),
+        };
+        let drops = spec.all_steps().any(|s| matches!(s, Step::Drop(_)));
+        if drops && raw.resume == Some(false) {
+            return Err(invalid("resume", "a drop step needs resume"));
+        }
+        spec.resume |= drops;
+        Ok(spec)
     }
 }
 
@@ -322,6 +360,7 @@ struct RawSpec {
     #[serde(default)]
     vars: BTreeMap<String, Value>,
     handshake_user: Option<Value>,
+    resume: Option<bool>,
     #[serde(default)]
     setup: Vec<RawStep>,
     #[serde(default)]
@@ -339,6 +378,7 @@ struct RawStep {
     expect_push: Option<String>,
     wait: Option<String>,
     parallel: Option<Vec<RawStep>>,
+    drop: Option<Value>,
     data: Option<Value>,
     timeout: Option<String>,
     within: Option<String>,
@@ -371,11 +411,12 @@ impl RawStep {
             self.expect_push.is_some(),
             self.wait.is_some(),
             self.parallel.is_some(),
+            self.drop.is_some(),
         ];
         if actions.iter().filter(|a| **a).count() != 1 {
             return Err(invalid(
                 at,
-                "a step has exactly one of request, notify, expect_push, wait, parallel",
+                "a step has exactly one of request, notify, expect_push, wait, parallel, drop",
             ));
         }
         let duration = |field: &str, text: &Option<String>| {
@@ -431,8 +472,21 @@ impl RawStep {
             };
             return Ok(Step::Notify(step));
         }
+        if let Some(value) = &self.drop {
+            allowed(&[("data", self.data.is_some()), ("store/assert", has_checks)])?;
+            let expect = match value {
+                Value::Bool(true) => DropOutcome::Resumed,
+                Value::String(s) if s == "resumed" => DropOutcome::Resumed,
+                Value::String(s) if s == "fresh" => DropOutcome::Fresh,
+                Value::String(s) if s == "any" => DropOutcome::Any,
+                _ => return Err(invalid(at, "drop is one of resumed, fresh, any")),
+            };
+            let within = duration("within", &self.within)?.unwrap_or(Duration::from_secs(10));
+            let label = format!("{at} drop");
+            return Ok(Step::Drop(DropStep { label, expect, within }));
+        }
         if in_parallel {
-            return Err(invalid(at, "only request and notify steps can run in parallel"));
+            return Err(invalid(at, "only request, notify and drop steps can run in parallel"));
         }
         allowed(&[("data", self.data.is_some())])?;
         if let Some(text) = &self.expect_push {
@@ -576,6 +630,26 @@ steps:
         assert!(reason(later).contains("${v}"));
         assert!(reason("vars: {bot_id: 1}\nsteps: [{wait: 1s}]").contains("built-in"));
         assert!(reason("steps: []").contains("no step"));
+        assert!(reason("steps: [{drop: later}]").contains("resumed, fresh, any"));
+        assert!(reason("resume: false\nsteps: [{drop: resumed}]").contains("needs resume"));
+        assert!(reason("steps: [{drop: any, data: x}]").contains("does not apply"));
+    }
+
+    #[test]
+    fn drop_steps_imply_resume_and_may_run_in_parallel() {
+        let spec = Spec::from_yaml(
+            "steps:\n  - parallel: [{request: a}, {drop: resumed}, {notify: b}]\n  - drop: fresh\n    within: 1s\n",
+        )
+        .unwrap();
+        assert!(spec.resume);
+        assert!(
+            matches!(&spec.steps[0], Step::Parallel(p) if matches!(&p[1], Step::Drop(d) if d.expect == DropOutcome::Resumed && d.within == Duration::from_secs(10)))
+        );
+        assert!(
+            matches!(&spec.steps[1], Step::Drop(d) if d.expect == DropOutcome::Fresh && d.within == Duration::from_secs(1))
+        );
+        assert!(!Spec::from_yaml("steps: [{wait: 1ms}]").unwrap().resume);
+        assert!(Spec::from_yaml("resume: true\nsteps: [{wait: 1ms}]").unwrap().resume);
     }
 
     #[test]

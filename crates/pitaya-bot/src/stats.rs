@@ -58,6 +58,9 @@ pub(crate) struct Inner {
     pub(crate) iterations_failed: u64,
     pub(crate) bots_stopped_early: u64,
     pub(crate) first_connect_error: Option<String>,
+    pub(crate) drops: u64,
+    pub(crate) resumed: u64,
+    pub(crate) fresh_sessions: u64,
 }
 
 /// Counters of one request route (or of connecting).
@@ -217,6 +220,17 @@ impl Stats {
         inner.iterations += 1;
         if failed {
             inner.iterations_failed += 1;
+        }
+    }
+
+    /// A resume event of a bot's client.
+    pub(crate) fn resume_event(&self, event: &pitaya_client::ResumeEvent) {
+        let mut inner = self.lock();
+        match event {
+            pitaya_client::ResumeEvent::Dropped { .. } => inner.drops += 1,
+            pitaya_client::ResumeEvent::Resumed { .. } => inner.resumed += 1,
+            pitaya_client::ResumeEvent::FreshSession { .. } => inner.fresh_sessions += 1,
+            _ => {}
         }
     }
 
