@@ -24,6 +24,7 @@
 //! request_timeout: 5s             # default 5s; per step: `timeout`
 //! connect_timeout: 5s
 //! on_failure: next_iteration      # or continue, stop (disconnect this bot)
+//! resume: true                    # ask for session resume (implied by a drop step)
 //! vars: { greeting: hello }       # constants; --var name=value overrides
 //! handshake_user: { id: "${bot_id}" }   # the handshake's `user` object
 //! setup:                          # once per bot after connecting; a failure stops it
@@ -50,6 +51,9 @@
 //!         data: a
 //!       - request: room.echo
 //!         data: b
+//!       - drop: resumed           # cut once the calls above are written (see below)
+//!   - drop: any                   # cut the connection: resumed, fresh or any
+//!     within: 10s                 # wait this long for the outcome (default 10s)
 //! teardown:                       # once per bot after the loop
 //!   - notify: room.message
 //!     data: bye
@@ -57,7 +61,18 @@
 //!
 //! Rules:
 //! - A step has exactly one action key: `request`, `notify`, `expect_push`, `wait`,
-//!   `parallel` (of requests and notifies). Unknown keys are errors.
+//!   `parallel` (of requests, notifies and drops), `drop`. Unknown keys are errors.
+//! - `drop` (session resume, `docs/resume.md`; the server must have it enabled, e.g.
+//!   `echo --resume`): cuts the bot's connection as a broken network would; the client
+//!   reconnects and resumes the session. The step waits up to `within` for the outcome
+//!   and fails when it is not the one named: `resumed` (or `true`), `fresh`, `any`. A
+//!   server that granted no token fails the step without cutting. Inside `parallel` the
+//!   cut comes once the requests and notifies listed before it are written, so they are
+//!   in flight; those after it are queued while the client reconnects. Every reply must
+//!   then still come, exactly once: a bot of a spec with resume fails an assertion
+//!   (`responses: exactly once`) if a response found no waiting request that had not
+//!   timed out. Pushes are checked by `expect_push` steps, which take the oldest unread
+//!   push of their route: a push lost, doubled or out of order fails their assertions.
 //! - `data`: a string is sent as its bytes (raw handlers get exactly the text); any
 //!   other value is sent as compact JSON; no `data` sends an empty body.
 //! - `${name}` is replaced in routes, in `data` strings and in `equals` values by a
@@ -92,8 +107,8 @@
 //!   (`path.rs`), [`parse_duration`] (`duration.rs`).
 //! - [`Runner`] (`runner.rs`): ramp-up, one task per bot; `bot.rs` runs the steps,
 //!   `inbox.rs` keeps pushes for `expect_push`.
-//! - `stats.rs` records, [`Report`] (`report.rs`) summarizes: JSON, table, Prometheus
-//!   text; `progress.rs` draws the live line.
+//! - `stats.rs` records, [`Report`] (`report.rs`; drops and resumes in [`ResumeReport`])
+//!   summarizes: JSON, table, Prometheus text; `progress.rs` draws the live line.
 //! - `pushgateway` (feature `pushgateway`, on by default): the POST to a Pushgateway.
 //!
 //! | Feature | Default | What |

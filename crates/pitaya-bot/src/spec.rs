@@ -664,7 +664,8 @@ steps:
             .join("\n");
         let spec = Spec::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         assert_eq!((spec.bots, spec.iterations), (10, Some(100)));
-        assert_eq!(spec.all_steps().count(), 9);
+        assert_eq!(spec.all_steps().count(), 11);
+        assert!(spec.resume);
     }
 
     #[test]
