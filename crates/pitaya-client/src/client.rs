@@ -296,7 +296,7 @@ impl Client {
     /// a client with [`ClientOptions::resume`] ever sends any. Ends once the client has
     /// ended.
     pub fn events(&self) -> Events {
-        Events::new(self.inner.shared.events.subscribe())
+        Events::new(self.inner.shared.events.subscribe(), self.inner.shared.close_signal())
     }
 
     /// Abandons the current connection at once, without goodbye, as if the network had

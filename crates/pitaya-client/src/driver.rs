@@ -252,3 +252,24 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_broken_network_is_resumable() {
+        let dropped = [
+            CloseReason::ServerClosed,
+            CloseReason::HeartbeatTimeout,
+            CloseReason::Io("reset".into()),
+        ];
+        for reason in dropped {
+            assert!(matches!(End::of(reason.clone()), End::Dropped(r) if r == reason));
+        }
+        for reason in [CloseReason::Kicked, CloseReason::Protocol("bad".into())] {
+            assert!(matches!(End::of(reason.clone()), End::Final(r) if r == reason));
+        }
+        assert!(matches!(End::of(CloseReason::Local), End::Local));
+    }
+}

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::CloseReason;
 
@@ -87,6 +87,8 @@ pub enum ResumeEvent {
 #[derive(Debug)]
 pub struct Events {
     rx: broadcast::Receiver<ResumeEvent>,
+    /// The client's close signal: after it, the events already sent, then the end.
+    closed: watch::Receiver<bool>,
     lagged: u64,
 }
 
@@ -94,8 +96,8 @@ pub struct Events {
 pub(crate) const EVENT_CAPACITY: usize = 64;
 
 impl Events {
-    pub(crate) fn new(rx: broadcast::Receiver<ResumeEvent>) -> Self {
-        Self { rx, lagged: 0 }
+    pub(crate) fn new(rx: broadcast::Receiver<ResumeEvent>, closed: watch::Receiver<bool>) -> Self {
+        Self { rx, closed, lagged: 0 }
     }
 
     /// The next event; `None` once the client has ended and every event was received.
@@ -103,10 +105,20 @@ impl Events {
     /// Cancel safe.
     pub async fn recv(&mut self) -> Option<ResumeEvent> {
         loop {
-            match self.rx.recv().await {
-                Ok(event) => return Some(event),
-                Err(broadcast::error::RecvError::Lagged(n)) => self.lagged += n,
-                Err(broadcast::error::RecvError::Closed) => return None,
+            if let Some(event) = self.try_recv() {
+                return Some(event);
+            }
+            if *self.closed.borrow() {
+                return None;
+            }
+            tokio::select! {
+                received = self.rx.recv() => match received {
+                    Ok(event) => return Some(event),
+                    Err(broadcast::error::RecvError::Lagged(n)) => self.lagged += n,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                // Loop: events sent before the end are still returned first.
+                _ = self.closed.changed() => {}
             }
         }
     }

@@ -301,6 +301,7 @@ async fn without_a_server_the_client_gives_up_after_the_ttl() {
             next(&mut tcp, &mut buf).await.unwrap();
         });
         let (client, _) = Client::connect(&addr.to_string(), resuming()).await.unwrap();
+        let mut events = client.events();
         server.await.unwrap();
         let started = tokio::time::Instant::now();
         client.closed().await;
@@ -308,6 +309,9 @@ async fn without_a_server_the_client_gives_up_after_the_ttl() {
         let reason = client.close_reason().unwrap().to_string();
         assert!(reason.contains("resume failed"), "{reason}");
         assert!(matches!(client.request("a", "b").await, Err(ClientError::Closed)));
+        // The drop was reported, then the events end with the client.
+        assert!(matches!(events.recv().await, Some(ResumeEvent::Dropped { .. })));
+        assert_eq!(events.recv().await, None);
     })
     .await;
 }
