@@ -47,6 +47,11 @@ struct Scripted {
 impl Scripted {
     /// `fresh_on_resume`: answer every resume with a fresh session.
     async fn start(fresh_on_resume: bool) -> Self {
+        Self::with_heartbeat(fresh_on_resume, Duration::ZERO).await
+    }
+
+    /// Announces `heartbeat` but never sends one.
+    async fn with_heartbeat(fresh_on_resume: bool, heartbeat: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let log = Arc::new(Mutex::new(Log::default()));
@@ -55,7 +60,7 @@ impl Scripted {
         tokio::spawn(async move {
             // One connection at a time: the client reconnects after the previous ended.
             while let Ok((tcp, _)) = listener.accept().await {
-                serve(tcp, &session, &server_log, fresh_on_resume).await;
+                serve(tcp, &session, &server_log, fresh_on_resume, heartbeat).await;
             }
         });
         Self { addr, log }
@@ -79,12 +84,18 @@ fn data(msg: &Message) -> Bytes {
     buf.freeze()
 }
 
-async fn serve(mut tcp: TcpStream, session: &Mutex<Session>, log: &Mutex<Log>, fresh: bool) {
+async fn serve(
+    mut tcp: TcpStream,
+    session: &Mutex<Session>,
+    log: &Mutex<Log>,
+    fresh: bool,
+    heartbeat: Duration,
+) {
     let mut buf = BytesMut::new();
     let Some(hello) = next(&mut tcp, &mut buf).await else { return };
     log.lock().unwrap().handshakes.push(String::from_utf8_lossy(&hello.body).into_owned());
     let request = HandshakeRequest::decode(&hello.body).unwrap();
-    let mut response = HandshakeResponse::new(200, Duration::ZERO, Default::default(), "json");
+    let mut response = HandshakeResponse::new(200, heartbeat, Default::default(), "json");
     // The server's packets to replay after the ack.
     let mut replay = Vec::new();
     {
@@ -312,6 +323,26 @@ async fn without_a_server_the_client_gives_up_after_the_ttl() {
         // The drop was reported, then the events end with the client.
         assert!(matches!(events.recv().await, Some(ResumeEvent::Dropped { .. })));
         assert_eq!(events.recv().await, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_server_is_a_drop_and_the_session_resumes() {
+    within(async {
+        // Three silent intervals of one second end the connection (heartbeat timeout).
+        let server = Scripted::with_heartbeat(false, Duration::from_secs(1)).await;
+        let (client, _) = Client::connect(&server.addr, resuming()).await.unwrap();
+        let mut events = client.events();
+        assert_eq!(client.request("echo", "a").await.unwrap(), "a");
+        let dropped = events.recv().await;
+        assert_eq!(
+            dropped,
+            Some(ResumeEvent::Dropped { reason: pitaya_client::CloseReason::HeartbeatTimeout })
+        );
+        assert!(matches!(events.recv().await, Some(ResumeEvent::Resumed { resent: 0, .. })));
+        assert_eq!(client.request("echo", "b").await.unwrap(), "b");
+        client.close().await;
     })
     .await;
 }
