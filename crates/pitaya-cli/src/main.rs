@@ -24,6 +24,13 @@
 //! or fetched through `--docs`), requests are written as JSON and sent as protobuf, and
 //! protobuf replies are shown as JSON.
 //!
+//! Session resume (`docs/resume.md`): the CLI asks for it unless `--no-resume` is given.
+//! A server with resume enabled grants a token, printed after `connected to ...` as
+//! `resume token T (ttl 30s)`; a connection that drops is then resumed by itself (printed
+//! as `connection dropped (...); resuming` and `resumed session (token T2)` or `fresh
+//! session ...`), and the `resume` command drops the connection on purpose and resumes,
+//! printing the outcome.
+//!
 //! # Layout
 //! - `command.rs`: parsing a line into a command.
 //! - `shell.rs`: the state (connection, handshake, schema) and what each command does.
