@@ -414,7 +414,7 @@ impl Report {
         for (code, n) in &self.errors {
             let _ = writeln!(out, "pitaya_bot_errors_total{{code=\"{}\"}} {n}", esc(code));
         }
-        let scalars: [(&str, &str, &str, f64); 8] = [
+        let scalars: [(&str, &str, &str, f64); 11] = [
             (
                 "assertion_failures_total",
                 "counter",
@@ -426,6 +426,14 @@ impl Report {
             ("bots", "gauge", "Bots started.", self.bots as f64),
             ("bots_connected", "gauge", "Bots connected.", self.bots_connected as f64),
             ("iterations_total", "counter", "Loop iterations completed.", self.iterations as f64),
+            ("drops_total", "counter", "Connections dropped.", self.resume.drops as f64),
+            ("resumed_total", "counter", "Sessions resumed.", self.resume.resumed as f64),
+            (
+                "fresh_sessions_total",
+                "counter",
+                "Sessions replaced by fresh ones after a drop.",
+                self.resume.fresh_sessions as f64,
+            ),
             ("duration_seconds", "gauge", "Run duration.", self.elapsed_secs),
             (
                 "requests_per_second",
