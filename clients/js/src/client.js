@@ -587,7 +587,7 @@ export class PitayaClient {
       if (ws === this.ws && !this.closeInfo) this.sendHandshake();
     });
     ws.addEventListener('message', (event) => {
-      if (ws === this.ws) this.onSocketMessage(event.data);
+      if (ws === this.ws) this.onSocketMessage(ws, event.data);
     });
     // Queued behind the packets that came before the close (a last response, a kick,
     // a handshake refusal), so they are handled first.
@@ -699,9 +699,10 @@ export class PitayaClient {
 
   /**
    * @private
+   * @param {WebSocket} ws the socket it came from
    * @param {unknown} data
    */
-  onSocketMessage(data) {
+  onSocketMessage(ws, data) {
     if (this.closeInfo) return;
     if (!(data instanceof ArrayBuffer)) {
       this.shutdown('protocol error: text frame');
@@ -721,19 +722,20 @@ export class PitayaClient {
       // drop asks for exactly what never arrived (docs/resume.md, Counting).
       if (packet.type === PacketType.DATA) this.received += 1;
       this.inbox = this.inbox
-        .then(() => (this.closeInfo ? undefined : this.handlePacket(packet)))
+        .then(() => (this.closeInfo ? undefined : this.handlePacket(ws, packet)))
         .catch((e) => this.shutdown(`protocol error: ${e.message}`));
     }
   }
 
   /**
    * @private
+   * @param {WebSocket} ws the socket it came from
    * @param {import('./protocol.js').Packet} packet
    */
-  async handlePacket(packet) {
+  async handlePacket(ws, packet) {
     switch (packet.type) {
       case PacketType.HANDSHAKE:
-        return this.handleHandshake(packet.body);
+        return this.handleHandshake(ws, packet.body);
       case PacketType.HEARTBEAT:
         return undefined;
       case PacketType.DATA:
@@ -750,12 +752,16 @@ export class PitayaClient {
 
   /**
    * @private
+   * @param {WebSocket} ws the socket it came from
    * @param {Uint8Array} body
    */
-  async handleHandshake(body) {
+  async handleHandshake(ws, body) {
+    // An attempt given up on (timed out) while its answer waited in the inbox.
+    if (ws !== this.ws) return;
     if (this.linkReady) throw new ProtocolError('second handshake response');
     const format = compressionOf(body);
     const plain = format ? await inflate(body, format) : body;
+    if (ws !== this.ws || this.closeInfo) return;
     let response;
     try {
       response = JSON.parse(fromUtf8(plain));
