@@ -153,6 +153,11 @@ test('a page cut off mid-conversation resumes: answers and pushes once, in order
       undefined,
       WAIT,
     );
+    const events = await page.evaluate(() => window.log.events);
+    assert.ok(
+      events.some(([name]) => name === 'resumed'),
+      `the page resumed (does the chat server enable resume?): ${JSON.stringify(events)}`,
+    );
     await page.waitForFunction(() => window.log.messages.length >= 5, undefined, WAIT);
     await page.waitForFunction(() => window.log.answers.length >= 2, undefined, WAIT);
     await until(() => bobSaw.length >= 5, "ana's late messages at bob");
