@@ -39,7 +39,9 @@ async fn two_people_chat_in_the_browser() {
         ("CHROMIUM_PATH", chromium),
         ("PITAYA_BROWSER_ARTIFACTS", artifacts.display().to_string()),
     ];
-    let outcome = tokio::task::spawn_blocking(move || js_support::node_test(&["e2e/chat.test.js"], &env)).await;
+    let outcome =
+        tokio::task::spawn_blocking(move || js_support::node_test(&["e2e/chat.test.js"], &env))
+            .await;
     page.shutdown().await;
     running.shutdown().await;
     if let Err(e) = outcome {

@@ -49,7 +49,10 @@ impl CutProxy {
         let shared = Arc::new(Shared::default());
         let accept = tokio::spawn(accept_loop(listener, upstream, shared.clone()));
         let app = Router::new()
-            .route("/hold", post(|State(s): State<Arc<Shared>>| async move { s.hold().to_string() }))
+            .route(
+                "/hold",
+                post(|State(s): State<Arc<Shared>>| async move { s.hold().to_string() }),
+            )
             .route("/cut", post(|State(s): State<Arc<Shared>>| async move { s.cut().to_string() }))
             .route(
                 "/connections",
