@@ -8,7 +8,10 @@
 //! - `chat.leave` → leaves the room (the session stays open), answers `{"code":200}`;
 //! - `chat.members` → `{"code":200,"members":[...]}`.
 //!
-//! Closing the connection leaves the room too.
+//! Closing the connection leaves the room too. Session resume is on
+//! (`pitaya.session.resume.enabled`, `docs/resume.md`): a client that asks for it and
+//! loses its connection comes back within the ttl still in the room, with the messages
+//! sent meanwhile; it leaves the room only when the ttl passes.
 //!
 //! [`web`] serves a browser page for the room (`examples/web/`, with the JS client from
 //! `clients/js/`).
@@ -114,7 +117,10 @@ async fn list(app: AppHandle) -> Result<Json<Members>, Error> {
 /// # Errors
 /// Bad `PITAYA_*` configuration or addresses that cannot be bound.
 pub async fn start(tcp: &str, ws: &str) -> Result<RunningApp> {
-    let builder = Pitaya::builder().server_type("chat").tcp(tcp).ws(ws).component(
+    let mut config =
+        pitaya::config::PitayaConfig::load(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    config.session.resume.enabled = true;
+    let builder = Pitaya::builder().server_type("chat").config(config).tcp(tcp).ws(ws).component(
         Component::new("chat")
             .handler("join", join)
             .handler("message", message)

@@ -41,6 +41,10 @@ pub struct EchoArgs {
     /// PEM private key for `--tls-cert`.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Enable session resume (`pitaya.session.resume.enabled`, docs/resume.md): clients
+    /// that ask for a token can come back to their session after a dropped connection.
+    #[arg(long)]
+    pub resume: bool,
     /// Print the resolved configuration (`pitaya.*` keys) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -166,14 +170,21 @@ pub fn config(args: &EchoArgs) -> Result<PitayaConfig> {
         // The black-box contract: compression is off unless asked for.
         config.handler.messages.compression = false;
     }
+    if args.resume {
+        config.session.resume.enabled = true;
+    }
     Ok(config)
 }
 
-/// Starts the echo server with an explicit configuration (tests use this).
+/// Starts the echo server with an explicit configuration (tests use this); `--resume`
+/// still turns session resume on.
 ///
 /// # Errors
 /// As [`start`].
-pub async fn start_with_config(args: &EchoArgs, config: PitayaConfig) -> Result<RunningApp> {
+pub async fn start_with_config(args: &EchoArgs, mut config: PitayaConfig) -> Result<RunningApp> {
+    if args.resume {
+        config.session.resume.enabled = true;
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(pitaya::acceptor::load_tls_config(cert, key)?),
         _ => None,

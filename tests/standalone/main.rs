@@ -15,6 +15,7 @@ mod malformed;
 mod pipelines;
 mod pipelining;
 mod readiness;
+mod resume_server;
 mod route_compression;
 mod routes;
 mod sessions;

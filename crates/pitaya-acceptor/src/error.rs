@@ -96,6 +96,28 @@ pub enum ConnError {
     InvalidOutgoing(#[source] PacketError),
 }
 
+impl ConnError {
+    /// Whether the connection was lost (reset, end of stream inside a packet, any other
+    /// I/O failure, a WebSocket closed without its closing handshake) rather than ended
+    /// for bad input: a lost connection's session may wait for its client to resume it
+    /// (`docs/resume.md`), a misbehaving one's may not.
+    pub fn is_lost_connection(&self) -> bool {
+        match self {
+            Self::Io(_) | Self::UnexpectedEof { .. } => true,
+            Self::WebSocket(e) => matches!(
+                **e,
+                tungstenite::Error::ConnectionClosed
+                    | tungstenite::Error::AlreadyClosed
+                    | tungstenite::Error::Io(_)
+                    | tungstenite::Error::Protocol(
+                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                    )
+            ),
+            Self::Packet(_) | Self::InvalidOutgoing(_) => false,
+        }
+    }
+}
+
 impl From<tungstenite::Error> for ConnError {
     fn from(error: tungstenite::Error) -> Self {
         match error {

@@ -45,6 +45,7 @@ pub struct PacketReader {
     source: Source,
     limiter: Option<PacketRateLimiter>,
     dropped: u64,
+    dropped_data: u64,
     remote_addr: SocketAddr,
 }
 
@@ -71,7 +72,7 @@ impl PacketReader {
             read_size: MIN_READ,
             idle: true,
         });
-        Self { source, limiter, dropped: 0, remote_addr }
+        Self { source, limiter, dropped: 0, dropped_data: 0, remote_addr }
     }
 
     /// A reader over the receiving half of a WebSocket.
@@ -82,7 +83,7 @@ impl PacketReader {
         remote_addr: SocketAddr,
     ) -> Self {
         let source = Source::Ws(WsSource { stream, max_body_len });
-        Self { source, limiter, dropped: 0, remote_addr }
+        Self { source, limiter, dropped: 0, dropped_data: 0, remote_addr }
     }
 
     /// Returns the next packet, or `Ok(None)` once the peer closed cleanly: EOF between
@@ -124,6 +125,9 @@ impl PacketReader {
             match &self.limiter {
                 Some(limiter) if !limiter.admit() => {
                     self.dropped += 1;
+                    if packet.kind == PacketType::Data {
+                        self.dropped_data += 1;
+                    }
                     debug!(
                         remote = %self.remote_addr,
                         kind = ?packet.kind,
@@ -139,6 +143,12 @@ impl PacketReader {
     /// Packets this connection dropped because of the rate limit.
     pub fn dropped_by_rate_limit(&self) -> u64 {
         self.dropped
+    }
+
+    /// The Data packets among [`dropped_by_rate_limit`](Self::dropped_by_rate_limit): a
+    /// resumable session counts them as read (`docs/resume.md`).
+    pub fn dropped_data_by_rate_limit(&self) -> u64 {
+        self.dropped_data
     }
 }
 

@@ -26,10 +26,24 @@ use crate::AgentConfig;
 use crate::control::{Control, Signal};
 use crate::dispatch::{ClientMessage, Dispatch, Dispatched, Tracked};
 use crate::entity::{AgentEntity, Outgoing};
+use crate::resume::{Parked, Registry, Resume};
 use crate::routes::ClientRoutes;
 use crate::writer::WriterTask;
 
 const SHUTTING_DOWN: &str = "server shutting down";
+const CLIENT_CLOSED: &str = "client closed the connection";
+const CONNECTION_LOST: &str = "connection lost";
+const HEARTBEAT_TIMEOUT: &str = "heartbeat timeout";
+const CLOSED_BY_SERVER: &str = "closed by the server";
+
+/// Whether a connection that ended for `reason` lost its client (who may come back to a
+/// resumable session) rather than being ended on purpose. A close by the server is one
+/// when the session did not end with it: a write timeout, a failed write, or a newer
+/// connection taking the session over (see [`Resume`]); a kick or `Session::close` end
+/// the session first.
+fn is_drop(reason: &str) -> bool {
+    [CLIENT_CLOSED, CONNECTION_LOST, HEARTBEAT_TIMEOUT, CLOSED_BY_SERVER].contains(&reason)
+}
 /// Packets the reader takes one after another, without going back to its select; enough
 /// for any pipelining client's burst, few enough that its timers are polled often.
 const DRAIN_LIMIT: usize = 64;
@@ -46,6 +60,10 @@ pub struct AgentShared {
     max_concurrent_handlers: usize,
     handshake_ok: Bytes,
     handshake_rejected: Bytes,
+    /// The handshake response a resume grant is added to.
+    handshake_template: HandshakeResponse,
+    /// Tokens of resumable sessions; `None` unless `pitaya.session.resume.enabled`.
+    resume: Option<Arc<Registry>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -64,14 +82,12 @@ impl AgentShared {
         dispatch: Arc<dyn Dispatch>,
         max_concurrent_handlers: usize,
     ) -> Self {
+        let template =
+            HandshakeResponse::new(200, config.heartbeat, dict.to_sorted_map(), serializer.name());
         let response = |code| {
-            let body = HandshakeResponse::new(
-                code,
-                config.heartbeat,
-                dict.to_sorted_map(),
-                serializer.name(),
-            )
-            .encode();
+            let mut response = template.clone();
+            response.code = code;
+            let body = response.encode();
             let mut out = BytesMut::new();
             // A handshake response is a few dozen bytes per dictionary entry: one too
             // large for a packet would need a million routes.
@@ -81,6 +97,8 @@ impl AgentShared {
         Self {
             handshake_ok: response(pitaya_codec::handshake::CODE_OK),
             handshake_rejected: response(pitaya_codec::handshake::CODE_BAD_REQUEST),
+            handshake_template: template,
+            resume: config.resume.map(|_| Arc::new(Registry::new())),
             codec: Arc::new(MessageCodec::new().with_dict(dict).with_data_compression(compression)),
             serializer,
             pool,
@@ -114,6 +132,15 @@ impl AgentShared {
     /// already received run and answer, flush, then close.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+        self.close_away_sessions();
+    }
+
+    /// Closes, with their callbacks, the resumable sessions whose clients are away
+    /// (`docs/resume.md`): a shutdown does not wait out their ttls.
+    pub fn close_away_sessions(&self) {
+        if let Some(registry) = &self.resume {
+            registry.close_away();
+        }
     }
 }
 
@@ -151,8 +178,10 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
         dispatch_capacity: shared.config.dispatch_capacity.max(1),
         client_routes: client_routes.clone(),
         codec: shared.codec.clone(),
+        serializer: shared.serializer.clone(),
         backlog: std::sync::Mutex::default(),
         full_since_ms: std::sync::atomic::AtomicU64::new(0),
+        resume: std::sync::OnceLock::new(),
     });
     let session = shared.pool.create(entity.clone());
     let writer = tokio::spawn(
@@ -168,6 +197,7 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
             max_batch: shared.config.max_write_batch,
             client_routes,
             entity: entity.clone(),
+            last_logged: std::cell::Cell::new(0),
         }
         .run()
         .instrument(span.clone()),
@@ -176,17 +206,47 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
         tracing::debug!(session = session.id(), "connection accepted");
         let mut state = ReaderState {
             shared: &shared,
-            session: &session,
-            entity: &entity,
+            session,
+            entity: entity.clone(),
+            conn: &entity,
             control: &control,
             dispatcher: None,
             pending,
             phase: Phase::Start,
             remote: remote_addr,
             heard: false,
+            client_packets: 0,
+            offer: None,
         };
         let reason = state.run(&mut reader).await;
         tracing::debug!(%reason, "connection closing");
+        if let Some(offer) = state.offer.take() {
+            offer.resume.withdraw(&control);
+        }
+        // A resumable session held by this connection: kept for its client after a drop,
+        // ended with the connection otherwise.
+        if let Some(resume) = state.entity.resume.get().filter(|r| r.is_held_by(&entity)) {
+            let mut kept = false;
+            // A connection lost during a shutdown is not kept: shutdown waits for no ttl.
+            if is_drop(reason) && !*shared.shutdown.borrow() {
+                let parked =
+                    Parked { dispatcher: state.dispatcher.take(), pending: state.pending.clone() };
+                // Packets the rate limit dropped were read off the wire all the same.
+                let read = state.client_packets + reader.dropped_data_by_rate_limit();
+                match resume.detach(&entity, parked, read) {
+                    Ok(()) => kept = true,
+                    Err(parked) => state.dispatcher = parked.dispatcher,
+                }
+            }
+            if kept {
+                tracing::debug!(session = state.session.id(), %reason, "client away; session kept for resume");
+                control.signal(Signal::Close);
+                drop(reader);
+                let _ = writer.await;
+                return;
+            }
+            resume.end();
+        }
         let dispatcher = state.dispatcher.take().map(|(tx, task)| {
             drop(tx);
             task
@@ -203,7 +263,7 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
         control.signal(Signal::Close);
         drop(reader);
         let _ = writer.await;
-        shared.pool.remove(&session);
+        shared.pool.remove(&state.session);
     }
     .instrument(span)
 }
@@ -228,7 +288,7 @@ type Running = futures_util::future::CatchUnwind<
 >;
 
 /// An item of a session's dispatch queue.
-enum Queued {
+pub(crate) enum Queued {
     /// A message whose handler has not started.
     Message(ClientMessage),
     /// A handler the reader started, which did not finish at once; it holds its slot of
@@ -247,8 +307,13 @@ enum Queued {
 
 struct ReaderState<'a> {
     shared: &'a Arc<AgentShared>,
-    session: &'a Session,
-    entity: &'a Arc<AgentEntity>,
+    /// The connection's session: the one it started with, or the one it resumed.
+    session: Session,
+    /// The session's entity: this connection's own, or, on a resumed session, the entity
+    /// of the connection the session started on, which queues through its [`Resume`].
+    entity: Arc<AgentEntity>,
+    /// This connection's entity: its queue and writer.
+    conn: &'a Arc<AgentEntity>,
     control: &'a Control,
     /// The session's dispatch task, started on the first message that has to wait: an
     /// idle connection costs no task and no queue.
@@ -259,6 +324,17 @@ struct ReaderState<'a> {
     remote: SocketAddr,
     /// Whether a packet arrived since the last heartbeat tick.
     heard: bool,
+    /// Data packets read while holding a resumable session (`docs/resume.md`).
+    client_packets: u64,
+    /// A session this connection's handshake resumed, taken over on the handshake ack.
+    offer: Option<Offer>,
+}
+
+/// A resume granted in the handshake and not yet acknowledged.
+struct Offer {
+    resume: Arc<Resume>,
+    /// The server's packets the client said it had read.
+    received: u64,
 }
 
 impl ReaderState<'_> {
@@ -266,7 +342,11 @@ impl ReaderState<'_> {
     async fn on_read(&mut self, packet: Result<Option<Packet>, ConnError>) -> Next {
         let packet = match packet {
             Ok(Some(packet)) => packet,
-            Ok(None) => return Next::Close("client closed the connection"),
+            Ok(None) => return Next::Close(CLIENT_CLOSED),
+            Err(e) if e.is_lost_connection() => {
+                tracing::debug!(error = %e, "connection lost");
+                return Next::Close(CONNECTION_LOST);
+            }
             Err(e) => {
                 tracing::info!(error = %e, "bad input from client; closing");
                 return Next::Close("bad packet");
@@ -302,7 +382,7 @@ impl ReaderState<'_> {
         loop {
             tokio::select! {
                 biased;
-                _ = &mut closed => return "closed by the server",
+                _ = &mut closed => return CLOSED_BY_SERVER,
                 () = &mut shutting_down => return SHUTTING_DOWN,
                 packet = reader.read() => {
                     if let Next::Close(reason) = self.on_read(packet).await {
@@ -339,11 +419,11 @@ impl ReaderState<'_> {
                     silent_ticks = if std::mem::take(&mut self.heard) { 0 } else { silent_ticks + 1 };
                     if silent_ticks >= 2 {
                         tracing::debug!("no packet for two heartbeat intervals; closing");
-                        return "heartbeat timeout";
+                        return HEARTBEAT_TIMEOUT;
                     }
                     // Never block the reader on a full queue: a client too slow to take a
                     // heartbeat will be closed by the write timeout anyway.
-                    let _ = self.entity.tx.try_send(Outgoing::Heartbeat);
+                    let _ = self.conn.tx.try_send(Outgoing::Heartbeat);
                 }
             }
         }
@@ -357,6 +437,11 @@ impl ReaderState<'_> {
                 // Go accepts an ack in any state, which skips the handshake validators
                 // (spec §1.5); an ack before a handshake is ignored here.
                 if self.phase == Phase::Handshaked {
+                    if let Some(offer) = self.offer.take() {
+                        if !self.resume_session(offer) {
+                            return Next::Close("resumed session no longer available");
+                        }
+                    }
                     self.phase = Phase::Working;
                     tracing::debug!("handshake acknowledged");
                 } else {
@@ -369,32 +454,116 @@ impl ReaderState<'_> {
                 tracing::info!("data before the handshake ack; closing");
                 Next::Close("data before handshake ack")
             }
-            PacketType::Data => self.data(packet.body).await,
+            PacketType::Data => {
+                if self.entity.resume.get().is_some() {
+                    self.client_packets += 1;
+                }
+                self.data(packet.body).await
+            }
         }
+    }
+
+    /// Takes over the session `offer` resumed, on the client's handshake ack: its
+    /// dispatcher (still running the messages read before the drop, which stay ahead of
+    /// the new ones) and the packets the client missed, queued ahead of anything new.
+    /// The session this connection started with was never the client's: discarded.
+    fn resume_session(&mut self, offer: Offer) -> bool {
+        let Some(home) = offer.resume.home() else { return false };
+        let Some((session, parked)) = offer.resume.attach(self.conn, self.control, offer.received)
+        else {
+            return false;
+        };
+        let _ = self.conn.resume.set(offer.resume.clone());
+        self.shared.pool.discard(&self.session);
+        tracing::debug!(session = session.id(), "session resumed");
+        self.session = session;
+        self.entity = home;
+        self.dispatcher = parked.dispatcher;
+        self.pending = parked.pending;
+        true
+    }
+
+    /// Answers a handshake that asked for resume (`settings` on): a token for a new
+    /// session, or the old session's offer. Returns the response's packet.
+    async fn resume_handshake(
+        &mut self,
+        registry: &Arc<Registry>,
+        settings: crate::ResumeSettings,
+        asked: &pitaya_codec::ResumeRequest,
+    ) -> Bytes {
+        let grant = match asked {
+            pitaya_codec::ResumeRequest::Resume { token, received } => {
+                let offered = match registry.get(token) {
+                    Some(resume) => resume
+                        .take_over(token, *received, self.control, self.shared.config.write_timeout)
+                        .await
+                        .map(|m| (resume, m)),
+                    None => None,
+                };
+                match offered {
+                    Some((resume, m)) => {
+                        let grant = resume.grant(Some((true, m)));
+                        self.offer = Some(Offer { resume, received: *received });
+                        Some(grant)
+                    }
+                    None => None,
+                }
+            }
+            pitaya_codec::ResumeRequest::Ask => None,
+        };
+        let grant = grant.unwrap_or_else(|| {
+            let resume = Resume::start(
+                settings,
+                self.shared.pool.clone(),
+                registry.clone(),
+                self.session.clone(),
+                self.conn,
+            );
+            let _ = self.conn.resume.set(resume.clone());
+            let fresh = matches!(asked, pitaya_codec::ResumeRequest::Resume { .. });
+            resume.grant(fresh.then_some((false, 0)))
+        });
+        let body = self.shared.handshake_template.clone().with_resume(grant).encode();
+        let mut out = BytesMut::new();
+        // As the other handshake responses: a few dozen bytes per dictionary entry.
+        let _ = pitaya_codec::encode_packet(PacketType::Handshake, &body, &mut out);
+        out.freeze()
     }
 
     async fn handshake(&mut self, body: &[u8]) -> Next {
         let accepted = HandshakeRequest::decode(body)
             .map_err(|e| Error::bad_request(e.to_string()))
             .and_then(|hs| {
-                self.shared.pool.validate_handshake(self.session, &hs)?;
+                self.shared.pool.validate_handshake(&self.session, &hs)?;
                 Ok(hs)
             });
         match accepted {
             Ok(hs) => {
+                let asked = hs.sys.resume.clone();
                 self.session.set_handshake(hs);
                 let ip =
                     if self.remote.to_string().matches(':').count() > 1 { "ipv6" } else { "ipv4" };
                 self.session.set_lazily("ipversion", ip);
                 self.phase = Phase::Handshaked;
-                match self.entity.enqueue(Outgoing::Handshake { accepted: true }).await {
+                let resumable = self.shared.resume.clone().zip(self.shared.config.resume);
+                // A second handshake on a connection that already has a token is served
+                // as Go serves it: resume is settled once per connection.
+                let first = self.conn.resume.get().is_none() && self.offer.is_none();
+                let response = match (resumable, asked) {
+                    (Some((registry, settings)), Some(asked)) if first => {
+                        let packet = self.resume_handshake(&registry, settings, &asked).await;
+                        Outgoing::Shared(Arc::new(packet))
+                    }
+                    _ => Outgoing::Handshake { accepted: true },
+                };
+                match self.conn.enqueue(response).await {
                     Ok(()) => Next::Continue,
                     Err(_) => Next::Close("cannot answer the handshake"),
                 }
             }
             Err(e) => {
                 tracing::info!(error = %e, "handshake rejected");
-                let _ = self.entity.enqueue(Outgoing::Handshake { accepted: false }).await;
+                let _ = self.conn.enqueue(Outgoing::Handshake { accepted: false }).await;
                 Next::Close("handshake rejected")
             }
         }
@@ -440,12 +609,12 @@ impl ReaderState<'_> {
         // task entirely. Order is kept because nothing is ahead of this message.
         if self.pending.load(Ordering::Acquire) == 0 {
             if let Ok(permit) = self.shared.dispatch_limit.clone().try_acquire_owned() {
-                let (mut answer, tracked, lane) = start(self.shared, self.session, msg);
+                let (mut answer, tracked, lane) = start(self.shared, &self.session, msg);
                 return match (&mut answer).now_or_never() {
                     Some(result) => {
                         drop(permit);
                         let result = finished(self.shared, tracked, result);
-                        answer_client(self.shared, self.entity, id, is_request, result).await;
+                        answer_client(self.shared, &self.entity, id, is_request, result).await;
                         Next::Continue
                     }
                     None => {
@@ -569,7 +738,7 @@ async fn answer_client(
         Ok(body) => Message::response(id, body.unwrap_or_default()),
         Err(e) => Message::error_response(id, shared.serializer.encode_error(&e.to_payload())),
     };
-    if let Err(e) = entity.enqueue(Outgoing::Message(Box::new(outgoing))).await {
+    if let Err(e) = entity.deliver(outgoing).await {
         tracing::debug!(error = %e, id, "response dropped: connection closed");
     }
 }

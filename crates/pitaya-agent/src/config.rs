@@ -29,6 +29,26 @@ pub struct AgentConfig {
     /// `sys.dict` (libpitaya). Off, a route in the dictionary is always sent as its code,
     /// as Go does (spec §2.3).
     pub compress_routes_only_if_client_does: bool,
+    /// `pitaya.session.resume.*`: session resume for clients that ask for it
+    /// (`docs/resume.md`); `None` (the default, `enabled = false`): no client gets a token.
+    pub resume: Option<ResumeSettings>,
+}
+
+/// How dropped sessions are kept for their clients to resume (`pitaya.session.resume.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeSettings {
+    /// `ttl` (30 s): how long a dropped session waits for its client.
+    pub ttl: Duration,
+    /// `buffer` (256): Data packets kept per session for replay.
+    pub buffer: usize,
+    /// `bufferbytes` (1 MiB): bytes of Data packets kept per session for replay.
+    pub buffer_bytes: usize,
+}
+
+impl Default for ResumeSettings {
+    fn default() -> Self {
+        Self { ttl: Duration::from_secs(30), buffer: 256, buffer_bytes: 1 << 20 }
+    }
 }
 
 impl Default for AgentConfig {
@@ -41,6 +61,7 @@ impl Default for AgentConfig {
             dispatch_capacity: 20,
             max_write_batch: 64 * 1024,
             compress_routes_only_if_client_does: false,
+            resume: None,
         }
     }
 }

@@ -58,6 +58,11 @@ impl Control {
         }
     }
 
+    /// Whether both are the same connection's.
+    pub(crate) fn same(&self, other: &Control) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     pub(crate) fn current(&self) -> Signal {
         Signal::from_u8(self.0.state.load(Ordering::Acquire))
     }

@@ -23,6 +23,8 @@ pub(crate) enum Outgoing {
     Message(Box<Message>),
     /// A whole packet encoded once for many connections (a broadcast), copied as is.
     Shared(Arc<Bytes>),
+    /// A numbered Data packet of a resumable session (`docs/resume.md`), copied as is.
+    Logged(Arc<crate::resume::Logged>),
     /// The handshake response: accepted (code 200) or rejected (code 400).
     Handshake { accepted: bool },
     /// A heartbeat packet.
@@ -47,12 +49,18 @@ pub(crate) struct AgentEntity {
     /// The server's codec, shared by every connection: what a [`SharedPush`] is encoded
     /// with for this client.
     pub(crate) codec: Arc<MessageCodec>,
+    /// For the error response that replaces a response which cannot be encoded.
+    pub(crate) serializer: Arc<dyn pitaya_serialize::Serializer>,
     /// Items a [`SharedPush`] found no room for in the queue, and the items queued
     /// after them; the writer takes them once the queue is empty.
     pub(crate) backlog: Mutex<VecDeque<Outgoing>>,
     /// When the backlog started, in ms since [`clock_base`] (at least 1); 0 while there
     /// is none. Changed under the backlog's lock.
     pub(crate) full_since_ms: AtomicU64,
+    /// Set once the client was given a resume token: on the session's entity, every Data
+    /// packet then goes through it; on a connection that took a session over, it tells the
+    /// writer where to note what was written.
+    pub(crate) resume: OnceLock<Arc<crate::resume::Resume>>,
 }
 
 fn closed() -> Error {
@@ -82,7 +90,7 @@ impl AgentEntity {
     /// write timeout means the client is not reading: the connection is closed, as a
     /// sender waiting for room would have closed it, without anyone waiting.
     fn offer(&self, push: &SharedPush) -> Result<(), Error> {
-        if self.control.current() != Signal::Open {
+        if self.resume.get().is_none() && self.control.current() != Signal::Open {
             return Err(closed());
         }
         let codec = match &self.client_routes {
@@ -104,7 +112,18 @@ impl AgentEntity {
                 }
             })
             .ok_or_else(|| Error::internal("push cannot be encoded"))?;
-        let item = Outgoing::Shared(packet);
+        if let Some(resume) = self.resume.get() {
+            return resume.queue(Bytes::clone(&packet));
+        }
+        self.queue_now(Outgoing::Shared(packet))
+    }
+
+    /// Queues `item` without waiting: into the queue, or behind it in the backlog (see
+    /// [`offer`](Self::offer)).
+    pub(crate) fn queue_now(&self, item: Outgoing) -> Result<(), Error> {
+        if self.control.current() != Signal::Open {
+            return Err(closed());
+        }
         let item = match self.to_backlog(item)? {
             None => return Ok(()),
             Some(item) => item,
@@ -175,6 +194,44 @@ impl AgentEntity {
         self.full_since_ms.load(Ordering::Acquire) != 0
     }
 
+    /// Queues `msg` for the client: numbered and kept first on a resumable session, which
+    /// never waits (see [`queue_now`](Self::queue_now)); otherwise as [`enqueue`].
+    pub(crate) async fn deliver(&self, msg: Message) -> Result<(), Error> {
+        match self.resume.get() {
+            None => self.enqueue(Outgoing::Message(Box::new(msg))).await,
+            Some(resume) => resume.queue(self.encode_now(&msg)?),
+        }
+    }
+
+    /// `msg` as a packet, with this client's route compression; a response that cannot be
+    /// encoded becomes an error response, as the writer would send it.
+    fn encode_now(&self, msg: &Message) -> Result<Bytes, Error> {
+        let codec = match &self.client_routes {
+            Some(routes) => routes.codec(&self.codec),
+            None => &self.codec,
+        };
+        let mut out = BytesMut::new();
+        match codec.encode_packet(msg, &mut out) {
+            Ok(()) => Ok(out.freeze()),
+            Err(e) => {
+                tracing::error!(error = %e, route = %msg.route, id = msg.id, "cannot encode an outgoing message");
+                if msg.kind != pitaya_codec::MessageType::Response {
+                    return Err(Error::internal(format!("message cannot be sent: {e}")));
+                }
+                let err = Error::internal(format!("response cannot be sent: {e}"));
+                let body = pitaya_serialize::Serializer::encode_error(
+                    &*self.serializer,
+                    &err.to_payload(),
+                );
+                let mut out = BytesMut::new();
+                codec
+                    .encode_packet(&Message::error_response(msg.id, body), &mut out)
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                Ok(out.freeze())
+            }
+        }
+    }
+
     /// Queues `item`, waiting at most the write timeout for room. A connection whose
     /// queue stays full that long is not reading: it is closed, so that whoever pushes to
     /// it (a broadcast, say) is never held up longer than that.
@@ -208,6 +265,12 @@ impl AgentEntity {
 
 impl NetworkEntity for AgentEntity {
     fn queue_free(&self) -> Option<QueueFree> {
+        if let Some(resume) = self.resume.get() {
+            let conn = resume.conn()?;
+            if !Arc::ptr_eq(&conn, &resume.home()?) {
+                return conn.queue_free();
+            }
+        }
         let pending = self.pending.load(Ordering::Relaxed);
         Some(QueueFree {
             outgoing: self.tx.capacity(),
@@ -216,8 +279,7 @@ impl NetworkEntity for AgentEntity {
     }
 
     fn push(&self, route: &str, data: Bytes) -> BoxFuture<'_, Result<(), Error>> {
-        let msg = Message::push(route, data);
-        Box::pin(self.enqueue(Outgoing::Message(Box::new(msg))))
+        Box::pin(self.deliver(Message::push(route, data)))
     }
 
     fn try_push_shared(&self, push: &SharedPush) -> Option<Result<(), Error>> {
@@ -227,20 +289,31 @@ impl NetworkEntity for AgentEntity {
     fn respond(&self, id: u64, data: Bytes, error: bool) -> BoxFuture<'_, Result<(), Error>> {
         let msg =
             if error { Message::error_response(id, data) } else { Message::response(id, data) };
-        Box::pin(self.enqueue(Outgoing::Message(Box::new(msg))))
+        Box::pin(self.deliver(msg))
     }
 
     fn kick(&self) -> BoxFuture<'_, Result<(), Error>> {
+        if let Some(resume) = self.resume.get() {
+            let ended = resume.is_ended();
+            resume.close(true);
+            return Box::pin(std::future::ready(if ended { Err(closed()) } else { Ok(()) }));
+        }
         let was_open = self.control.current() == Signal::Open;
         self.control.signal(Signal::Kick);
         Box::pin(std::future::ready(if was_open { Ok(()) } else { Err(closed()) }))
     }
 
     fn close(&self) {
-        self.control.signal(Signal::Close);
+        match self.resume.get() {
+            Some(resume) => resume.close(false),
+            None => self.control.signal(Signal::Close),
+        }
     }
 
     fn remote_addr(&self) -> Option<SocketAddr> {
+        if let Some(conn) = self.resume.get().and_then(|r| r.conn()) {
+            return Some(conn.remote);
+        }
         Some(self.remote)
     }
 }

@@ -25,9 +25,10 @@ mod control;
 mod dispatch;
 mod entity;
 mod queue;
+mod resume;
 mod routes;
 mod writer;
 
 pub use agent::{Agent, AgentShared, serve};
-pub use config::AgentConfig;
+pub use config::{AgentConfig, ResumeSettings};
 pub use dispatch::{ClientMessage, Dispatch, Dispatched, Tracked};

@@ -28,6 +28,8 @@ pub(crate) struct WriterTask {
     pub(crate) client_routes: Option<std::sync::Arc<ClientRoutes>>,
     /// Its entity, for the backlog of broadcasts that found the queue full.
     pub(crate) entity: std::sync::Arc<AgentEntity>,
+    /// The highest number of a resumable session's packet in the batch being written.
+    pub(crate) last_logged: std::cell::Cell<u64>,
 }
 
 impl WriterTask {
@@ -108,6 +110,10 @@ impl WriterTask {
         match item {
             Outgoing::Heartbeat => buf.extend_from_slice(HEARTBEAT),
             Outgoing::Shared(packet) => buf.extend_from_slice(&packet),
+            Outgoing::Logged(logged) => {
+                buf.extend_from_slice(&logged.packet);
+                self.last_logged.set(self.last_logged.get().max(logged.seq));
+            }
             Outgoing::Handshake { accepted: true } => buf.extend_from_slice(&self.handshake_ok),
             Outgoing::Handshake { accepted: false } => {
                 buf.extend_from_slice(&self.handshake_rejected)
@@ -137,7 +143,15 @@ impl WriterTask {
     /// connection is closed instead.
     async fn write(&mut self, bytes: Bytes) -> bool {
         match tokio::time::timeout(self.write_timeout, self.writer.write(bytes)).await {
-            Ok(Ok(())) => true,
+            Ok(Ok(())) => {
+                let seq = self.last_logged.take();
+                if seq > 0 {
+                    if let Some(resume) = self.entity.resume.get() {
+                        resume.wrote(seq);
+                    }
+                }
+                true
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "write failed; closing the connection");
                 false

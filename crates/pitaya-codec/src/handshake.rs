@@ -351,7 +351,9 @@ mod tests {
             assert_eq!(r.sys.resume, None, "{}", String::from_utf8_lossy(other));
         }
         // Without resume, the request encodes as before.
-        assert!(!String::from_utf8(HandshakeRequest::default().encode()).unwrap().contains("resume"));
+        assert!(
+            !String::from_utf8(HandshakeRequest::default().encode()).unwrap().contains("resume")
+        );
     }
 
     #[test]

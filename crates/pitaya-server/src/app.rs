@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pitaya_acceptor::{Acceptor, AcceptorOptions, RateLimit, Transport};
-use pitaya_agent::{AgentConfig, AgentShared};
+use pitaya_agent::{AgentConfig, AgentShared, ResumeSettings};
 use pitaya_codec::RouteDict;
 use pitaya_config::PitayaConfig;
 use pitaya_core::Error;
@@ -209,6 +209,11 @@ impl App {
                 .messages
                 .compress_routes
                 .only_if_client_does,
+            resume: config.session.resume.enabled.then_some(ResumeSettings {
+                ttl: config.session.resume.ttl,
+                buffer: config.session.resume.buffer,
+                buffer_bytes: config.session.resume.buffer_bytes,
+            }),
             ..AgentConfig::default()
         };
         let agents = Arc::new(AgentShared::new(
@@ -413,6 +418,9 @@ impl RunningApp {
             hooks.before_shutdown().await;
         }
         self.modules.before_shutdown().await;
+        // Sessions waiting for their clients to resume close at the start of a shutdown,
+        // with their callbacks, rather than being waited for (docs/resume.md).
+        self.agents.close_away_sessions();
         let drain = &self.config.session.drain;
         if drain.enabled {
             let deadline = tokio::time::Instant::now() + drain.timeout;

@@ -218,6 +218,22 @@ impl SessionPool {
         }
     }
 
+    /// Marks `session` closed and removes it from the indexes **without** running any
+    /// close callback: for a session that never became the client's, such as the one a
+    /// connection starts with before its handshake resumes an older session
+    /// (`docs/resume.md`). A bound session is removed as by [`remove`](Self::remove).
+    pub fn discard(&self, session: &Session) {
+        if session.uid().is_some() {
+            return self.remove(session);
+        }
+        let mut index = lock(&self.0.index);
+        if !session.0.closed.swap(true, Ordering::AcqRel) {
+            index.by_id.remove(&session.id());
+            drop(index);
+            drop(session.take_close_callbacks());
+        }
+    }
+
     fn write_callbacks(&self, f: impl FnOnce(&mut Callbacks)) {
         let mut guard = self.0.callbacks.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard);
