@@ -321,6 +321,41 @@ describe('server with session resume', () => {
     assert.equal(client.resumeInfo.sent, 201);
     assert.equal(client.resumeInfo.received, 201);
   });
+
+  test('an unknown token gets a fresh session: what was in flight fails', async () => {
+    const c = cuttable();
+    const client = await connect(serverUrl('PITAYA_JS_WS_RESUME'), { WebSocket: c.WebSocket, resume: true });
+    assert.deepEqual(await client.request('room.echojson', 1), 1);
+    const old = client.resumeInfo.token;
+    // As if the server had forgotten the session (expired, restarted).
+    client.resumeToken = 'not-a-token';
+    const inFlight = client.request('room.echojson', 2);
+    c.cut();
+    const fresh = await new Promise((resolve) => client.on('freshSession', resolve));
+    assert.deepEqual(fresh, { failed: 1 });
+    await assert.rejects(inFlight, (e) => e.code === 'SESSION_LOST');
+    const { token, received, sent } = client.resumeInfo;
+    assert.notEqual(token, old);
+    assert.equal(typeof token, 'string');
+    assert.deepEqual([received, sent], [0, 0]);
+    const resumeAnswer = JSON.parse(
+      new TextDecoder().decode(c.seen.incoming.filter((p) => p.type === PacketType.HANDSHAKE)[1].body),
+    ).sys.resume;
+    assert.deepEqual(resumeAnswer, { resumed: false, token, ttl: 30 });
+    assert.deepEqual(await client.request('room.echojson', 3), 3);
+  });
+
+  test('a kick ends a resumable session: no reconnect', async () => {
+    const c = cuttable();
+    const client = await connect(serverUrl('PITAYA_JS_WS_RESUME'), { WebSocket: c.WebSocket, resume: true });
+    let dropped = 0;
+    client.on('dropped', () => dropped++);
+    await client.notify('jstest.kick');
+    assert.equal((await client.closed).reason, 'kicked');
+    await sleep(100);
+    assert.equal(dropped, 0);
+    assert.equal(c.sockets.length, 1);
+  });
 });
 
 /**
