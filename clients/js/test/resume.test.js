@@ -442,13 +442,15 @@ describe('resume', () => {
     const elapsed = Date.now() - droppedAt;
     assert.match(info.reason, /^resume failed: closed by server, no connection within the 1 s ttl$/);
     await assert.rejects(pending, (e) => e.code === 'CLOSED');
-    // 50, 100, 200, 200, 200 ms: the next wait would end past the 1 s ttl.
+    // 50, 100, 200, 200, 200 ms: the next wait would end past the 1 s ttl (fewer on a
+    // busy machine, where timers run late).
     const attempts = opened.slice(1);
-    assert.ok(attempts.length >= 4 && attempts.length <= 6, `${attempts.length} attempts`);
+    assert.ok(attempts.length >= 2 && attempts.length <= 6, `${attempts.length} attempts`);
     const gaps = attempts.map((t, i) => t - (i === 0 ? droppedAt : attempts[i - 1]));
     const planned = [50, 100, 200, 200, 200, 200];
     gaps.forEach((gap, i) => assert.ok(gap >= planned[i] - 5, `gap ${i}: ${gap} ms`));
-    assert.ok(elapsed < 1000 + 500, `gave up after ${elapsed} ms`);
+    // No wait starts past the ttl; the slack is for a slow refusal.
+    assert.ok(elapsed < 1000 + 1000, `gave up after ${elapsed} ms`);
   });
 
   test('a kick or close() never reconnects', async () => {
