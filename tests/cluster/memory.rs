@@ -58,6 +58,17 @@ async fn start_with(
     loopback: bool,
     f: impl FnOnce(pitaya::Builder) -> pitaya::Builder,
 ) -> RunningApp {
+    start_configured(cluster, ty, frontend, loopback, &[], f).await
+}
+
+async fn start_configured(
+    cluster: &MemoryCluster,
+    ty: &str,
+    frontend: bool,
+    loopback: bool,
+    keys: &[(&str, &str)],
+    f: impl FnOnce(pitaya::Builder) -> pitaya::Builder,
+) -> RunningApp {
     // The example listens on all interfaces like Go's; these tests listen on loopback.
     let opts = Options {
         server_type: ty.to_owned(),
@@ -66,8 +77,12 @@ async fn start_with(
         serializer: SerializerKind::Json,
         grpc_port: 3434,
     };
-    let config = ConfigLoader::new()
-        .set("pitaya.cluster.rpc.server.loopbackenabled", loopback)
+    let config = keys
+        .iter()
+        .fold(
+            ConfigLoader::new().set("pitaya.cluster.rpc.server.loopbackenabled", loopback),
+            |loader, (key, value)| loader.set(key, *value),
+        )
         .load()
         .expect("config");
     let mut b = f(builder(&opts).component(extra()).remote(trace_remote()))
@@ -372,6 +387,103 @@ async fn trace_context_crosses_server_hops() {
         )
         .unwrap();
         assert_ne!(again.trace_id, here.trace_id);
+    })
+    .await;
+}
+
+/// A raw TCP client for session resume (`docs/resume.md`): the Rust client's own resume
+/// is tested on its own; here every byte is ours.
+struct ResumeClient {
+    stream: tokio::net::TcpStream,
+    buf: bytes::BytesMut,
+    next_id: u64,
+}
+
+impl ResumeClient {
+    /// Connects and handshakes with `resume` as `sys.resume`; returns the client and the
+    /// response's `sys.resume`.
+    async fn connect(addr: &str, resume: serde_json::Value) -> (Self, serde_json::Value) {
+        use tokio::io::AsyncWriteExt;
+        let stream = wait("connect", tokio::net::TcpStream::connect(addr)).await.expect("connect");
+        let mut c = Self { stream, buf: bytes::BytesMut::new(), next_id: 1 };
+        let hs = serde_json::json!({"sys": {"platform": "test", "resume": resume}});
+        c.send(pitaya::codec::PacketType::Handshake, &serde_json::to_vec(&hs).unwrap()).await;
+        let response = c.packet().await;
+        assert_eq!(response.kind, pitaya::codec::PacketType::Handshake);
+        let response: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(response["code"], 200, "{response}");
+        c.stream.write_all(&[0x02, 0, 0, 0]).await.expect("ack");
+        (c, response["sys"]["resume"].clone())
+    }
+
+    async fn send(&mut self, kind: pitaya::codec::PacketType, body: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let mut out = bytes::BytesMut::new();
+        pitaya::codec::encode_packet(kind, body, &mut out).expect("encodes");
+        self.stream.write_all(&out).await.expect("write");
+    }
+
+    async fn packet(&mut self) -> pitaya::codec::Packet {
+        use tokio::io::AsyncReadExt;
+        wait("a packet", async {
+            loop {
+                let decoded = pitaya::codec::PacketDecoder::default().decode(&mut self.buf);
+                match decoded.expect("framing") {
+                    Some(p) if p.kind == pitaya::codec::PacketType::Heartbeat => {}
+                    Some(p) => return p,
+                    None => {
+                        let n = self.stream.read_buf(&mut self.buf).await.expect("read");
+                        assert!(n > 0, "closed by the server");
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Sends a request and returns its answer's body.
+    async fn request(&mut self, route: &str, data: &[u8]) -> Bytes {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = pitaya::codec::Message::request(id, route, Bytes::copy_from_slice(data));
+        let mut out = bytes::BytesMut::new();
+        pitaya::codec::MessageCodec::new().encode_packet(&msg, &mut out).expect("encodes");
+        tokio::io::AsyncWriteExt::write_all(&mut self.stream, &out).await.expect("write");
+        let packet = self.packet().await;
+        let reply = pitaya::codec::MessageCodec::new().decode(packet.body).expect("decodes");
+        assert_eq!(reply.id, id);
+        reply.data
+    }
+}
+
+/// On a frontend, a resumed session keeps what backends gave it (its data, pushed to the
+/// front) and is forwarded as before; a resume that reaches another frontend gets a fresh
+/// session, as the docs say.
+#[tokio::test]
+async fn a_resumed_session_forwards_as_before_and_other_frontends_start_fresh() {
+    within(async {
+        let cluster = MemoryCluster::new();
+        let resume = [("pitaya.session.resume.enabled", "true")];
+        let _game = start(&cluster, "game", false, false).await;
+        let front1 = start_configured(&cluster, "connector", true, false, &resume, |b| b).await;
+        let front2 = start_configured(&cluster, "connector", true, false, &resume, |b| b).await;
+        crate::inproc::sees(&front1, "game").await;
+        let (mut c, grant) = ResumeClient::connect(&addr(&front1), serde_json::json!(true)).await;
+        let token = grant["token"].as_str().expect("a token").to_owned();
+        assert_eq!(&c.request("game.extra.set", b"kept").await[..], b"ok");
+        drop(c);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+        let elsewhere = serde_json::json!({"token": token, "received": 1});
+        let (_other, grant) = ResumeClient::connect(&addr(&front2), elsewhere.clone()).await;
+        assert_eq!(grant["resumed"], false, "another frontend: {grant}");
+
+        let (mut c, grant) = ResumeClient::connect(&addr(&front1), elsewhere).await;
+        assert_eq!(grant["resumed"], true, "{grant}");
+        assert_eq!(grant["received"], 1, "{grant}");
+        assert_eq!(&c.request("game.extra.get", b"").await[..], b"kept");
+        let ok = c.request("game.testsvc.testrequestreturnsraw", br#"{"msg":"again"}"#).await;
+        assert_eq!(&ok[..], b"again");
     })
     .await;
 }

@@ -406,3 +406,41 @@ async fn a_lost_resume_response_can_be_retried_with_the_old_token() {
     })
     .await;
 }
+
+/// Over WebSocket: a socket closed without a close frame is a drop, and the session
+/// resumes on a new WebSocket as on TCP.
+#[tokio::test]
+async fn a_websocket_client_resumes_too() {
+    within(async {
+        let (server, closes) = start(&[]).await;
+        let mut ws = server.raw_ws().await;
+        ws.send_binary(&packet(0x01, ASK)).await;
+        let response = json(&ws.frame().await.expect("a handshake response")[4..]);
+        let token = response["sys"]["resume"]["token"].as_str().expect("a token").to_owned();
+        ws.send_binary(ACK).await;
+        ws.send_binary(&crate::support::encode(&Message::request(
+            1,
+            "test.bind",
+            Bytes::from_static(b"gus"),
+        )))
+        .await;
+        assert!(ws.frame().await.is_some(), "bound");
+        // Gone without a close frame: the TCP connection just ends.
+        drop(ws);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(server.handle().sessions().by_uid("gus").is_some(), "kept");
+        let mut ws = server.raw_ws().await;
+        ws.send_binary(&packet(0x01, &resume_body(&token, 1))).await;
+        let response = json(&ws.frame().await.expect("a handshake response")[4..]);
+        assert_eq!(response["sys"]["resume"]["resumed"], true, "{response}");
+        ws.send_binary(ACK).await;
+        ws.send_binary(&crate::support::encode(&Message::request(2, "test.uid", Bytes::new())))
+            .await;
+        let frame = ws.frame().await.expect("an answer");
+        let answer = pitaya::codec::MessageCodec::new().decode(frame.slice(4..)).expect("decodes");
+        assert!(String::from_utf8_lossy(&answer.data).starts_with("gus/"), "{answer:?}");
+        assert_eq!(closes.load(Ordering::SeqCst), 0);
+        server.shutdown().await;
+    })
+    .await;
+}
