@@ -1,8 +1,8 @@
 //! The JS client (`clients/js`) against real servers: `node --test clients/js/test/`
-//! with three servers started here — JSON with a 1 s heartbeat, route dictionary plus
-//! zlib compression, and protobuf — each with the echo example's `room` component and a
-//! `jstest` component for what the echo server does not do (kick, handshake echo,
-//! error metadata).
+//! with four servers started here — JSON with a 1 s heartbeat, route dictionary plus
+//! zlib compression, protobuf, and JSON with session resume enabled — each with the echo
+//! example's `room` component and a `jstest` component for what the echo server does not
+//! do (kick, handshake echo, error metadata).
 
 mod js_support;
 
@@ -14,6 +14,7 @@ struct Variant {
     heartbeat: &'static str,
     compression: bool,
     dict: bool,
+    resume: bool,
 }
 
 async fn whoami(s: Session) -> Result<Json<serde_json::Value>, Error> {
@@ -35,6 +36,7 @@ async fn start(v: Variant) -> RunningApp {
     let config = ConfigLoader::new()
         .set("pitaya.heartbeat.interval", v.heartbeat)
         .set("pitaya.handler.messages.compression", v.compression)
+        .set("pitaya.session.resume.enabled", v.resume)
         .load()
         .expect("test configuration loads");
     let mut builder = Pitaya::builder()
@@ -77,6 +79,7 @@ async fn js_client_node_tests_pass_against_real_servers() {
         heartbeat: "1s",
         compression: false,
         dict: false,
+        resume: false,
     })
     .await;
     let dict = start(Variant {
@@ -84,6 +87,7 @@ async fn js_client_node_tests_pass_against_real_servers() {
         heartbeat: "30s",
         compression: true,
         dict: true,
+        resume: false,
     })
     .await;
     let protobuf = start(Variant {
@@ -91,17 +95,27 @@ async fn js_client_node_tests_pass_against_real_servers() {
         heartbeat: "30s",
         compression: false,
         dict: false,
+        resume: false,
+    })
+    .await;
+    let resume = start(Variant {
+        serializer: SerializerKind::Json,
+        heartbeat: "30s",
+        compression: false,
+        dict: false,
+        resume: true,
     })
     .await;
     let env = vec![
         ("PITAYA_JS_WS_JSON", ws_url(&json)),
         ("PITAYA_JS_WS_DICT", ws_url(&dict)),
         ("PITAYA_JS_WS_PROTOBUF", ws_url(&protobuf)),
+        ("PITAYA_JS_WS_RESUME", ws_url(&resume)),
     ];
     // Blocking on node here would stall the servers if they shared this thread.
     let outcome =
         tokio::task::spawn_blocking(move || js_support::node_test(&["test/"], &env)).await;
-    for running in [json, dict, protobuf] {
+    for running in [json, dict, protobuf, resume] {
         running.shutdown().await;
     }
     if let Err(e) = outcome {

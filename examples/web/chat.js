@@ -73,9 +73,20 @@ function showMessage({ from, text }) {
 async function connected() {
   if (client?.connected) return client;
   status(`Connecting to ${url}…`);
-  const next = await PitayaClient.connect(url);
+  // Session resume (the chat server enables it): a dropped connection comes back to the
+  // same session, still in the room, with the messages sent meanwhile.
+  const next = await PitayaClient.connect(url, { resume: true });
   next.onPush('onMessage', showMessage);
   next.onPush('onMembers', (list) => showMembers(list.members));
+  next.on('dropped', () => status('Connection lost; reconnecting…', true));
+  next.on('resumed', () => status(me ? `Back as ${me}` : 'Reconnected'));
+  next.on('freshSession', () => {
+    // The server no longer had our session: join again.
+    me = '';
+    setJoined(false);
+    showMembers([]);
+    status('The session expired: join again', true);
+  });
   next.on('close', ({ reason }) => {
     if (client !== next) return;
     client = null;

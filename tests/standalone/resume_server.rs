@@ -444,3 +444,31 @@ async fn a_websocket_client_resumes_too() {
     })
     .await;
 }
+
+/// A client that got its resume response but lost the connection before its ack may have
+/// sent the ack or not: the new token works as well as the old one.
+#[tokio::test]
+async fn the_offered_token_works_when_the_ack_may_have_been_lost() {
+    within(async {
+        let (server, _) = start(&[]).await;
+        let mut raw = Raw::connect(server.addr(false)).await;
+        let token = handshake(&mut raw, ASK).await["token"].as_str().unwrap().to_owned();
+        raw.request(1, "test.bind", b"hal").await;
+        data(&mut raw).await;
+        drop(raw);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut lost = Raw::connect(server.addr(false)).await;
+        lost.send(&packet(0x01, &resume_body(&token, 1))).await;
+        let response = json(&lost.frame().await.expect("a response").body);
+        let offered = response["sys"]["resume"]["token"].as_str().unwrap().to_owned();
+        drop(lost);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut raw = Raw::connect(server.addr(false)).await;
+        let grant = handshake(&mut raw, &resume_body(&offered, 1)).await;
+        assert_eq!(grant["resumed"], true, "the offered token: {grant}");
+        raw.request(2, "test.uid", b"").await;
+        assert!(String::from_utf8_lossy(&data(&mut raw).await.1.data).starts_with("hal/"));
+        server.shutdown().await;
+    })
+    .await;
+}

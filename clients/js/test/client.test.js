@@ -1,7 +1,8 @@
 // The client against real Pitaya servers (the echo example's `room` component plus a
 // `jstest` component), started by the Rust test examples/tests/js_client.rs, which passes
 // their WebSocket URLs in PITAYA_JS_WS_JSON (json, 1 s heartbeat, no compression),
-// PITAYA_JS_WS_DICT (route dictionary and zlib compression) and PITAYA_JS_WS_PROTOBUF.
+// PITAYA_JS_WS_DICT (route dictionary and zlib compression), PITAYA_JS_WS_PROTOBUF and
+// PITAYA_JS_WS_RESUME (JSON, session resume enabled).
 // Failures a real server does not produce on demand (silence, garbage, a compressed
 // handshake) use small fake servers from the `ws` package.
 import assert from 'node:assert/strict';
@@ -237,6 +238,123 @@ describe('protobuf server', () => {
       return true;
     });
     await assert.rejects(client.request('room.echo', { not: 'bytes' }), TypeError);
+  });
+});
+
+describe('server with session resume', () => {
+  /** A spying socket the test can cut: its TCP connection ends with no close frame. */
+  function cuttable() {
+    const spy = spyingWebSocket();
+    const sockets = [];
+    class Cuttable extends spy.WebSocket {
+      constructor(url) {
+        super(url);
+        sockets.push(this);
+      }
+    }
+    // `_socket` is the `ws` package's net.Socket: destroying it is a dropped connection.
+    const cut = () => sockets.at(-1)._socket.destroy();
+    return { ...spy, WebSocket: Cuttable, sockets, cut };
+  }
+
+  /** The handshake response the spy saw, parsed. */
+  const handshakeResponse = (spy) =>
+    JSON.parse(new TextDecoder().decode(spy.seen.incoming.find((p) => p.type === PacketType.HANDSHAKE).body));
+
+  test('a token and ttl only when asked', async () => {
+    const plainSpy = spyingWebSocket();
+    const plain = await connect(serverUrl('PITAYA_JS_WS_RESUME'), { WebSocket: plainSpy.WebSocket });
+    assert.equal(plain.resumeInfo, null);
+    assert.equal('resume' in handshakeResponse(plainSpy).sys, false);
+
+    const spy = spyingWebSocket();
+    const client = await connect(serverUrl('PITAYA_JS_WS_RESUME'), { WebSocket: spy.WebSocket, resume: true });
+    const { token, ttl } = handshakeResponse(spy).sys.resume;
+    assert.equal(typeof token, 'string');
+    assert.deepEqual(client.resumeInfo, { token, ttl: 30, received: 0, sent: 0 });
+  });
+
+  test('cut amid 100 requests and 100 pushes: each answer and push once, in order', { timeout: 20000 }, async () => {
+    const c = cuttable();
+    const client = await connect(serverUrl('PITAYA_JS_WS_RESUME'), { WebSocket: c.WebSocket, resume: true });
+    const pushes = [];
+    client.onPush('onNotify', (v) => pushes.push(v.n));
+    const events = [];
+    for (const name of ['dropped', 'resumed', 'freshSession', 'close']) {
+      client.on(name, (e) => events.push([name, e]));
+    }
+    const requests = [];
+    const burst = (from, to) => {
+      for (let i = from; i < to; i++) {
+        requests.push(client.request('room.echojson', { i }));
+        client.notify('room.notify', { n: i }).catch(() => {});
+      }
+    };
+    burst(0, 50);
+    await requests[9];
+    // Some answers are on their way, some requests read, and the last 50 not yet handed
+    // to the socket (the outbox runs after this tick): they go into a dead socket.
+    burst(50, 100);
+    c.cut();
+    const answers = await Promise.all(requests);
+    assert.deepEqual(answers, Array.from({ length: 100 }, (_, i) => ({ i })));
+    const started = Date.now();
+    while (pushes.length < 100 && Date.now() - started < 10000) await sleep(10);
+    await sleep(100);
+    assert.deepEqual(pushes, Array.from({ length: 100 }, (_, i) => i), 'every push once, in order');
+    assert.deepEqual(
+      events.map(([name]) => name),
+      ['dropped', 'resumed'],
+    );
+    // The last 100 messages went into a dead socket: the server never read them.
+    const { received, resent } = events[1][1];
+    assert.ok(resent >= 100 && received + resent === 200, `resumed: ${JSON.stringify(events[1][1])}`);
+    assert.equal(c.sockets.length, 2);
+    // On the wire, both sockets together: one answer per request.
+    const ids = c.seen.incoming
+      .filter((p) => p.type === PacketType.DATA && ((p.body[0] >> 1) & 0x07) === MessageType.RESPONSE)
+      .map((p) => decodeMessage(p.body).id)
+      .sort((a, b) => a - b);
+    assert.deepEqual(ids, [...new Set(ids)], 'no answer twice');
+    assert.equal(ids.length, 100);
+    assert.deepEqual(await client.request('room.echojson', 'after'), 'after');
+    assert.equal(client.resumeInfo.sent, 201);
+    assert.equal(client.resumeInfo.received, 201);
+  });
+
+  test('an unknown token gets a fresh session: what was in flight fails', async () => {
+    const c = cuttable();
+    const client = await connect(serverUrl('PITAYA_JS_WS_RESUME'), { WebSocket: c.WebSocket, resume: true });
+    assert.deepEqual(await client.request('room.echojson', 1), 1);
+    const old = client.resumeInfo.token;
+    // As if the server had forgotten the session (expired, restarted).
+    client.resumeToken = 'not-a-token';
+    const inFlight = client.request('room.echojson', 2);
+    c.cut();
+    const fresh = await new Promise((resolve) => client.on('freshSession', resolve));
+    assert.deepEqual(fresh, { failed: 1 });
+    await assert.rejects(inFlight, (e) => e.code === 'SESSION_LOST');
+    const { token, received, sent } = client.resumeInfo;
+    assert.notEqual(token, old);
+    assert.equal(typeof token, 'string');
+    assert.deepEqual([received, sent], [0, 0]);
+    const resumeAnswer = JSON.parse(
+      new TextDecoder().decode(c.seen.incoming.filter((p) => p.type === PacketType.HANDSHAKE)[1].body),
+    ).sys.resume;
+    assert.deepEqual(resumeAnswer, { resumed: false, token, ttl: 30 });
+    assert.deepEqual(await client.request('room.echojson', 3), 3);
+  });
+
+  test('a kick ends a resumable session: no reconnect', async () => {
+    const c = cuttable();
+    const client = await connect(serverUrl('PITAYA_JS_WS_RESUME'), { WebSocket: c.WebSocket, resume: true });
+    let dropped = 0;
+    client.on('dropped', () => dropped++);
+    await client.notify('jstest.kick');
+    assert.equal((await client.closed).reason, 'kicked');
+    await sleep(100);
+    assert.equal(dropped, 0);
+    assert.equal(c.sockets.length, 1);
   });
 });
 

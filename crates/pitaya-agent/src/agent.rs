@@ -220,9 +220,9 @@ pub fn serve(conn: Connection, shared: Arc<AgentShared>) -> impl Future<Output =
         };
         let reason = state.run(&mut reader).await;
         tracing::debug!(%reason, "connection closing");
-        if let Some(offer) = state.offer.take() {
-            offer.resume.withdraw(&control);
-        }
+        // A resume offered here and never acknowledged stays on offer: the client may not
+        // know whether its ack arrived, and may come back with either token.
+        drop(state.offer.take());
         // A resumable session held by this connection: kept for its client after a drop,
         // ended with the connection otherwise.
         if let Some(resume) = state.entity.resume.get().filter(|r| r.is_held_by(&entity)) {

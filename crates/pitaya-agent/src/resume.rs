@@ -434,14 +434,4 @@ impl Resume {
         drop(state);
         self.detached.notify_waiters();
     }
-
-    /// A connection that offered to take the session over and ended before its ack.
-    pub(crate) fn withdraw(&self, claimant: &Control) {
-        let mut state = lock(&self.state);
-        if state.offer.as_ref().is_some_and(|(_, c)| c.same(claimant)) {
-            if let Some((offered, _)) = state.offer.take() {
-                self.registry.remove(&offered);
-            }
-        }
-    }
 }
