@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,6 +29,7 @@ const UNLIMITED: u64 = u64::MAX;
 /// // connect the client to proxy.addr() ... then:
 /// proxy.cut_after(100); // the client gets exactly 100 more bytes, then the cut
 /// proxy.cut_all(); // or cut every live connection now
+/// proxy.hold_all(); // or let them go silent, both ways, without ending
 /// # Ok(())
 /// # }
 /// ```
@@ -47,6 +48,8 @@ struct Shared {
 struct Link {
     /// Bytes the server→client direction may still forward before the cut.
     budget: AtomicU64,
+    /// Bytes are read and thrown away, both ways (see [`CutProxy::hold_all`]).
+    held: AtomicBool,
     /// Set to `true` to reset the connection now.
     cut: watch::Sender<bool>,
 }
@@ -67,6 +70,7 @@ impl CutProxy {
                 registry.accepted.fetch_add(1, Ordering::SeqCst);
                 let link = Arc::new(Link {
                     budget: AtomicU64::new(UNLIMITED),
+                    held: AtomicBool::new(false),
                     cut: watch::Sender::new(false),
                 });
                 {
@@ -100,6 +104,16 @@ impl CutProxy {
     pub fn cut_all(&self) {
         for link in self.links() {
             link.cut.send_replace(true);
+        }
+    }
+
+    /// Turns every live connection into a black hole: from now on the bytes of both
+    /// directions are read and thrown away, and nothing ends the connection, as on a
+    /// network that died silently. The peers notice only through their own timeouts
+    /// (heartbeats); connections accepted later are forwarded normally.
+    pub fn hold_all(&self) {
+        for link in self.links() {
+            link.held.store(true, Ordering::SeqCst);
         }
     }
 
@@ -151,8 +165,8 @@ async fn forward(mut client: TcpStream, target: SocketAddr, link: Arc<Link>) {
         let (server_read, server_write) = server.split();
         let both = async {
             tokio::try_join!(
-                pipe(client_read, server_write, None),
-                pipe(server_read, client_write, Some(&link.budget)),
+                pipe(client_read, server_write, &link.held, None),
+                pipe(server_read, client_write, &link.held, Some(&link.budget)),
             )
             .map(|_| ())
         };
@@ -174,15 +188,24 @@ async fn forward(mut client: TcpStream, target: SocketAddr, link: Arc<Link>) {
 }
 
 /// Copies `from` to `to` until end of stream (then shuts `to` down), an error, or the
-/// budget is spent (then `to` is shut down after exactly the budget's bytes).
+/// budget is spent (then `to` is shut down after exactly the budget's bytes). While
+/// `held`, bytes are read and dropped, and an end of stream is not passed on.
 async fn pipe(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
+    held: &AtomicBool,
     budget: Option<&AtomicU64>,
 ) -> Result<(), Cut> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = from.read(&mut buf).await.map_err(|_| Cut::Reset)?;
+        if held.load(Ordering::SeqCst) {
+            if n == 0 {
+                // A dead network carries no goodbye either: stay open, silent.
+                std::future::pending::<()>().await;
+            }
+            continue;
+        }
         if n == 0 {
             let _ = to.shutdown().await;
             return Ok(());
@@ -267,6 +290,25 @@ mod tests {
         // Dropping the proxy resets what is still open.
         drop(proxy);
         let _ = read_all(&mut again).await;
+    }
+
+    #[tokio::test]
+    async fn hold_all_swallows_bytes_both_ways_without_ending() {
+        let proxy = CutProxy::start(talker(10).await).await.unwrap();
+        let mut tcp = TcpStream::connect(proxy.addr()).await.unwrap();
+        while proxy.live() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        proxy.hold_all();
+        // The talker never hears the go, so nothing comes back, and nothing ends.
+        tcp.write_all(b"g").await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await;
+        assert!(read.is_err(), "{read:?}");
+        assert_eq!(proxy.live(), 1);
+        proxy.cut_all();
+        let (rest, _) = read_all(&mut tcp).await;
+        assert!(rest.is_empty());
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //!
 //! - [`packets`]: split a captured byte stream into packets.
 //! - [`CutProxy`] (`cut_proxy.rs`): a loopback TCP proxy that breaks connections on
-//!   demand, at once or after an exact number of bytes to the client.
+//!   demand: at once, after an exact number of bytes to the client, or silently.
 
 use bytes::BytesMut;
 use pitaya_codec::{Packet, PacketDecoder};

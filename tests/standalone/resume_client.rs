@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use pitaya::client::{Client, ClientOptions, Pushes, ResumeEvent, ResumeOptions};
 use pitaya_tests::CutProxy;
 
-use crate::support::{Server, config, echo_builder, next_push, wait, within};
+use crate::support::{FAST_HEARTBEAT, Server, config, echo_builder, next_push, wait, within};
 
 const REQUESTS: usize = 100;
 const PUSHES: usize = 100;
@@ -172,6 +172,57 @@ async fn members_cut_during_a_group_broadcast_get_every_message_once_in_order() 
             client.close().await;
         }
         sender.close().await;
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_network_that_dies_silently_is_noticed_by_heartbeat_and_resumed() {
+    within(async {
+        let server = Server::start(echo_builder(config(&[
+            ("pitaya.session.resume.enabled", "true"),
+            FAST_HEARTBEAT,
+        ])))
+        .await;
+        let proxy = CutProxy::start(server.addr(false)).await.expect("the proxy starts");
+        let (client, mut pushes) = connect(&proxy.addr().to_string()).await;
+        let mut events = client.events();
+        assert_eq!(client.request("room.echo", "before").await.expect("before"), "before");
+        // From here on nothing gets through and nothing ends: only heartbeats tell.
+        proxy.hold_all();
+        let requests: Vec<_> = (0..20)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move { client.request("room.echo", format!("held {i}")).await })
+            })
+            .collect();
+        for i in 0..20 {
+            client.notify("room.notify", format!("held push {i}")).await.expect("notify");
+        }
+        let dropped = wait("the heartbeat timeout", events.recv()).await;
+        assert!(
+            matches!(
+                dropped,
+                Some(ResumeEvent::Dropped {
+                    reason: pitaya::client::CloseReason::HeartbeatTimeout
+                })
+            ),
+            "{dropped:?}"
+        );
+        let resumed = wait("the resume", events.recv()).await;
+        assert!(matches!(resumed, Some(ResumeEvent::Resumed { .. })), "{resumed:?}");
+        for (i, task) in requests.into_iter().enumerate() {
+            let reply = wait("a reply", task).await.expect("the request task");
+            assert_eq!(reply.unwrap_or_else(|e| panic!("request {i}: {e}")), format!("held {i}"));
+        }
+        for i in 0..20 {
+            let push = next_push(&mut pushes).await;
+            assert_eq!(push.data, format!("held push {i}"));
+        }
+        assert!(pushes.try_recv().is_none());
+        assert_eq!(client.unmatched_responses(), 0);
+        client.close().await;
         server.shutdown().await;
     })
     .await;
