@@ -42,6 +42,7 @@ pub struct CutProxy {
 struct Shared {
     live: Mutex<Vec<Weak<Link>>>,
     accepted: AtomicUsize,
+    refusing: AtomicBool,
 }
 
 /// One proxied connection's controls.
@@ -62,11 +63,18 @@ impl CutProxy {
     pub async fn start(target: SocketAddr) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let shared =
-            Arc::new(Shared { live: Mutex::new(Vec::new()), accepted: AtomicUsize::new(0) });
+        let shared = Arc::new(Shared {
+            live: Mutex::new(Vec::new()),
+            accepted: AtomicUsize::new(0),
+            refusing: AtomicBool::new(false),
+        });
         let registry = shared.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if registry.refusing.load(Ordering::SeqCst) {
+                    let _ = client.set_zero_linger();
+                    continue;
+                }
                 registry.accepted.fetch_add(1, Ordering::SeqCst);
                 let link = Arc::new(Link {
                     budget: AtomicU64::new(UNLIMITED),
@@ -89,7 +97,14 @@ impl CutProxy {
         self.addr
     }
 
-    /// Connections accepted so far (live or not).
+    /// While `true`, new connections are reset as soon as they are accepted (not counted
+    /// by [`accepted`](Self::accepted)), as a server out of reach would: a client keeps
+    /// failing to reconnect until it is `false` again.
+    pub fn refuse(&self, refusing: bool) {
+        self.shared.refusing.store(refusing, Ordering::SeqCst);
+    }
+
+    /// Connections accepted and forwarded so far (live or not).
     pub fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
     }
@@ -281,6 +296,12 @@ mod tests {
         let (got, _) = read_all(&mut tcp).await;
         assert_eq!(got.len(), 12_345);
         assert!(got.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+        // Refused connections end at once and are not counted.
+        proxy.refuse(true);
+        let mut refused = TcpStream::connect(proxy.addr()).await.unwrap();
+        let (nothing, _) = read_all(&mut refused).await;
+        assert!(nothing.is_empty());
+        proxy.refuse(false);
         // New connections are forwarded again.
         let mut again = TcpStream::connect(proxy.addr()).await.unwrap();
         again.write_all(b"g").await.unwrap();

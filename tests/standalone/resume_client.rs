@@ -8,7 +8,9 @@ use futures_util::future::join_all;
 use pitaya::client::{Client, ClientOptions, Pushes, ResumeEvent, ResumeOptions};
 use pitaya_tests::CutProxy;
 
-use crate::support::{FAST_HEARTBEAT, Server, config, echo_builder, next_push, wait, within};
+use crate::support::{
+    FAST_HEARTBEAT, Server, config, echo_builder, next_push, test_component, wait, within,
+};
 
 const REQUESTS: usize = 100;
 const PUSHES: usize = 100;
@@ -223,6 +225,78 @@ async fn a_network_that_dies_silently_is_noticed_by_heartbeat_and_resumed() {
         assert!(pushes.try_recv().is_none());
         assert_eq!(client.unmatched_responses(), 0);
         client.close().await;
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_lost_while_away_comes_back_fresh_and_fails_the_requests_in_flight() {
+    within(async {
+        let server = Server::start(
+            echo_builder(config(&[
+                ("pitaya.session.resume.enabled", "true"),
+                ("pitaya.session.resume.buffer", "3"),
+            ]))
+            .component(test_component()),
+        )
+        .await;
+        let proxy = CutProxy::start(server.addr(false)).await.expect("the proxy starts");
+        let (client, _pushes) = connect(&proxy.addr().to_string()).await;
+        let token = client.resume_token();
+        let mut events = client.events();
+        assert_eq!(client.request("test.bind", "away").await.expect("bind"), "bound");
+        // Out of reach: the client keeps trying while the server keeps its session...
+        proxy.refuse(true);
+        proxy.cut_all();
+        let dropped = wait("the drop", events.recv()).await;
+        assert!(matches!(dropped, Some(ResumeEvent::Dropped { .. })), "{dropped:?}");
+        let in_flight = {
+            let client = client.clone();
+            tokio::spawn(async move { client.request("room.echo", "lost with the session").await })
+        };
+        // ...until more packets wait for it than the buffer holds: the session is closed.
+        let session = loop {
+            if let Some(session) = server.handle().sessions().by_uid("away") {
+                break session;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for i in 0..3 {
+            session.push("onPush", format!("{i}")).await.expect("kept for the client");
+        }
+        assert!(session.push("onPush", "one too many").await.is_err());
+        proxy.refuse(false);
+        let fresh = wait("the fresh session", events.recv()).await;
+        assert!(
+            matches!(&fresh, Some(ResumeEvent::FreshSession { failed: 1, token: Some(t) }) if Some(t) != token.as_ref()),
+            "{fresh:?}"
+        );
+        let lost = wait("the lost request", in_flight).await.expect("the request task");
+        assert!(matches!(lost, Err(pitaya::client::ClientError::SessionLost)), "{lost:?}");
+        // The new session works, and is not the old one: nothing is bound to it.
+        assert_eq!(client.request("room.echo", "fresh").await.expect("echo"), "fresh");
+        assert!(server.handle().sessions().by_uid("away").is_none());
+        assert_eq!(client.resume_counters(), Some((1, 1)));
+        client.close().await;
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_kicked_client_does_not_resume() {
+    within(async {
+        let server = Server::start(resume_server().component(test_component())).await;
+        let (client, _pushes) = connect(&server.url(false)).await;
+        let mut events = client.events();
+        assert_eq!(client.request("test.bind", "kicked").await.expect("bind"), "bound");
+        let session = server.handle().sessions().by_uid("kicked").expect("bound");
+        session.kick().await.expect("kick");
+        wait("the kick", client.closed()).await;
+        assert_eq!(client.close_reason(), Some(pitaya::client::CloseReason::Kicked));
+        assert_eq!(wait("the end of events", events.recv()).await, None);
         server.shutdown().await;
     })
     .await;
