@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::handshake::{self, Session};
-use crate::resume::Backoff;
+use crate::replay::Backoff;
 use crate::shared::{Outgoing, Resume, Shared};
 use crate::transport::{self, PacketSink, PacketSource};
 use crate::{ClientError, ClientOptions, CloseReason, Endpoint, Push, ResumeEvent, reader, writer};

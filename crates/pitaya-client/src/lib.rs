@@ -14,7 +14,8 @@
 //!   [`Transport`] (`endpoint.rs`): what to connect to and how.
 //! - [`ClientError`] (`error.rs`) and [`CloseReason`] (`close_reason.rs`).
 //! - [`ResumeOptions`], [`ResumeEvent`] and [`Events`] (`resume.rs`): opt-in session
-//!   resume (`docs/resume.md`), with the replay buffer and reconnect backoff.
+//!   resume (`docs/resume.md`); `replay.rs` keeps the packets to re-send and paces
+//!   reconnects.
 //! - Internals: `transport.rs` dials and frames packets, `handshake.rs` runs the handshake,
 //!   `driver.rs` is the I/O task (one per client: runs a connection's `reader.rs` and
 //!   `writer.rs` halves and, with resume, reconnects after a drop), `shared.rs` holds the
@@ -57,6 +58,7 @@ mod handshake;
 mod options;
 mod pushes;
 mod reader;
+mod replay;
 mod resume;
 mod shared;
 mod tls;

@@ -12,7 +12,8 @@ use pitaya_codec::{HandshakeResponse, Message, MessageCodec, ResumeGrant};
 use pitaya_serialize::Serializer;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::resume::{EVENT_CAPACITY, ReplayBuffer};
+use crate::replay::ReplayBuffer;
+use crate::resume::EVENT_CAPACITY;
 use crate::{ClientError, CloseReason, ResumeEvent, ResumeOptions};
 
 /// The body of a Response, handed from the reader to the waiting request.
