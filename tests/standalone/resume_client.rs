@@ -47,13 +47,15 @@ async fn expect_resumed(events: &mut pitaya::client::Events) {
 }
 
 /// 100 pipelined requests and 100 notifies that each push once, the connection cut after
-/// `cut_at` bytes from the server (mid-packet for most values), then more requests while
+/// `cut_at` bytes from the server (mid-packet, or mid-frame over WebSocket, for most
+/// values), then more requests while
 /// the client reconnects: each request is answered exactly once, with its own body, and
 /// the pushes arrive once each, in order.
-async fn cut_in_flight(cut_at: u64) {
+async fn cut_in_flight(cut_at: u64, websocket: bool) {
     let server = Server::start(resume_server()).await;
-    let proxy = CutProxy::start(server.addr(false)).await.expect("the proxy starts");
-    let (client, mut pushes) = connect(&proxy.addr().to_string()).await;
+    let proxy = CutProxy::start(server.addr(websocket)).await.expect("the proxy starts");
+    let url = if websocket { format!("ws://{}/", proxy.addr()) } else { proxy.addr().to_string() };
+    let (client, mut pushes) = connect(&url).await;
     let mut events = client.events();
     proxy.cut_after(cut_at);
 
@@ -96,7 +98,7 @@ async fn cut_in_flight(cut_at: u64) {
 
 #[tokio::test]
 async fn a_client_cut_with_requests_and_pushes_in_flight_resumes_with_nothing_lost() {
-    within(cut_in_flight(1_500)).await;
+    within(cut_in_flight(1_500, false)).await;
 }
 
 #[tokio::test]
@@ -104,7 +106,11 @@ async fn a_cut_at_any_byte_resumes_with_nothing_lost() {
     // Inside a header, inside a body, on a boundary, late: every place a stream can stop.
     within(async {
         for cut_at in [1, 4, 13, 100, 555, 2_999] {
-            cut_in_flight(cut_at).await;
+            cut_in_flight(cut_at, false).await;
+        }
+        // Over WebSocket: inside a frame header, inside a payload.
+        for cut_at in [1, 3, 77, 1_500] {
+            cut_in_flight(cut_at, true).await;
         }
     })
     .await;
