@@ -131,16 +131,22 @@ impl Driver {
     /// shared state is shut down with [`CloseReason::ResumeFailed`]).
     async fn reconnect(&mut self, dropped: &CloseReason) -> Option<(Conn, Vec<Bytes>)> {
         let shared = self.shared.clone();
-        let resume = shared.resume.as_ref()?;
+        let Some(resume) = shared.resume.as_ref() else {
+            // `run` checked that the session is resumable; stay closed-safe regardless.
+            shared.shutdown(dropped.clone());
+            return None;
+        };
         let ttl = resume.lock().ttl;
         let deadline = Instant::now() + ttl;
         let mut backoff = Backoff::new(resume.options.backoff_initial, resume.options.backoff_max);
         let mut closed = shared.close_signal();
         loop {
-            let (token, received) = {
-                let state = resume.lock();
-                (state.token.clone()?, resume.received.load(Ordering::Acquire))
+            let token = resume.lock().token.clone();
+            let Some(token) = token else {
+                shared.shutdown(dropped.clone());
+                return None;
             };
+            let received = resume.received.load(Ordering::Acquire);
             let request = ResumeRequest::Resume { token, received };
             let result = tokio::select! {
                 biased;
