@@ -18,8 +18,18 @@ use crate::CloseReason;
 /// request gets exactly one answer and every push arrives once, in order. A server that
 /// does not grant a token (Go Pitaya, or resume disabled) is served as without this
 /// option.
+///
+/// Build with struct-update syntax, like [`ClientOptions`](crate::ClientOptions):
+/// ```
+/// # use std::time::Duration;
+/// use pitaya_client::{ClientOptions, ResumeOptions};
+///
+/// let opts = ClientOptions {
+///     resume: Some(ResumeOptions { replay_packets: 1024, ..ResumeOptions::default() }),
+///     ..ClientOptions::default()
+/// };
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct ResumeOptions {
     /// Most of the client's own Data packets (requests and notifies) kept for re-sending
     /// after a drop. Default 256, the server's default `buffer`.
