@@ -368,24 +368,31 @@ async fn expiry_runs_the_close_callbacks_exactly_once() {
     .await;
 }
 
+/// A session bound to `uid` whose client drops, then resumes on a connection that gets the
+/// response (a resume, one packet read) but drops before its ack: the session's token and
+/// the token that connection was offered.
+async fn lose_a_resume_response(server: &Server, uid: &str) -> (String, String) {
+    let mut raw = Raw::connect(server.addr(false)).await;
+    let token = handshake(&mut raw, ASK).await["token"].as_str().unwrap().to_owned();
+    raw.request(1, "test.bind", uid.as_bytes()).await;
+    data(&mut raw).await;
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut lost = Raw::connect(server.addr(false)).await;
+    lost.send(&packet(0x01, &resume_body(&token, 1))).await;
+    let response = json(&lost.frame().await.expect("a response").body);
+    assert_eq!(response["sys"]["resume"]["resumed"], true, "{response}");
+    let offered = response["sys"]["resume"]["token"].as_str().unwrap().to_owned();
+    drop(lost);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (token, offered)
+}
+
 #[tokio::test]
 async fn a_lost_resume_response_can_be_retried_with_the_old_token() {
     within(async {
         let (server, _) = start(&[]).await;
-        let mut raw = Raw::connect(server.addr(false)).await;
-        let token = handshake(&mut raw, ASK).await["token"].as_str().unwrap().to_owned();
-        raw.request(1, "test.bind", b"fay").await;
-        data(&mut raw).await;
-        drop(raw);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // The resume response is "lost": no ack, the connection goes.
-        let mut lost = Raw::connect(server.addr(false)).await;
-        lost.send(&packet(0x01, &resume_body(&token, 1))).await;
-        let response = json(&lost.frame().await.expect("a response").body);
-        assert_eq!(response["sys"]["resume"]["resumed"], true, "{response}");
-        let unused = response["sys"]["resume"]["token"].as_str().unwrap().to_owned();
-        drop(lost);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (token, unused) = lose_a_resume_response(&server, "fay").await;
         let mut raw = Raw::connect(server.addr(false)).await;
         let grant = handshake(&mut raw, &resume_body(&token, 1)).await;
         assert_eq!(grant["resumed"], true, "the old token still works: {grant}");
@@ -451,18 +458,7 @@ async fn a_websocket_client_resumes_too() {
 async fn the_offered_token_works_when_the_ack_may_have_been_lost() {
     within(async {
         let (server, _) = start(&[]).await;
-        let mut raw = Raw::connect(server.addr(false)).await;
-        let token = handshake(&mut raw, ASK).await["token"].as_str().unwrap().to_owned();
-        raw.request(1, "test.bind", b"hal").await;
-        data(&mut raw).await;
-        drop(raw);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut lost = Raw::connect(server.addr(false)).await;
-        lost.send(&packet(0x01, &resume_body(&token, 1))).await;
-        let response = json(&lost.frame().await.expect("a response").body);
-        let offered = response["sys"]["resume"]["token"].as_str().unwrap().to_owned();
-        drop(lost);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, offered) = lose_a_resume_response(&server, "hal").await;
         let mut raw = Raw::connect(server.addr(false)).await;
         let grant = handshake(&mut raw, &resume_body(&offered, 1)).await;
         assert_eq!(grant["resumed"], true, "the offered token: {grant}");

@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.js';
 
 const pageUrl = process.env.PITAYA_CHAT_URL;
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -27,22 +27,7 @@ before(async () => {
     pageUrl,
     'PITAYA_CHAT_URL is not set: run `cargo test -p pitaya-examples --test browser`, which starts the chat server',
   );
-  // Playwright starts Chromium on a fresh temporary profile. Background networking is
-  // off because nothing but loopback is reachable (Chromium would keep trying Google's
-  // hosts otherwise).
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -15,7 +15,7 @@
 // talks, then cuts it: the browser sees its socket end without a close frame.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.js';
 import { WebSocket } from 'ws';
 import { MessageType, PacketType, PitayaClient, decodeMessage, decodePackets } from '../src/client.js';
 
@@ -37,20 +37,7 @@ before(async () => {
       `${name} is not set: run \`cargo test -p pitaya-examples --test browser\`, which starts the servers`,
     );
   }
-  // As in chat.test.js: nothing but loopback is reachable.
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
