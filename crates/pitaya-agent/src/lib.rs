@@ -13,6 +13,13 @@
 //!   `compressroutes.onlyifclientdoes` on, it writes routes as strings until the reader
 //!   has seen the client send a route code (`routes`).
 //!
+//! With session resume on ([`ResumeSettings`], `docs/resume.md`), a client that asks for it
+//! gets a token, and its session outlives a dropped connection for the ttl (`resume`):
+//! every Data packet the session sends is numbered and kept when queued, the connection
+//! that resumes takes over the session, its dispatcher and its route state on the
+//! handshake ack, and the packets the client missed are queued ahead of anything new.
+//! Sessions without a token never touch any of this.
+//!
 //! Sessions run in parallel with each other; one session's messages never overtake each
 //! other (Go Pitaya's dispatch pool reorders them, its issue #179). Queues are bounded:
 //! a client that sends faster than its handlers run is slowed down by TCP back-pressure,
