@@ -299,7 +299,8 @@ pub(crate) enum Queued {
         answer: Running,
         tracked: Option<Tracked>,
         lane: Option<u64>,
-        _permit: OwnedSemaphorePermit,
+        /// `None` for one started when the last slot had just gone: see `data`.
+        _permit: Option<OwnedSemaphorePermit>,
     },
     /// A request answered with an error without reaching the application.
     Reject { id: u64, error: Error },
@@ -607,29 +608,30 @@ impl ReaderState<'_> {
         // Fast path: with nothing of this session queued, the handler starts right here;
         // most handlers finish without waiting, and their answer then skips the dispatch
         // task entirely. Order is kept because nothing is ahead of this message.
-        if self.pending.load(Ordering::Acquire) == 0 {
-            if let Ok(permit) = self.shared.dispatch_limit.clone().try_acquire_owned() {
-                let (mut answer, tracked, lane) = start(self.shared, &self.session, msg);
-                return match (&mut answer).now_or_never() {
-                    Some(result) => {
-                        drop(permit);
-                        let result = finished(self.shared, tracked, result);
-                        answer_client(self.shared, &self.entity, id, is_request, result).await;
-                        Next::Continue
-                    }
-                    None => {
-                        let running = Queued::Running {
-                            id,
-                            is_request,
-                            answer,
-                            tracked,
-                            lane,
-                            _permit: permit,
-                        };
-                        self.queue(running).await
-                    }
-                };
-            }
+        //
+        // A handler that answers in its first poll takes no slot of the concurrency limit:
+        // taking and giving one back went through the semaphore's lock, some 160
+        // instructions a message on the echo server (callgrind). One that has to wait takes
+        // its slot then; should the last slot have gone meanwhile (to another worker
+        // thread), it runs without one, so the limit can be passed by one handler per
+        // worker thread for as long as they wait.
+        if self.pending.load(Ordering::Acquire) == 0
+            && self.shared.dispatch_limit.available_permits() > 0
+        {
+            let (mut answer, tracked, lane) = start(self.shared, &self.session, msg);
+            return match (&mut answer).now_or_never() {
+                Some(result) => {
+                    let result = finished(self.shared, tracked, result);
+                    answer_client(self.shared, &self.entity, id, is_request, result).await;
+                    Next::Continue
+                }
+                None => {
+                    let permit = self.shared.dispatch_limit.clone().try_acquire_owned().ok();
+                    let running =
+                        Queued::Running { id, is_request, answer, tracked, lane, _permit: permit };
+                    self.queue(running).await
+                }
+            };
         }
         self.queue(Queued::Message(msg)).await
     }
@@ -756,7 +758,7 @@ struct InFlight {
     is_request: bool,
     answer: Running,
     tracked: Option<Tracked>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 type RunningResult = Result<Result<Option<Bytes>, Error>, Box<dyn std::any::Any + Send>>;
@@ -930,7 +932,13 @@ async fn dispatch_loop(
                         answer_client(&shared, &entity, id, is_request, result).await;
                     } else {
                         lane.lane = Some(l);
-                        lane.push(InFlight { id, is_request, answer, tracked, _permit: permit });
+                        lane.push(InFlight {
+                            id,
+                            is_request,
+                            answer,
+                            tracked,
+                            _permit: Some(permit),
+                        });
                         continue;
                     }
                 } else {

@@ -332,15 +332,16 @@ impl MessageCodec {
                     return Err(MessageError::Truncated("route code"));
                 };
                 let code = u16::from_be_bytes([hi, lo]);
-                route =
-                    self.dict.route(code).ok_or(MessageError::UnknownRouteCode(code))?.to_owned();
+                let known = self.dict.route(code).ok_or(MessageError::UnknownRouteCode(code))?;
+                route = route_with_slack(known);
                 offset += 2;
             } else {
                 let (&len, rest) =
                     rest.split_first().ok_or(MessageError::Truncated("route length"))?;
                 let bytes = rest.get(..usize::from(len)).ok_or(MessageError::Truncated("route"))?;
-                route =
-                    std::str::from_utf8(bytes).map_err(|_| MessageError::RouteNotUtf8)?.to_owned();
+                route = route_with_slack(
+                    std::str::from_utf8(bytes).map_err(|_| MessageError::RouteNotUtf8)?,
+                );
                 offset += 1 + usize::from(len);
             }
         }
@@ -404,6 +405,18 @@ pub enum MessageError {
     /// The encoded message does not fit in a packet.
     #[error(transparent)]
     Packet(#[from] PacketError),
+}
+
+/// Room left after a decoded route for a server type to be put in front of it in place
+/// ([`Route::with_server_type`](crate::Route::with_server_type)): a client's
+/// `service.method` route is completed with the frontend's type on every message, and
+/// growing an exact-size string would move it to a new allocation each time.
+const ROUTE_SLACK: usize = 24;
+
+fn route_with_slack(route: &str) -> String {
+    let mut owned = String::with_capacity(route.len() + ROUTE_SLACK);
+    owned.push_str(route);
+    owned
 }
 
 #[cfg(test)]
