@@ -73,6 +73,13 @@ impl RpcHandler for Incoming {
         Box::pin(async move {
             let core = core.ok_or_else(gone)?;
             if bind.fid == core.me.id {
+                if core.client.session_binds_echo_in_order() {
+                    core.own_binds.echoed(&bind.uid);
+                }
+                return Ok(());
+            }
+            if core.own_binds.older_than_ours(&bind.uid) {
+                tracing::debug!(uid = %bind.uid, frontend = %bind.fid, "an older bind on another frontend: the local session, newer, stays");
                 return Ok(());
             }
             if let Some(session) = core.pool.by_uid(&bind.uid) {

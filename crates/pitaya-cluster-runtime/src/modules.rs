@@ -1,6 +1,7 @@
 //! The framework's own modules: unique session (spec §8.5) and binding storage (§8.6).
 
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use pitaya_cluster::BindingStorage;
 use pitaya_core::{BoxFuture, Error};
@@ -50,12 +51,72 @@ impl Module for UniqueSession {
                     kick_or_close(&old).await;
                 }
                 match cluster {
-                    Some(core) => core.client.broadcast_session_bind(&uid).await,
+                    Some(core) => {
+                        let echoes = core.client.session_binds_echo_in_order();
+                        if echoes {
+                            core.own_binds.announced(&uid);
+                        }
+                        let sent = core.client.broadcast_session_bind(&uid).await;
+                        if sent.is_err() && echoes {
+                            core.own_binds.echoed(&uid);
+                        }
+                        sent
+                    }
                     None => Ok(()),
                 }
             }
         });
         Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// A frontend's bind announcements that have not come back yet, per uid.
+///
+/// Frontends learn of each other's binds from announcements, which can reach a frontend
+/// after a newer login of the same user was made on it: a player binds on frontend A,
+/// then at once on frontend B, and A's announcement is handled on B after the new bind,
+/// which B would then kick (the race behind Go Pitaya's issues #220 and #463). Where the
+/// transport delivers announcements to every frontend in one order, B's own
+/// announcement comes back to it too: another frontend's announcement that arrives
+/// before B's own came back was ordered before it, so it is older than B's bind and B's
+/// session stays (A, receiving B's announcement after its own, kicks its session). An
+/// announcement that never comes back (connection lost) stops counting after
+/// [`ECHO_WAIT`], so later logins elsewhere still kick.
+#[derive(Debug, Default)]
+pub(crate) struct OwnBinds(std::sync::Mutex<std::collections::HashMap<String, (u32, Instant)>>);
+
+/// How long an announcement may take to come back before it is no longer waited for.
+const ECHO_WAIT: Duration = Duration::from_secs(5);
+
+impl OwnBinds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u32, Instant)>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// This frontend announced a bind of `uid`.
+    pub(crate) fn announced(&self, uid: &str) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        map.retain(|_, (_, at)| now.duration_since(*at) < ECHO_WAIT);
+        let entry = map.entry(uid.to_owned()).or_insert((0, now));
+        *entry = (entry.0 + 1, now);
+    }
+
+    /// One of this frontend's announcements of `uid` came back (or was never sent).
+    pub(crate) fn echoed(&self, uid: &str) {
+        let mut map = self.lock();
+        if let Some((count, _)) = map.get_mut(uid) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(uid);
+            }
+        }
+    }
+
+    /// Whether an announcement of `uid` from another frontend, arriving now, was ordered
+    /// before this frontend's own latest one.
+    pub(crate) fn older_than_ours(&self, uid: &str) -> bool {
+        self.lock().get(uid).is_some_and(|(_, at)| at.elapsed() < ECHO_WAIT)
     }
 }
 
@@ -172,6 +233,27 @@ mod tests {
         fn remote_addr(&self) -> Option<SocketAddr> {
             None
         }
+    }
+
+    /// Another frontend's announcement counts as older than ours until ours came back,
+    /// and only for as long as an echo may take.
+    #[test]
+    fn own_binds_order_announcements_until_they_come_back() {
+        let binds = OwnBinds::default();
+        assert!(!binds.older_than_ours("u"), "nothing announced: a remote bind is newer");
+        binds.announced("u");
+        binds.announced("u");
+        assert!(binds.older_than_ours("u"));
+        assert!(!binds.older_than_ours("v"));
+        binds.echoed("u");
+        assert!(binds.older_than_ours("u"), "the second announcement is still out");
+        binds.echoed("u");
+        assert!(!binds.older_than_ours("u"));
+        binds.echoed("u");
+        assert!(!binds.older_than_ours("u"), "an extra echo changes nothing");
+        // One that never comes back stops counting.
+        binds.lock().insert("w".into(), (1, Instant::now() - ECHO_WAIT));
+        assert!(!binds.older_than_ours("w"));
     }
 
     /// Go's TestUniqueSession_ShouldSucceedIfKickFails: the newer login wins even when

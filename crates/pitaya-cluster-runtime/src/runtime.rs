@@ -54,6 +54,8 @@ pub struct ClusterRuntime {
     pub(crate) capable: crate::batch::Capable,
     /// Whether pushes to many users may be batched.
     pub(crate) push_batch: bool,
+    /// This frontend's bind announcements not yet echoed back (see `modules`).
+    pub(crate) own_binds: crate::modules::OwnBinds,
 }
 
 /// What the runtime needs from the server besides the transports.
@@ -115,6 +117,7 @@ impl ClusterRuntime {
             health,
             capable: crate::batch::Capable::default(),
             push_batch,
+            own_binds: crate::modules::OwnBinds::default(),
         })
     }
 

@@ -64,6 +64,15 @@ pub trait RpcClient: Send + Sync + 'static {
     /// Transport errors.
     fn broadcast_session_bind<'a>(&'a self, uid: &'a str) -> BoxFuture<'a, Result<(), Error>>;
 
+    /// Whether this frontend's own [`broadcast_session_bind`](Self::broadcast_session_bind)
+    /// announcements come back to its [`RpcHandler::handle_bind`](crate::RpcHandler::handle_bind)
+    /// in the one order every frontend of the type sees them (NATS: one subject, echo
+    /// on). The unique-session module then tells an announcement older than its own bind
+    /// from a newer one. `false` (the default) for transports without such an order.
+    fn session_binds_echo_in_order(&self) -> bool {
+        false
+    }
+
     /// Closes the client once in-flight calls have finished. Idempotent.
     fn stop(&self) -> BoxFuture<'_, ()>;
 

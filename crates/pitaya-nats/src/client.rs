@@ -206,6 +206,12 @@ impl RpcClient for NatsRpcClient {
     ///
     /// # Errors
     /// As [`RpcClient::send_push`].
+    /// nats-server delivers one subject's messages to every subscriber in the order it
+    /// received them, and echoes a connection's own messages back to it (the default).
+    fn session_binds_echo_in_order(&self) -> bool {
+        true
+    }
+
     fn broadcast_session_bind<'a>(&'a self, uid: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         let bind = BindMsg { uid: uid.to_owned(), fid: self.me.id.clone() };
         let subject = bindings_subject(&self.me.server_type);
