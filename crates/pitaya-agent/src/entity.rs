@@ -63,6 +63,25 @@ pub(crate) struct AgentEntity {
     pub(crate) resume: OnceLock<Arc<crate::resume::Resume>>,
 }
 
+/// Encodes `msg` into `buf`. A response that cannot be encoded becomes an error response
+/// in its place, so that a request still gets its one answer; the error is returned only
+/// when nothing was written.
+pub(crate) fn encode_outgoing(
+    codec: &MessageCodec,
+    serializer: &dyn pitaya_serialize::Serializer,
+    msg: &Message,
+    buf: &mut BytesMut,
+) -> Result<(), pitaya_codec::MessageError> {
+    let Err(e) = codec.encode_packet(msg, buf) else { return Ok(()) };
+    tracing::error!(error = %e, route = %msg.route, id = msg.id, "cannot encode an outgoing message");
+    if msg.kind != pitaya_codec::MessageType::Response {
+        return Err(e);
+    }
+    let err = Error::internal(format!("response cannot be sent: {e}"));
+    let body = serializer.encode_error(&err.to_payload());
+    codec.encode_packet(&Message::error_response(msg.id, body), buf)
+}
+
 fn closed() -> Error {
     Error::new(codes::CLIENT_CLOSED_REQUEST, "connection closed")
 }
@@ -93,10 +112,7 @@ impl AgentEntity {
         if self.resume.get().is_none() && self.control.current() != Signal::Open {
             return Err(closed());
         }
-        let codec = match &self.client_routes {
-            Some(routes) => routes.codec(&self.codec),
-            None => &self.codec,
-        };
+        let codec = self.client_codec();
         // The codec lives in the server's shared state (or in this connection's routes),
         // which outlive the push: its address names the wire variant.
         let variant = std::ptr::from_ref(codec) as usize;
@@ -206,29 +222,17 @@ impl AgentEntity {
     /// `msg` as a packet, with this client's route compression; a response that cannot be
     /// encoded becomes an error response, as the writer would send it.
     fn encode_now(&self, msg: &Message) -> Result<Bytes, Error> {
-        let codec = match &self.client_routes {
+        let mut out = BytesMut::new();
+        encode_outgoing(self.client_codec(), &*self.serializer, msg, &mut out)
+            .map_err(|e| Error::internal(format!("message cannot be sent: {e}")))?;
+        Ok(out.freeze())
+    }
+
+    /// The codec for this client: with its route compression, if it has its own.
+    fn client_codec(&self) -> &MessageCodec {
+        match &self.client_routes {
             Some(routes) => routes.codec(&self.codec),
             None => &self.codec,
-        };
-        let mut out = BytesMut::new();
-        match codec.encode_packet(msg, &mut out) {
-            Ok(()) => Ok(out.freeze()),
-            Err(e) => {
-                tracing::error!(error = %e, route = %msg.route, id = msg.id, "cannot encode an outgoing message");
-                if msg.kind != pitaya_codec::MessageType::Response {
-                    return Err(Error::internal(format!("message cannot be sent: {e}")));
-                }
-                let err = Error::internal(format!("response cannot be sent: {e}"));
-                let body = pitaya_serialize::Serializer::encode_error(
-                    &*self.serializer,
-                    &err.to_payload(),
-                );
-                let mut out = BytesMut::new();
-                codec
-                    .encode_packet(&Message::error_response(msg.id, body), &mut out)
-                    .map_err(|e| Error::internal(e.to_string()))?;
-                Ok(out.freeze())
-            }
         }
     }
 

@@ -388,12 +388,7 @@ impl Resume {
             if state.ended {
                 return;
             }
-            state.ended = true;
-            if let Some((offered, control)) = state.offer.take() {
-                control.signal(Signal::Close);
-                self.registry.remove(&offered);
-            }
-            self.registry.remove(&state.token);
+            self.mark_ended(&mut state);
             let conn = state.conn.clone();
             let away = if conn.is_none() {
                 state.log.clear();
@@ -416,16 +411,22 @@ impl Resume {
         }
     }
 
-    /// Called by the connection holding the session when it ends it (not a drop):
-    /// forgets the tokens and what was kept.
-    pub(crate) fn end(&self) {
-        let mut state = lock(&self.state);
+    /// Marks the session ended and forgets its tokens; a connection waiting to take it
+    /// over is told to close.
+    fn mark_ended(&self, state: &mut State) {
         state.ended = true;
         if let Some((offered, control)) = state.offer.take() {
             control.signal(Signal::Close);
             self.registry.remove(&offered);
         }
         self.registry.remove(&state.token);
+    }
+
+    /// Called by the connection holding the session when it ends it (not a drop):
+    /// forgets the tokens and what was kept.
+    pub(crate) fn end(&self) {
+        let mut state = lock(&self.state);
+        self.mark_ended(&mut state);
         state.log.clear();
         state.session = None;
         state.parked = None;

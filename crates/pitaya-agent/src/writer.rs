@@ -2,8 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use pitaya_acceptor::PacketWriter;
-use pitaya_codec::{Message, MessageCodec, MessageType};
-use pitaya_core::Error;
+use pitaya_codec::MessageCodec;
 use pitaya_serialize::Serializer;
 
 use crate::control::{Control, Signal};
@@ -130,15 +129,8 @@ impl WriterTask {
                     Some(routes) => routes.codec(&self.codec),
                     None => &self.codec,
                 };
-                if let Err(e) = codec.encode_packet(&msg, buf) {
-                    tracing::error!(error = %e, route = %msg.route, id = msg.id, "cannot encode an outgoing message");
-                    // A request still gets its one answer: an error in place of the reply.
-                    if msg.kind == MessageType::Response {
-                        let err = Error::internal(format!("response cannot be sent: {e}"));
-                        let body = self.serializer.encode_error(&err.to_payload());
-                        let _ = codec.encode_packet(&Message::error_response(msg.id, body), buf);
-                    }
-                }
+                // Logged there; a push that cannot be encoded is dropped.
+                let _ = crate::entity::encode_outgoing(codec, &*self.serializer, &msg, buf);
             }
         }
     }
